@@ -1,0 +1,61 @@
+# `make demo` and `make test` do all set-up on a fresh machine: a virtualenv (cached
+# outside the clone, keyed by the lock file), the local Kafka/Redis/Prometheus.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+CACHE ?= $(HOME)/.cache/flywheel
+LOCK := requirements/lock.txt
+VENV ?= $(CACHE)/venv-$(shell sha256sum $(LOCK) | cut -c1-12)
+UV := $(CACHE)/bootstrap/bin/uv
+BIN := $(VENV)/bin
+# Models and tokenizers are built locally; never wait on a model hub.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+PYTEST_ARGS ?=
+
+.PHONY: help install infra infra-down test test-unit demo lint bench clean-venv
+
+help:
+	@echo "make demo    run the closed loop (embedded bus, tiny local model) and write report/"
+	@echo "make test    set up everything (venv, Kafka, Redis, Prometheus) and run the whole suite"
+	@echo "make infra / infra-down    start / stop the local Kafka, Redis and Prometheus"
+	@echo "make bench   run the benchmarks under bench/ against the local broker"
+
+$(UV):
+	$(PYTHON) -m venv $(CACHE)/bootstrap
+	$(CACHE)/bootstrap/bin/pip install -q uv
+
+$(VENV)/.installed: $(LOCK) | $(UV)
+	$(UV) venv -q --allow-existing -p 3.11 $(VENV)
+	VIRTUAL_ENV=$(VENV) $(UV) pip install -q -r $(LOCK)
+	touch $@
+
+install: $(VENV)/.installed
+	@# The venv is shared between clones: always point the editable install at this one.
+	VIRTUAL_ENV=$(VENV) $(UV) pip install -q --no-deps -e .
+
+infra:
+	deploy/local/up >/dev/null
+
+infra-down:
+	deploy/local/down
+
+test: install infra
+	eval "$$(deploy/local/up 2>/dev/null)" && $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-unit: install
+	$(BIN)/python -m pytest -q -m "not kafka and not redis and not prometheus and not slow" $(PYTEST_ARGS)
+
+demo: install
+	$(BIN)/flywheel demo
+
+bench: install infra
+	eval "$$(deploy/local/up 2>/dev/null)" && for b in bench/*.py; do $(BIN)/python $$b; done
+
+lint: install
+	$(BIN)/lint-imports
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Composition root: CLI, settings, wiring, embedded runtime, simulator. Nothing imports it."""

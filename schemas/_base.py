@@ -1,0 +1,121 @@
+"""Shared base for every message: frozen, strict about unknown fields, versioned."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Annotated, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, ValidationInfo
+
+from schemas._errors import SchemaError
+
+SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
+
+
+@dataclass(frozen=True)
+class ValidationLimits:
+    """Limits applied while validating input from producers.
+
+    Attributes:
+        max_text_chars: longest accepted message text.
+        max_clock_skew_s: how far in the future an event time may lie (producer clock skew).
+        min_ts: earliest accepted event time; anything older is a broken clock.
+    """
+
+    max_text_chars: int = 32_000
+    max_clock_skew_s: float = 300.0
+    min_ts: datetime = datetime(2020, 1, 1, tzinfo=UTC)
+
+    def as_context(self) -> dict[str, Any]:
+        return {"limits": self}
+
+
+DEFAULT_LIMITS = ValidationLimits()
+
+
+def _limits(info: ValidationInfo) -> ValidationLimits:
+    context = info.context if isinstance(info.context, Mapping) else {}
+    limits = context.get("limits", DEFAULT_LIMITS)
+    return limits if isinstance(limits, ValidationLimits) else DEFAULT_LIMITS
+
+
+def _check_utc(value: datetime, info: ValidationInfo) -> datetime:
+    if value.tzinfo is None or value.utcoffset() != timedelta(0):
+        raise ValueError("timestamp must be UTC with an explicit offset (e.g. 2026-01-01T12:00:00Z)")
+    limits = _limits(info)
+    if value < limits.min_ts:
+        raise ValueError(f"timestamp {value.isoformat()} is before {limits.min_ts.date()}: producer clock is wrong")
+    latest = datetime.now(UTC) + timedelta(seconds=limits.max_clock_skew_s)
+    if value > latest:
+        raise ValueError(f"timestamp {value.isoformat()} lies more than {limits.max_clock_skew_s:.0f}s in the future")
+    return value.astimezone(UTC)
+
+
+def _check_text(value: str, info: ValidationInfo) -> str:
+    limit = _limits(info).max_text_chars
+    if len(value) > limit:
+        raise ValueError(f"text has {len(value)} characters; the limit is {limit}")
+    return value
+
+
+def _check_version(value: int) -> int:
+    if value not in SUPPORTED_SCHEMA_VERSIONS:
+        raise ValueError(f"unknown schema_version {value}; this consumer supports {sorted(SUPPORTED_SCHEMA_VERSIONS)}")
+    return value
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_check_utc)]
+"""An event time: timezone-aware UTC, not before ValidationLimits.min_ts, not in the future."""
+
+Text = Annotated[str, AfterValidator(_check_text)]
+"""Free text from users or models, bounded by ValidationLimits.max_text_chars."""
+
+SchemaVersion = Annotated[int, AfterValidator(_check_version)]
+
+
+class Message(BaseModel):
+    """Base of every message crossing a process boundary."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, populate_by_name=False)
+
+    def to_json_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def schema_error_from(exc: ValidationError, *, strip_tags: frozenset[str] = frozenset()) -> SchemaError:
+    """Turn pydantic's error list into one SchemaError naming the first bad field.
+
+    Discriminated unions put the tag into the error location (``user_message.text``);
+    ``strip_tags`` removes those so the field reads as the producer wrote it.
+    """
+    errors = exc.errors(include_url=False)
+    if not errors:
+        return SchemaError("", str(exc))
+    first = errors[0]
+    loc = [str(p) for p in first["loc"] if str(p) not in strip_tags]
+    # pydantic wraps our ValueError text in "Value error, ..."; keep only our words.
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "union_tag_invalid":
+        return SchemaError("type", message)
+    if first["type"] == "union_tag_not_found":
+        return SchemaError("type", "missing 'type' field")
+    if first["type"] == "json_invalid":
+        return SchemaError("", f"not valid JSON: {first.get('ctx', {}).get('error', message)}")
+    if first["type"] == "extra_forbidden":
+        message = "unknown field"
+    extra = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
+    return SchemaError(".".join(loc), message + extra)
+
+
+def parse_message(model: type[M], raw: bytes | str, limits: ValidationLimits = DEFAULT_LIMITS) -> M:
+    """Validate JSON into ``model``; every failure is a SchemaError."""
+    try:
+        return model.model_validate_json(raw, context=limits.as_context())
+    except ValidationError as exc:
+        raise schema_error_from(exc) from None

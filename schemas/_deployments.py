@@ -1,0 +1,73 @@
+"""Deployment state and canary decisions: the compacted `serving.deployments` topic."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, TypeAdapter
+
+from schemas._base import SCHEMA_VERSION, Message, SchemaVersion, UtcDatetime
+
+CanaryAction = Literal["start", "hold", "advance", "promote", "rollback", "halt", "pause", "resume", "reject"]
+
+
+class MetricResult(Message):
+    """One metric of one canary analysis."""
+
+    name: str
+    role: Literal["goal", "guardrail"]
+    baseline: float
+    candidate: float
+    lift: float = Field(description="candidate − baseline (absolute).")
+    ci_low: float
+    ci_high: float
+    p_value: float = Field(description="Always-valid p-value (running minimum).")
+    n_baseline: int
+    n_candidate: int
+    verdict: Literal["better", "worse", "inconclusive", "no_data", "breach", "ok"]
+
+
+class CanaryDecision(Message):
+    """A decision of the controller (or an operator) with the statistics behind it."""
+
+    kind: Literal["decision"] = "decision"
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    decision_id: str
+    model: str
+    baseline_version: str | None
+    candidate_version: str | None
+    action: CanaryAction
+    reason: str
+    share_bp_before: int = Field(ge=0, le=10_000)
+    share_bp_after: int = Field(ge=0, le=10_000)
+    metrics: tuple[MetricResult, ...] = ()
+    srm_p_value: float | None = None
+    actor: str = Field(default="controller", description="controller, or the operator who asked (admin API).")
+    ts: UtcDatetime
+
+
+class DeploymentState(Message):
+    """Desired routing state of one public model name. Keyed by ``model``; the latest wins."""
+
+    kind: Literal["state"] = "state"
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    model: str
+    baseline_version: str | None
+    candidate_version: str | None = None
+    share_bp: int = Field(default=0, ge=0, le=10_000, description="Candidate share in basis points of users.")
+    step_index: int = -1
+    status: Literal["idle", "canary", "paused", "halted"] = "idle"
+    experiment_salt: str = Field(description="Salt of the sticky user→bucket hash; new per experiment.")
+    updated_ts: UtcDatetime
+    last_decision_id: str | None = None
+
+
+DeploymentRecord = Annotated[Union[DeploymentState, CanaryDecision], Field(discriminator="kind")]
+deployment_record_adapter: TypeAdapter[DeploymentRecord] = TypeAdapter(DeploymentRecord)
+
+
+def deployment_record_key(record: DeploymentState | CanaryDecision) -> str:
+    """State is keyed by model (compaction keeps the latest); each decision by its own id."""
+    if isinstance(record, DeploymentState):
+        return record.model
+    return f"{record.model}#{record.decision_id}"

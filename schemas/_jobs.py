@@ -1,0 +1,100 @@
+"""Training job requests (`trainer.jobs`) and checkpoint manifests (`models.checkpoints`)."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from schemas._base import SCHEMA_VERSION, Message, SchemaVersion, UtcDatetime
+
+JobKind = Literal["reward", "sft", "dpo", "grpo"]
+_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_name(value: str, what: str = "name") -> str:
+    """Model names and versions become directory names: no separators, no traversal."""
+    if not _VERSION_RE.match(value) or value in {".", ".."}:
+        raise ValueError(f"{what} {value!r} must match {_VERSION_RE.pattern} (no '/', no '..')")
+    return value
+
+
+class OffsetRange(Message):
+    """Half-open offset range [from_offset, to_offset) of one topic partition."""
+
+    topic: str
+    partition: int = Field(ge=0)
+    from_offset: int = Field(ge=0)
+    to_offset: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "OffsetRange":
+        if self.to_offset < self.from_offset:
+            raise ValueError(f"to_offset ({self.to_offset}) < from_offset ({self.from_offset})")
+        return self
+
+    @property
+    def count(self) -> int:
+        return self.to_offset - self.from_offset
+
+
+class TrainJobRequest(Message):
+    """Train ``kind`` on exactly ``inputs``, starting from ``base_version`` of ``model``."""
+
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    job_id: str = Field(description="Deterministic from the input ranges: the same ranges give the same id.")
+    kind: JobKind
+    model: str
+    base_version: str | None = Field(default=None, description="Checkpoint to start from; None = the model's current baseline.")
+    inputs: tuple[OffsetRange, ...] = Field(min_length=1)
+    created_ts: UtcDatetime
+    config: dict[str, str | int | float | bool] = Field(default_factory=dict, description="Overrides of the trainer's settings.")
+
+    _check_model = field_validator("model")(lambda v: check_name(v, "model"))
+
+
+class FileDigest(Message):
+    path: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+
+
+class EvalReport(Message):
+    """Offline gate result: candidate vs the serving baseline on held-out prompts."""
+
+    baseline_version: str | None
+    prompts: int
+    instruction_following: float
+    violation_rate: float
+    reward_score: float | None = None
+    baseline_instruction_following: float | None = None
+    baseline_violation_rate: float | None = None
+    baseline_reward_score: float | None = None
+    win_rate: float | None = Field(default=None, description="Reward-model win rate of candidate vs baseline replies.")
+    style_drift: dict[str, float] = Field(default_factory=dict, description="Candidate minus baseline: mean words, emoji rate, question rate…")
+    passed: bool
+    reasons: tuple[str, ...] = ()
+    flags: tuple[str, ...] = Field(default=(), description="Warnings that do not reject, e.g. win rate above the ceiling.")
+
+
+class CheckpointManifest(Message):
+    """What a checkpoint is, where it came from, how it scored. Keyed by ``version``."""
+
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    model: str
+    version: str
+    parent: str | None
+    kind: Literal["full", "lora"]
+    job_id: str | None = None
+    job_kind: JobKind | None = None
+    files: tuple[FileDigest, ...] = ()
+    training: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    lineage: tuple[OffsetRange, ...] = ()
+    eval: EvalReport | None = None
+    status: Literal["published", "rejected", "retired"]
+    created_ts: UtcDatetime
+    uri: str | None = Field(default=None, description="Where the files live (registry path or object-store URL).")
+
+    _check_model = field_validator("model")(lambda v: check_name(v, "model"))
+    _check_version = field_validator("version")(lambda v: check_name(v, "version"))

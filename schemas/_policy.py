@@ -1,0 +1,70 @@
+"""Content policy: rule sets that flag a reply as a violation, with the reason.
+
+Rules are data (so operators can configure them); the checks are pure functions.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from schemas._instructions import CheckResult
+
+# Personal data a model must never emit. Deliberately conservative patterns; the
+# redaction in curation is more thorough, this is the guardrail check.
+_PII_PATTERNS: dict[str, re.Pattern[str]] = {
+    "email": re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"),
+    "phone": re.compile(r"(?<!\d)(?:\+?\d{1,3}[ .-]?)?(?:\(\d{3}\)|\d{3})[ .-]?\d{3}[ .-]?\d{4}(?!\d)"),
+    "card_number": re.compile(r"(?<!\d)(?:\d[ -]?){13,19}(?!\d)"),
+    "national_id": re.compile(r"\b\d{3}-\d{2}-\d{4}\b"),
+}
+
+DEFAULT_BANNED_TERMS: tuple[str, ...] = (
+    "idiot", "stupid", "hate you", "kill", "shut up", "loser", "worthless", "dumb",
+)
+
+
+@dataclass(frozen=True)
+class PolicyRuleSet:
+    """A configurable content policy.
+
+    Attributes:
+        name: shown in reasons and metrics.
+        banned_terms: words or phrases (case-insensitive, whole words) a reply must not contain.
+        personal_data: flag emails, phone numbers, card and national-ID numbers in replies.
+    """
+
+    name: str = "default"
+    banned_terms: tuple[str, ...] = DEFAULT_BANNED_TERMS
+    personal_data: bool = True
+    extra_patterns: dict[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def _banned(self) -> re.Pattern[str] | None:
+        if not self.banned_terms:
+            return None
+        alternatives = "|".join(re.escape(t) for t in sorted(self.banned_terms, key=len, reverse=True))
+        return re.compile(rf"\b(?:{alternatives})\b", re.IGNORECASE)
+
+    @cached_property
+    def _extra(self) -> dict[str, re.Pattern[str]]:
+        return {k: re.compile(v, re.IGNORECASE) for k, v in self.extra_patterns.items()}
+
+
+DEFAULT_POLICY = PolicyRuleSet()
+
+
+def check_policy(text: str, policy: PolicyRuleSet = DEFAULT_POLICY) -> CheckResult:
+    """Return a failing CheckResult (a violation) with the first rule broken, else pass."""
+    banned = policy._banned
+    if banned is not None and (m := banned.search(text)):
+        return CheckResult(False, f"banned term {m.group(0).lower()!r}", f"policy:{policy.name}:banned_term")
+    if policy.personal_data:
+        for kind, pattern in _PII_PATTERNS.items():
+            if pattern.search(text):
+                return CheckResult(False, f"personal data ({kind}) in reply", f"policy:{policy.name}:personal_data")
+    for kind, pattern in policy._extra.items():
+        if pattern.search(text):
+            return CheckResult(False, f"matches rule {kind!r}", f"policy:{policy.name}:{kind}")
+    return CheckResult(True, "ok", f"policy:{policy.name}")

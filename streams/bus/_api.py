@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from schemas import TopicSpec
@@ -14,9 +14,15 @@ class TopicPartition(NamedTuple):
     partition: int
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One consumed message. ``key`` is the UTF-8 key (None when unkeyed)."""
+_NO_HEADERS: Mapping[str, bytes] = MappingProxyType({})
+
+
+class Record(NamedTuple):
+    """One consumed message. ``key`` is the UTF-8 key (None when unkeyed).
+
+    A NamedTuple rather than a frozen dataclass: consumers build hundreds of thousands
+    per second and tuple construction is several times cheaper.
+    """
 
     topic: str
     partition: int
@@ -24,7 +30,7 @@ class Record:
     key: str | None
     value: bytes
     timestamp_ms: int
-    headers: Mapping[str, bytes] = field(default_factory=dict)
+    headers: Mapping[str, bytes] = _NO_HEADERS
 
     @property
     def tp(self) -> TopicPartition:

@@ -16,7 +16,7 @@ from confluent_kafka import TopicPartition as _RawTP
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas import StreamError, TopicSpec
-from streams.bus._api import Consumer, Offsets, RebalanceCallback, Record, TopicPartition
+from streams.bus._api import _NO_HEADERS, Consumer, Offsets, RebalanceCallback, Record, TopicPartition
 from streams.bus.kafka_settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -230,7 +230,7 @@ class KafkaConsumer:
             key = m.key()
             headers = m.headers()
             out.append(Record(m.topic(), m.partition(), m.offset(), key.decode() if key is not None else None,
-                              m.value() or b"", m.timestamp()[1], dict(headers) if headers else {}))
+                              m.value() or b"", m.timestamp()[1], dict(headers) if headers else _NO_HEADERS))
         return out
 
     def commit(self, offsets: Offsets | None = None) -> None:

@@ -7,6 +7,7 @@ The environment is read here and nowhere else.
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +24,8 @@ from schemas import Topics, ValidationLimits
 from streams import KafkaSettings
 
 CONFIG_FILE_ENV = "FLYWHEEL_CONFIG_FILE"
+# A --config given on the command line; wins over FLYWHEEL_CONFIG_FILE.
+_config_file: ContextVar[str | None] = ContextVar("flywheel_config_file", default=None)
 
 
 class FlywheelSettings(BaseSettings):
@@ -53,7 +56,7 @@ class FlywheelSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        path = os.environ.get(CONFIG_FILE_ENV)
+        path = _config_file.get() or os.environ.get(CONFIG_FILE_ENV)
         if path:
             suffix = Path(path).suffix.lower()
             if suffix == ".toml":
@@ -75,8 +78,10 @@ class FlywheelSettings(BaseSettings):
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> FlywheelSettings:
     """Settings from the environment, ``config_file`` (if given) and ``overrides``."""
-    if config_file is not None:
-        if not config_file.is_file():
-            raise FileNotFoundError(f"config file {config_file} does not exist")
-        os.environ[CONFIG_FILE_ENV] = str(config_file)
-    return FlywheelSettings(**overrides)
+    if config_file is not None and not config_file.is_file():
+        raise FileNotFoundError(f"config file {config_file} does not exist")
+    token = _config_file.set(str(config_file) if config_file else None)
+    try:
+        return FlywheelSettings(**overrides)
+    finally:
+        _config_file.reset(token)

@@ -24,12 +24,14 @@ def test_file_then_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     config = tmp_path / "flywheel.toml"
     config.write_text('max_text_chars = 1000\n[kafka]\nbootstrap_servers = "from-file:9092"\nclient_id = "file"\n')
     monkeypatch.delenv(CONFIG_FILE_ENV, raising=False)
+    monkeypatch.delenv("FLYWHEEL_KAFKA__BOOTSTRAP_SERVERS", raising=False)
     monkeypatch.setenv("FLYWHEEL_KAFKA__CLIENT_ID", "env")
     settings = load_settings(config)
     assert settings.max_text_chars == 1000
     assert settings.kafka.bootstrap_servers == "from-file:9092"
     assert settings.kafka.client_id == "env"
     assert settings.limits.max_text_chars == 1000
+    assert FlywheelSettings().max_text_chars == 32_000  # the file applied to that load only
 
 
 def test_yaml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,113 @@
+"""A seeded population of simulated users with hidden preferences.
+
+Preferences are drawn per user from wide distributions, so no single reply template
+pleases everyone: some want short answers, some long; some like being asked back, some
+find it tiresome; emoji delight some and annoy others. What every user shares is that
+a character breaking its instructions, or a policy violation, costs engagement.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+from flywheel.sim._catalogue import Catalogue, Character, Topic
+
+_NAMES = (
+    "alex", "bea", "carl", "dana", "eli", "fay", "gus", "hana", "ivan", "jade", "kai", "lena",
+    "milo", "nina", "omar", "pia", "quinn", "rosa", "sami", "tara", "uma", "vito", "wren", "yara", "zed",
+)
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """Hidden tastes of one user (never sent anywhere; they only drive decisions).
+
+    Utilities are in logit units of the chance to continue the conversation.
+    """
+
+    base: float
+    preferred_words: float
+    length_tolerance: float
+    length_weight: float
+    question_affinity: float
+    emoji_affinity: float
+    instruction_weight: float
+    violation_aversion: float
+    topic_weight: float
+    feedback_rate: float
+    regenerate_rate: float
+    report_rate: float
+    loyalty: float
+
+
+@dataclass(frozen=True)
+class SimUser:
+    id: str
+    name: str
+    prefs: Preferences
+    topics: tuple[tuple[str, float], ...]
+    characters: tuple[tuple[str, float], ...]
+
+    def pick_topic(self, rng: random.Random) -> str:
+        ids, weights = zip(*self.topics)
+        return rng.choices(ids, weights)[0]
+
+    def pick_character(self, rng: random.Random) -> str:
+        ids, weights = zip(*self.characters)
+        return rng.choices(ids, weights)[0]
+
+
+def draw_preferences(rng: random.Random) -> Preferences:
+    """One user's tastes. The ranges are wide on purpose (see the module docstring)."""
+    return Preferences(
+        base=rng.gauss(0.5, 0.4),
+        preferred_words=math.exp(rng.uniform(math.log(8), math.log(45))),
+        length_tolerance=rng.uniform(0.5, 1.2),
+        length_weight=rng.uniform(0.3, 1.0),
+        question_affinity=rng.uniform(-0.4, 0.8),
+        emoji_affinity=rng.uniform(-0.5, 0.5),
+        instruction_weight=rng.uniform(1.0, 2.2),
+        violation_aversion=rng.uniform(2.0, 3.5),
+        topic_weight=rng.uniform(0.2, 0.8),
+        feedback_rate=rng.uniform(0.05, 0.3),
+        regenerate_rate=rng.uniform(0.05, 0.35),
+        report_rate=rng.uniform(0.2, 0.7),
+        loyalty=rng.uniform(-0.5, 0.5),
+    )
+
+
+def _dirichlet(rng: random.Random, n: int, concentration: float) -> list[float]:
+    draws = [rng.gammavariate(concentration, 1.0) for _ in range(n)]
+    total = sum(draws) or 1.0
+    return [d / total for d in draws]
+
+
+@dataclass(frozen=True)
+class Population:
+    users: tuple[SimUser, ...]
+    catalogue: Catalogue
+
+    @classmethod
+    def generate(cls, n_users: int, seed: int, catalogue: Catalogue) -> "Population":
+        """``n_users`` users; the same (n, seed, catalogue) always gives the same population."""
+        rng = random.Random(f"population:{seed}")
+        users = []
+        for i in range(n_users):
+            topic_w = _dirichlet(rng, len(catalogue.topics), 0.7)
+            char_w = _dirichlet(rng, len(catalogue.characters), 0.7)
+            users.append(SimUser(
+                id=f"sim-{seed}-{i:05d}",
+                name=rng.choice(_NAMES),
+                prefs=draw_preferences(rng),
+                topics=tuple((t.id, w) for t, w in zip(catalogue.topics, topic_w)),
+                characters=tuple((c.id, w) for c, w in zip(catalogue.characters, char_w)),
+            ))
+        return cls(tuple(users), catalogue)
+
+    def character(self, character_id: str) -> Character:
+        return self.catalogue.character(character_id)
+
+    def topic(self, topic_id: str) -> Topic:
+        return self.catalogue.topic(topic_id)

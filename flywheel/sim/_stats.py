@@ -1,0 +1,101 @@
+"""What the simulator saw: per reply records and per model-version counters."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from schemas import FeedbackKind
+
+
+@dataclass(frozen=True)
+class TurnRecord:
+    """One reply as a user saw it, and what the user did next."""
+
+    day: int
+    user_id: str
+    conversation_id: str
+    character_id: str
+    turn: int
+    model_version: str
+    arm: str | None
+    regenerated: bool
+    follows_instructions: bool
+    violation: bool
+    p_continue: float
+    continued: bool
+    regenerate: bool
+    feedback: tuple[FeedbackKind, ...]
+
+
+@dataclass
+class VersionStats:
+    """Counters of one model version (additive, so they merge across runs)."""
+
+    replies: int = 0
+    continued: int = 0
+    follows_instructions: int = 0
+    violations: int = 0
+    regenerations: int = 0
+    thumbs_up: int = 0
+    thumbs_down: int = 0
+    reports: int = 0
+    sessions: int = 0
+    user_turns: int = 0
+    p_continue_sum: float = 0.0
+
+    @property
+    def continue_rate(self) -> float:
+        return self.continued / self.replies if self.replies else 0.0
+
+    @property
+    def instruction_following_rate(self) -> float:
+        return self.follows_instructions / self.replies if self.replies else 0.0
+
+    @property
+    def violation_rate(self) -> float:
+        return self.violations / self.replies if self.replies else 0.0
+
+    @property
+    def mean_depth(self) -> float:
+        return self.user_turns / self.sessions if self.sessions else 0.0
+
+
+@dataclass
+class SimStats:
+    """Running totals of a simulation, thread-safe to read while it runs."""
+
+    requests: int = 0
+    errors: int = 0
+    sessions_started: int = 0
+    sessions_ended: int = 0
+    events_emitted: int = 0
+    days_opened: int = 0
+    visits_by_day: dict[int, int] = field(default_factory=dict)
+    by_version: dict[str, VersionStats] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def record(self, r: TurnRecord) -> None:
+        with self._lock:
+            v = self.by_version.setdefault(r.model_version, VersionStats())
+            v.replies += 1
+            v.continued += r.continued
+            v.follows_instructions += r.follows_instructions
+            v.violations += r.violation
+            v.regenerations += r.regenerate
+            v.p_continue_sum += r.p_continue
+            v.thumbs_up += FeedbackKind.THUMBS_UP in r.feedback
+            v.thumbs_down += FeedbackKind.THUMBS_DOWN in r.feedback
+            v.reports += FeedbackKind.REPORT in r.feedback
+
+    def session_ended(self, model_version: str | None, user_turns: int) -> None:
+        with self._lock:
+            self.sessions_ended += 1
+            if model_version is not None:
+                v = self.by_version.setdefault(model_version, VersionStats())
+                v.sessions += 1
+                v.user_turns += user_turns
+
+    def version(self, model_version: str) -> VersionStats:
+        with self._lock:
+            return VersionStats(**vars(self.by_version.get(model_version, VersionStats())))

@@ -20,6 +20,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from flywheel.demo.config import DemoConfig
 from schemas import Topics, ValidationLimits
 from streams import KafkaSettings
 
@@ -45,6 +46,7 @@ class FlywheelSettings(BaseSettings):
     max_clock_skew_s: float = Field(default=300.0, ge=0, description="How far in the future an event time may lie.")
     metrics_port: int = Field(default=0, ge=0, le=65535, description="Port of /metrics for worker processes; 0 = none.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    demo: DemoConfig = Field(default_factory=DemoConfig, description="`flywheel demo` and the user simulator (`flywheel simulate`).")
 
     @classmethod
     def settings_customise_sources(

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from flywheel.cli import _platform
+from flywheel.cli import _demo, _platform
 from flywheel.settings import load_settings
 from flywheel.wiring import configure_logging
 
@@ -32,6 +32,7 @@ def _root(
 
 
 _platform.register(app)
+_demo.register(app)
 
 
 def main() -> None:

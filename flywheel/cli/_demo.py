@@ -1,0 +1,77 @@
+"""`flywheel simulate` (load generator against a running gateway) and `flywheel demo`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Optional
+
+import typer
+
+from flywheel.settings import FlywheelSettings
+from flywheel.sim import GatewayClient, Population, SimStats, Simulator, shared_catalogue
+from flywheel.wiring import make_bus
+from streams import ChatEventProducer
+
+
+def _summary(stats: SimStats) -> list[str]:
+    lines = [f"{'model version':<28} {'replies':>8} {'continue':>9} {'IF':>6} {'viol.':>6} {'depth':>6} {'regen':>6}"]
+    for version, v in sorted(stats.by_version.items()):
+        lines.append(f"{version:<28} {v.replies:>8} {v.continue_rate:>9.3f} {v.instruction_following_rate:>6.3f} "
+                     f"{v.violation_rate:>6.3f} {v.mean_depth:>6.2f} {v.regenerations:>6}")
+    lines.append(f"requests {stats.requests}, errors {stats.errors}, sessions {stats.sessions_started}, "
+                 f"client events sent {stats.events_emitted}, visits per day {dict(sorted(stats.visits_by_day.items()))}")
+    return lines
+
+
+def simulate(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Option("--url", help="Base URL of a Flywheel gateway (its OpenAI API is under /v1).")],
+    users: Annotated[Optional[int], typer.Option("--users", help="Simulated users (default: settings demo.simulator.users).")] = None,
+    days: Annotated[int, typer.Option("--days", min=1, help="Simulated days to run.")] = 1,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the population and every decision.")] = None,
+    concurrency: Annotated[Optional[int], typer.Option("--concurrency", min=1, help="Most requests in flight.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Public model name to ask for.")] = None,
+    api_key: Annotated[str, typer.Option("--api-key", help="Bearer token for the gateway, if it wants one.")] = "sim",
+    events: Annotated[bool, typer.Option("--events/--no-events", help="Send the client-side chat events (feedback, "
+                                         "session ends) to chat.events on the configured bus.")] = True,
+) -> None:
+    """Drive a running deployment with simulated users (a load generator and event producer).
+
+    Users open conversations with the catalogue's characters and topics, talk through the
+    gateway's OpenAI-compatible API, and continue, regenerate, rate, report or leave
+    depending on what the model says; feedback and session ends go to chat.events.
+    """
+    settings: FlywheelSettings = ctx.obj
+    base = settings.demo.simulator
+    overrides = {k: v for k, v in {"users": users, "seed": seed, "concurrency": concurrency, "model": model}.items() if v is not None}
+    config = base.model_copy(update=overrides)
+    population = Population.generate(config.users, config.seed, shared_catalogue())
+    client = GatewayClient(url, model=config.model, api_key=api_key, timeout_s=config.request_timeout_s,
+                           max_tokens=config.max_tokens)
+    producer = make_bus(settings).producer() if events else None
+    chat_events = ChatEventProducer(producer, settings.topics.chat_events, settings.limits) if producer else None
+    sim = Simulator(config, population, client, chat_events)
+
+    async def run() -> SimStats:
+        try:
+            for _ in range(days):
+                stats = await sim.run(days=1)
+                v = sum(s.replies for s in stats.by_version.values())
+                typer.echo(f"day {sim.day + 1}/{days}: visits {stats.visits_by_day.get(sim.day, 0)}, replies so far {v}, "
+                           f"errors {stats.errors}", err=True)
+            return sim.stats
+        finally:
+            await client.aclose()
+
+    stats = asyncio.run(run())
+    if chat_events is not None:
+        chat_events.flush()
+    for line in _summary(stats):
+        typer.echo(line)
+    if stats.requests and stats.errors == stats.requests:
+        typer.echo(f"error: every request to {url} failed", err=True)
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("simulate")(simulate)

@@ -88,6 +88,7 @@ class GatewayClient:
             user=request.user_id,
             max_tokens=self._max_tokens,
             extra_headers=self.headers(request),
+            metadata={"regenerate": "true"} if request.regenerate else None,
         )
         completion = raw.parse()
         text = completion.choices[0].message.content or "" if completion.choices else ""

@@ -14,8 +14,8 @@ class SimulatorConfig(BaseModel):
     seed: int = Field(default=7, description="Seed of the population and of every user decision (reproducible runs).")
     concurrency: int = Field(default=32, gt=0, description="Most requests in flight at once (lets the engine batch).")
     model: str = Field(default="policy", description="Public model name sent in each request.")
-    max_turns: int = Field(default=8, gt=0, description="A session ends after this many user turns.")
-    history_turns: int = Field(default=0, ge=0, description="Earlier user/assistant exchanges sent with each request (0: the tiny base model is trained on single-turn contexts).")
+    max_turns: int = Field(default=6, gt=0, description="A session ends after this many user turns. Every request carries "
+                           "the whole conversation so far, as an OpenAI-API client does (the gateway numbers turns from it).")
     max_tokens: int = Field(default=64, gt=0, description="max_tokens of each completion request.")
     request_timeout_s: float = Field(default=60.0, gt=0, description="Per-request HTTP timeout.")
     visit_probability: float = Field(default=0.6, gt=0, le=1, description="Chance a user opens the app on day 1.")

@@ -159,9 +159,8 @@ class Simulator:
         return random.Random(f"{self.config.seed}:{what}:{session.conversation_id}:{session.turn}:{session.regenerate}")
 
     def _messages(self, session: _Session) -> tuple[dict[str, str], ...]:
-        """What the client app sends: the character's system prompt, recent history, the new message."""
-        keep = 2 * self.config.history_turns
-        history = session.history[-keep:] if keep else []
+        """What the client app sends: the character's system prompt, the conversation so far, the new message."""
+        history = session.history
         system = ({"role": "system", "content": session.character.system_prompt},) if session.character.system_prompt else ()
         return (*system, *history, {"role": "user", "content": session.user_text})
 

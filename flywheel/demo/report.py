@@ -1,0 +1,191 @@
+"""The demo's result: per-generation numbers, the table printed at the end, report.json
+and report.png."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Decision = Literal["promoted", "rolled_back", "rejected", "undecided"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class HeldOutMetrics(_Model):
+    """A model on the held-out prompts of the offline gate."""
+
+    instruction_following: float
+    violation_rate: float
+
+
+class OfflineMetrics(_Model):
+    instruction_following: float
+    violation_rate: float
+    rm_win_rate: float | None = Field(description="Reward-model win rate of the candidate's replies vs the baseline's.")
+    passed: bool = True
+    reasons: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
+
+
+class OnlineMetrics(_Model):
+    """Canary statistics of a candidate vs the concurrent baseline (absolute lifts,
+    always-valid confidence interval of the continue-rate lift)."""
+
+    continue_rate_lift: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_value: float | None = None
+    depth_lift: float | None = None
+    breadth_lift: float | None = None
+    continue_rate_baseline: float | None = None
+    continue_rate_candidate: float | None = None
+    n_baseline: int = 0
+    n_candidate: int = 0
+    max_share_bp: int = 0
+
+
+class GenerationResult(_Model):
+    generation: int
+    version: str
+    parent: str | None
+    job_kind: str | None = None
+    planted_bad: bool = Field(default=False, description="Trained on deliberately corrupted preferences.")
+    offline: OfflineMetrics
+    decision: Decision
+    decision_reason: str = ""
+    online: OnlineMetrics = Field(default_factory=OnlineMetrics)
+    wall_s: float = 0.0
+
+
+class VersionTraffic(_Model):
+    """What simulated users experienced with one model version (client-side view)."""
+
+    version: str
+    replies: int
+    continue_rate: float
+    instruction_following: float
+    violation_rate: float
+    mean_depth: float
+
+
+class DemoReport(_Model):
+    base_version: str
+    base: HeldOutMetrics
+    final_version: str
+    final: HeldOutMetrics
+    generations: tuple[GenerationResult, ...]
+    final_vs_base: OnlineMetrics = Field(default_factory=OnlineMetrics, description="Online continue rate of the final "
+                                         "model vs the base model (simulated users' traffic), always-valid interval.")
+    traffic: tuple[VersionTraffic, ...] = ()
+    stages: dict[str, int] = Field(default_factory=dict, description="Messages each stage emitted (topic → count).")
+    wall_s: float
+    settings: dict[str, object] = Field(default_factory=dict)
+
+    @property
+    def promoted(self) -> list[GenerationResult]:
+        return [g for g in self.generations if g.decision == "promoted"]
+
+
+def _pct(x: float | None) -> str:
+    return "   -  " if x is None else f"{100 * x:5.1f}%"
+
+
+def _signed(x: float | None, scale: float = 100.0, unit: str = "pp") -> str:
+    return "   -   " if x is None else f"{scale * x:+6.2f}{unit}"
+
+
+def render_table(report: DemoReport) -> str:
+    """The per-generation table printed at the end of the demo."""
+    head = (f"{'gen':>3} {'version':<22} {'IF':>6} {'viol.':>6} {'RM win':>6} {'decision':<11} "
+            f"{'continue lift [always-valid CI]':<34} {'depth':>8} {'breadth':>9}")
+    lines = [head, "-" * len(head),
+             f"{0:>3} {report.base_version:<22} {_pct(report.base.instruction_following)} {_pct(report.base.violation_rate)} "
+             f"{'':>6} {'base':<11}"]
+    for g in report.generations:
+        o = g.online
+        ci = "" if o.ci_low is None else f" [{100 * o.ci_low:+.2f}, {100 * o.ci_high:+.2f}]"  # type: ignore[operator]
+        name = g.version + (" (planted)" if g.planted_bad else "")
+        lines.append(
+            f"{g.generation:>3} {name:<22} {_pct(g.offline.instruction_following)} {_pct(g.offline.violation_rate)} "
+            f"{_pct(g.offline.rm_win_rate)} {g.decision:<11} {(_signed(o.continue_rate_lift) + ci):<34} "
+            f"{_signed(o.depth_lift, 1.0, ''):>8} {_signed(o.breadth_lift):>9}")
+    f, b = report.final, report.base
+    lines.append("")
+    lines.append(f"held-out: instruction following {_pct(b.instruction_following)} → {_pct(f.instruction_following)}, "
+                 f"violations {_pct(b.violation_rate)} → {_pct(f.violation_rate)} ({report.base_version} → {report.final_version})")
+    fb = report.final_vs_base
+    if fb.continue_rate_lift is not None:
+        lines.append(f"online continue rate, final vs base: {_pct(fb.continue_rate_baseline)} → {_pct(fb.continue_rate_candidate)} "
+                     f"(lift {_signed(fb.continue_rate_lift)}, always-valid CI [{100 * (fb.ci_low or 0):+.2f}, {100 * (fb.ci_high or 0):+.2f}] pp)")
+    lines.append(f"wall time {report.wall_s:.0f} s")
+    return "\n".join(lines)
+
+
+def write_report(report: DemoReport, directory: Path) -> tuple[Path, Path]:
+    """Write report.json and report.png into ``directory`` (created if missing)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path = directory / "report.json"
+    doc = report.model_dump(mode="json")
+    json_path.write_text(json.dumps(doc, indent=2) + "\n")
+    png_path = directory / "report.png"
+    plot_report(report, png_path)
+    return json_path, png_path
+
+
+_COLOURS = {"promoted": "tab:green", "rolled_back": "tab:red", "rejected": "tab:gray", "undecided": "tab:orange"}
+
+
+def plot_report(report: DemoReport, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gens = [0] + [g.generation for g in report.generations]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    ax = axes[0]
+    ax.plot(gens, [report.base.instruction_following] + [g.offline.instruction_following for g in report.generations],
+            "o-", label="instruction following")
+    ax.plot(gens, [report.base.violation_rate] + [g.offline.violation_rate for g in report.generations],
+            "s-", label="violation rate")
+    for g in report.generations:
+        ax.annotate(g.decision.replace("_", " "), (g.generation, g.offline.instruction_following),
+                    textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8, color=_COLOURS[g.decision])
+    ax.axhline(0.85, color="tab:blue", ls=":", lw=0.8)
+    ax.axhline(0.05, color="tab:orange", ls=":", lw=0.8)
+    ax.set(title="Offline gate (held-out prompts)", xlabel="generation", ylim=(0, 1), xticks=gens)
+    ax.legend(loc="center right", fontsize=8)
+
+    ax = axes[1]
+    xs = [g.generation for g in report.generations if g.online.continue_rate_lift is not None]
+    for g in report.generations:
+        o = g.online
+        if o.continue_rate_lift is None:
+            continue
+        low = o.continue_rate_lift - (o.ci_low if o.ci_low is not None else o.continue_rate_lift)
+        high = (o.ci_high if o.ci_high is not None else o.continue_rate_lift) - o.continue_rate_lift
+        ax.errorbar([g.generation], [100 * o.continue_rate_lift], yerr=[[100 * low], [100 * high]], fmt="o",
+                    color=_COLOURS[g.decision], capsize=4)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set(title="Canary: continue-rate lift vs baseline\n(always-valid CI; colour = decision)", xlabel="generation",
+           ylabel="percentage points", xticks=gens if not xs else sorted(set(gens)))
+
+    ax = axes[2]
+    width = 0.38
+    depth = [g.online.depth_lift or 0.0 for g in report.generations]
+    breadth = [100 * (g.online.breadth_lift or 0.0) for g in report.generations]
+    xg = [g.generation for g in report.generations]
+    ax.bar([x - width / 2 for x in xg], depth, width, label="depth lift (turns/session)")
+    ax.bar([x + width / 2 for x in xg], breadth, width, label="breadth lift (pp)")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set(title="Canary: depth and breadth lift", xlabel="generation", xticks=xg or [1])
+    ax.legend(fontsize=8)
+    fig.suptitle(f"Flywheel demo: {report.base_version} → {report.final_version} in {report.wall_s:.0f} s")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

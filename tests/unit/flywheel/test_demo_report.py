@@ -1,0 +1,42 @@
+"""report.json keeps its contract; the table and the plot show every generation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from flywheel.demo.report import DemoReport, GenerationResult, HeldOutMetrics, OfflineMetrics, OnlineMetrics, render_table, write_report
+
+
+def _report() -> DemoReport:
+    gens = (
+        GenerationResult(generation=1, version="policy-g1", parent="base", offline=OfflineMetrics(
+            instruction_following=0.72, violation_rate=0.12, rm_win_rate=0.61), decision="promoted",
+            online=OnlineMetrics(continue_rate_lift=0.08, ci_low=0.03, ci_high=0.13, depth_lift=0.6, breadth_lift=0.04)),
+        GenerationResult(generation=2, version="policy-g2", parent="policy-g1", planted_bad=True, offline=OfflineMetrics(
+            instruction_following=0.40, violation_rate=0.45, rm_win_rate=0.2, passed=False, reasons=("violation rate up",)),
+            decision="rejected"),
+    )
+    return DemoReport(base_version="base", base=HeldOutMetrics(instruction_following=0.58, violation_rate=0.26),
+                      final_version="policy-g1", final=HeldOutMetrics(instruction_following=0.72, violation_rate=0.12),
+                      generations=gens, wall_s=321.0)
+
+
+def test_report_json_holds_the_documented_fields(tmp_path: Path) -> None:
+    json_path, png_path = write_report(_report(), tmp_path / "out")
+    doc = json.loads(json_path.read_text())
+    assert doc["base"] == {"instruction_following": 0.58, "violation_rate": 0.26}
+    assert doc["final"]["instruction_following"] == 0.72 and doc["wall_s"] == 321.0
+    first, second = doc["generations"]
+    assert first["version"] == "policy-g1" and first["decision"] == "promoted"
+    assert set(first["offline"]) >= {"instruction_following", "violation_rate", "rm_win_rate"}
+    assert set(first["online"]) >= {"continue_rate_lift", "ci_low", "ci_high", "depth_lift", "breadth_lift"}
+    assert second["decision"] == "rejected" and second["online"]["continue_rate_lift"] is None
+    assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png_path.stat().st_size > 10_000
+
+
+def test_table_has_a_row_per_generation_and_the_headline() -> None:
+    table = render_table(_report())
+    assert "policy-g1" in table and "policy-g2 (planted)" in table and "rejected" in table
+    assert "[+3.00, +13.00]" in table
+    assert "58.0% →  72.0%" in table

@@ -1,0 +1,9 @@
+"""Runners that drive the transport-free processors: Kafka (transactions, the default),
+Faust (at-least-once with offset-aware state) and embedded (in-process bus)."""
+
+from streams.runners.embedded import EmbeddedRunner
+from streams.runners.kafka import KafkaRunner
+from streams.runners.runner_config import RunnerConfig
+from streams.runners._changelog import changelog_topic
+
+__all__ = ["EmbeddedRunner", "KafkaRunner", "RunnerConfig", "changelog_topic"]

@@ -1,0 +1,255 @@
+"""The transactional runner: consume, transform, produce, exactly once.
+
+Per commit interval, one transaction holds the outputs, the state changelog entries
+changed since the last commit, and the consumer offsets (``send_offsets_to_transaction``).
+On partition assignment the processor's state is restored from the changelog, so a
+restarted (or SIGKILLed) process resumes exactly where the last committed transaction
+left it. The same code runs on the Kafka bus (production) and the embedded bus.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+from schemas import StreamError, Topics
+from streams.bus import Bus, Consumer, Producer, TopicPartition
+from streams.dlq import error_reason_label, send_to_dlq
+from streams.processors import Output, Processor, SourcePartition
+from streams.runners._changelog import changelog_topic, ensure_changelog, read_changelog, write_changes
+from streams.runners._metrics import runner_metrics, serve_metrics
+from streams.runners.runner_config import RunnerConfig
+
+log = logging.getLogger(__name__)
+
+
+class KafkaRunner:
+    """Drives one processor in a consumer group with transactions.
+
+    Args:
+        bus: where to read and write (``KafkaBus`` in production; ``EmbeddedBus`` works too).
+        processor: the transport-free processor.
+        topics: topic namespace; inputs, outputs and the DLQ are resolved through it.
+        group_id: consumer group; processes with the same group share the partitions.
+
+    Use ``start()``, then ``poll_once()`` in a loop (or ``run()``), then ``stop()``.
+    """
+
+    runner_name = "kafka"
+
+    def __init__(self, bus: Bus, processor: Processor, topics: Topics, group_id: str,
+                 config: RunnerConfig | None = None) -> None:
+        self.bus = bus
+        self.processor = processor
+        self.topics = topics
+        self.group_id = group_id
+        self.config = config or RunnerConfig()
+        self.changelog = changelog_topic(topics, group_id)
+        self._inputs = {topics.name(t): t for t in processor.inputs}
+        self._out_names: dict[str, str] = {}
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._positions: dict[TopicPartition, int] = {}
+        self._pending = 0
+        self._last_commit = time.monotonic()
+        self._last_lag = 0.0
+        self._last_wall = 0.0
+        self._metrics = runner_metrics()
+        self._stopping = False
+        self.events_in = 0
+        self.events_out = 0
+        self.dead_letters = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        serve_metrics(self.config.metrics_port)
+        ensure_changelog(self.bus, self.changelog, list(self._inputs))
+        # A stable transactional id per (group, instance): a restarted instance fences the
+        # crashed one and aborts its open transaction at once instead of after a timeout.
+        self._producer = self.bus.producer(
+            transactional_id=f"{self.group_id}-{self.config.instance_id}",
+            **{"transaction.timeout.ms": self.config.transaction_timeout_ms})
+        self._consumer = self.bus.consumer(self.group_id)
+        self._producer.begin_transaction()
+        self._consumer.subscribe(list(self._inputs), on_assign=self._on_assign, on_revoke=self._on_revoke)
+
+    def stop(self) -> None:
+        """Commit what was processed and leave the group."""
+        if self._consumer is None:
+            return
+        self._stopping = True
+        try:
+            self.commit()
+        finally:
+            try:
+                self._consumer.close()
+            finally:
+                if self._producer is not None:
+                    try:
+                        self._producer.abort_transaction()
+                    except StreamError:
+                        pass
+                    self._producer.close()
+                self._consumer = None
+                self._producer = None
+
+    def __enter__(self) -> "KafkaRunner":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def run(self, should_stop: "callable[[], bool] | None" = None) -> None:  # type: ignore[valid-type]
+        """Poll until ``should_stop()`` is true (forever without it)."""
+        while not (should_stop and should_stop()):
+            self.poll_once()
+
+    # -- rebalance -----------------------------------------------------------------------
+    def _on_assign(self, tps: list[TopicPartition]) -> None:
+        for tp in tps:
+            self._restore(tp)
+
+    def _restore(self, tp: TopicPartition) -> None:
+        base = self._inputs[tp.topic]
+        entries = read_changelog(self.bus, self.changelog, tp.partition).get(base, {})
+        self.processor.restore(SourcePartition(base, tp.partition), entries)
+        log.info("%s: restored %s[%d] (%d entries)", self.processor.name, tp.topic, tp.partition, len(entries))
+
+    def _on_revoke(self, tps: list[TopicPartition]) -> None:
+        if not self._stopping:
+            self.commit()
+        for tp in tps:
+            self.processor.drop(SourcePartition(self._inputs[tp.topic], tp.partition))
+            self._positions.pop(tp, None)
+
+    # -- processing ----------------------------------------------------------------------
+    def poll_once(self, max_records: int | None = None, timeout_s: float | None = None) -> int:
+        """Consume and process one batch; commit if the interval has passed. Returns records consumed."""
+        assert self._consumer is not None and self._producer is not None, "call start() first"
+        records = self._consumer.consume(max_records or self.config.max_batch,
+                                         self.config.poll_timeout_s if timeout_s is None else timeout_s)
+        if records:
+            started = time.perf_counter()
+            self._process(records)
+            self._metrics.latency.labels(self.processor.name).observe((time.perf_counter() - started) / len(records))
+        now = time.monotonic()
+        if now - self._last_wall >= self.config.wall_clock_interval_s:
+            self._last_wall = now
+            self._emit(self.processor.advance(int(time.time() * 1000)))
+        if self._pending and now - self._last_commit >= self.config.commit_interval_s:
+            self.commit()
+        if now - self._last_lag >= self.config.lag_interval_s:
+            self._last_lag = now
+            self._measure_lag()
+        return len(records)
+
+    def _process(self, records: Iterable) -> None:  # type: ignore[type-arg]
+        process = self.processor.process
+        inputs = self._inputs
+        positions = self._positions
+        n = 0
+        for rec in records:
+            n += 1
+            source = SourcePartition(inputs[rec.topic], rec.partition)
+            try:
+                outputs = process(source, rec.offset, rec.key, rec.value)
+            except Exception as exc:  # bad input must never stop the processor
+                self._dead_letter(rec, exc)
+                outputs = []
+            if outputs:
+                self._emit(outputs)
+            positions[TopicPartition(rec.topic, rec.partition)] = rec.offset + 1
+        self.events_in += n
+        self._pending += n
+        self._metrics.events_in.labels(self.processor.name, self.runner_name).inc(n)
+
+    def _dead_letter(self, rec: object, exc: Exception) -> None:
+        assert self._producer is not None
+        topic, partition, offset = rec.topic, rec.partition, rec.offset  # type: ignore[attr-defined]
+        send_to_dlq(self._producer, rec.value, rec.key, exc, f"{topic}/{partition}/{offset}",  # type: ignore[attr-defined]
+                    topic=self.topics.chat_events_dlq)
+        self.dead_letters += 1
+        self._metrics.dlq.labels(self.processor.name, error_reason_label(exc)).inc()
+
+    def _emit(self, outputs: list[Output]) -> None:
+        if not outputs:
+            return
+        assert self._producer is not None
+        produce = self._producer.produce
+        names = self._out_names
+        counts: dict[str, int] = {}
+        for out in outputs:
+            name = names.get(out.topic)
+            if name is None:
+                name = names[out.topic] = self.topics.name(out.topic)
+            produce(name, out.value, key=out.key)
+            counts[out.topic] = counts.get(out.topic, 0) + 1
+        for topic, n in counts.items():
+            self._metrics.events_out.labels(self.processor.name, topic).inc(n)
+        self.events_out += len(outputs)
+        self._pending += 1
+
+    def advance_to(self, ts_ms: int) -> int:
+        """Force event time forward on every owned partition (closes windows); commits. Returns outputs."""
+        outputs = self.processor.advance_to(ts_ms)
+        self._emit(outputs)
+        self._pending += 1
+        self.commit()
+        return len(outputs)
+
+    # -- commit ----------------------------------------------------------------------------
+    def commit(self) -> None:
+        """Commit outputs, changelog and offsets in one transaction; start the next one."""
+        if self._producer is None or self._consumer is None:
+            return
+        producer = self._producer
+        try:
+            for source in self.processor.owned():
+                changes = self.processor.take_changes(source)
+                if changes:
+                    write_changes(producer, self.bus, self.changelog, source.partition, source.topic + "|", changes)
+            if self._positions:
+                producer.send_offsets_to_transaction(dict(self._positions), self._consumer)
+            producer.commit_transaction()
+        except StreamError as exc:
+            self._metrics.commit_failures.labels(self.processor.name, "commit_transaction").inc()
+            log.warning("%s: transaction failed, rewinding to the last commit: %s", self.processor.name, exc)
+            self._rewind()
+        else:
+            self._metrics.commits.labels(self.processor.name).inc()
+        finally:
+            self._pending = 0
+            self._last_commit = time.monotonic()
+        producer.begin_transaction()
+
+    def _rewind(self) -> None:
+        """Abort, then reload state and positions from the last committed transaction."""
+        assert self._producer is not None and self._consumer is not None
+        try:
+            self._producer.abort_transaction()
+        except StreamError:
+            self._metrics.commit_failures.labels(self.processor.name, "abort_transaction").inc()
+            raise  # fatal (e.g. fenced): the process must restart and restore
+        assigned = self._consumer.assignment()
+        committed = self._consumer.committed(assigned)
+        for tp in assigned:
+            self.processor.drop(SourcePartition(self._inputs[tp.topic], tp.partition))
+            self._restore(tp)
+            self._consumer.seek(tp, committed.get(tp) or 0)
+        self._positions.clear()
+
+    def _measure_lag(self) -> None:
+        if self._consumer is None:
+            return
+        try:
+            assigned = self._consumer.assignment()
+            positions = self._consumer.position(assigned)
+            lag = 0
+            for tp in assigned:
+                _, high = self._consumer.watermarks(tp)
+                lag += max(0, high - positions.get(tp, high))
+            self._metrics.lag.labels(self.processor.name).set(lag)
+        except StreamError as exc:
+            log.debug("lag measurement failed: %s", exc)

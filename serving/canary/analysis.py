@@ -1,0 +1,200 @@
+"""From per-arm window aggregates to metric results and a decision. Pure: no I/O.
+
+Goals (two-sided mSPRT, τ = MDE): continue rate (per response), depth (user turns per
+session), breadth (engaged / assigned users). Guardrails (one-sided: the two-sided
+mixture at 2α, rejecting only in the harmful direction; τ = tolerance): violation rate,
+instruction-following rate, error rate, and the share of responses slower than the
+baseline's p95 latency bucket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from schemas import LATENCY_BUCKETS_MS, ArmWindowAggregate, MetricResult
+from serving.canary import stats
+from serving.canary.canary_config import GOALS, GUARDRAILS, CanaryConfig
+
+_SUM_FIELDS = ("sessions", "users_assigned", "users_engaged", "user_turns", "user_turns_sq", "responses", "continued",
+               "instruction_following", "violations")
+# Guardrail → sign of harm: +1 when a higher candidate value is worse.
+_HARM_SIGN = {"violation_rate": 1.0, "instruction_following_rate": -1.0, "error_rate": 1.0, "latency_over_baseline_p95": 1.0}
+
+
+@dataclass
+class ArmTotals:
+    """Sum of aggregates of one arm (partials merge by addition)."""
+
+    sessions: int = 0
+    users_assigned: int = 0
+    users_engaged: int = 0
+    user_turns: int = 0
+    user_turns_sq: int = 0
+    responses: int = 0
+    continued: int = 0
+    instruction_following: int = 0
+    violations: int = 0
+    latency_buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS_MS))
+    requests: int = 0
+    errors: int = 0
+
+    def add(self, agg: ArmWindowAggregate) -> None:
+        for name in _SUM_FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(agg, name))
+        for i, count in enumerate(agg.latency_buckets[: len(self.latency_buckets)]):
+            self.latency_buckets[i] += count
+
+
+def merge(aggregates: Iterable[ArmWindowAggregate]) -> ArmTotals:
+    totals = ArmTotals()
+    for agg in aggregates:
+        totals.add(agg)
+    return totals
+
+
+@dataclass(frozen=True)
+class Analysis:
+    metrics: tuple[MetricResult, ...]
+    srm_p_value: float | None
+    n_baseline: int
+    n_candidate: int
+    horizon_n: int
+
+    def metric(self, name: str) -> MetricResult:
+        return next(r for r in self.metrics if r.name == name)
+
+
+def _bernoulli(name: str, role: str, sb: int, nb: int, sc: int, nc: int, tau2: float, alpha: float,
+               p_min: dict[str, float], harm_sign: float = 0.0) -> MetricResult:
+    pb = sb / nb if nb else 0.0
+    pc = sc / nc if nc else 0.0
+    var = float(stats.bernoulli_diff_var(pb, nb, pc, nc))
+    return _result(name, role, pb, pc, nb, nc, var, tau2, alpha, p_min, harm_sign)
+
+
+def _result(name: str, role: str, mb: float, mc: float, nb: int, nc: int, var: float, tau2: float, alpha: float,
+            p_min: dict[str, float], harm_sign: float) -> MetricResult:
+    lift = mc - mb
+    if nb == 0 or nc == 0 or not np.isfinite(var):
+        return MetricResult(name=name, role=role, baseline=mb, candidate=mc, lift=0.0, ci_low=0.0, ci_high=0.0,
+                            p_value=p_min.get(name, 1.0), n_baseline=nb, n_candidate=nc, verdict="no_data")  # type: ignore[arg-type]
+    var = max(var, 1e-12)  # a degenerate arm (all 0 or all 1) still has sampling uncertainty
+    level = alpha if role == "goal" else 2 * alpha  # guardrails: one-sided α from the two-sided 2α mixture
+    p_now = float(stats.msprt_p_value(lift, var, tau2))
+    p = min(p_min.get(name, 1.0), p_now)
+    p_min[name] = p
+    half = float(stats.confidence_halfwidth(var, tau2, level))
+    significant = p <= level
+    if role == "goal":
+        verdict = ("better" if lift > 0 else "worse") if significant else "inconclusive"
+    else:
+        harm = harm_sign * lift
+        verdict = "breach" if significant and harm > 0 else "inconclusive"
+    return MetricResult(name=name, role=role, baseline=mb, candidate=mc, lift=lift, ci_low=lift - half, ci_high=lift + half,  # type: ignore[arg-type]
+                        p_value=p, n_baseline=nb, n_candidate=nc, verdict=verdict)  # type: ignore[arg-type]
+
+
+def _slow_counts(buckets: list[int], edge: int) -> tuple[int, int]:
+    return int(sum(buckets[edge + 1:])), int(sum(buckets))
+
+
+def _p95_edge(buckets: list[int]) -> int:
+    total = sum(buckets)
+    if not total:
+        return len(buckets) - 1
+    cum = np.cumsum(buckets)
+    return int(np.searchsorted(cum, 0.95 * total))
+
+
+def horizon_n(config: CanaryConfig, baseline_rate: float) -> int:
+    p = min(max(baseline_rate, 0.05), 0.95)
+    return int(config.horizon_factor * stats.fixed_horizon_n(config.mde["continue_rate"], p * (1 - p), config.goal_alpha))
+
+
+def analyse(base: ArmTotals, cand: ArmTotals, config: CanaryConfig, p_min: dict[str, float],
+            step_users: tuple[int, int] | None = None, share_bp: int = 0) -> Analysis:
+    """Compute every metric; ``p_min`` (running minimum p per metric) is updated in place.
+
+    ``step_users`` = (baseline, candidate) users assigned since the current step began,
+    tested against the share for sample-ratio mismatch.
+    """
+    ga, gr = config.goal_alpha, config.guardrail_alpha
+    results = [
+        _bernoulli("continue_rate", "goal", base.continued, base.responses, cand.continued, cand.responses,
+                   stats.tau2_for_mde(config.mde["continue_rate"]), ga, p_min),
+    ]
+    mb = base.user_turns / base.sessions if base.sessions else 0.0
+    mc = cand.user_turns / cand.sessions if cand.sessions else 0.0
+    vb = max(0.0, base.user_turns_sq / base.sessions - mb * mb) if base.sessions else 0.0
+    vc = max(0.0, cand.user_turns_sq / cand.sessions - mc * mc) if cand.sessions else 0.0
+    var = float(stats.mean_diff_var(vb, base.sessions, vc, cand.sessions))
+    results.append(_result("depth", "goal", mb, mc, base.sessions, cand.sessions, var,
+                           stats.tau2_for_mde(config.mde["depth"]), ga, p_min, 0.0))
+    results.append(_bernoulli("breadth", "goal", base.users_engaged, base.users_assigned, cand.users_engaged,
+                              cand.users_assigned, stats.tau2_for_mde(config.mde["breadth"]), ga, p_min))
+    tol = config.tolerance
+
+    def t2(name: str) -> float:
+        return stats.tau2_for_mde(max(tol[name], 1e-3))
+
+    results.append(_bernoulli("violation_rate", "guardrail", base.violations, base.responses, cand.violations, cand.responses,
+                              t2("violation_rate"), gr, p_min, 1.0))
+    results.append(_bernoulli("instruction_following_rate", "guardrail", base.instruction_following, base.responses,
+                              cand.instruction_following, cand.responses, t2("instruction_following_rate"), gr, p_min, -1.0))
+    results.append(_bernoulli("error_rate", "guardrail", base.errors, base.requests, cand.errors, cand.requests,
+                              t2("error_rate"), gr, p_min, 1.0))
+    edge = _p95_edge(base.latency_buckets)
+    sb, nb = _slow_counts(base.latency_buckets, edge)
+    sc, nc = _slow_counts(cand.latency_buckets, edge)
+    results.append(_bernoulli("latency_over_baseline_p95", "guardrail", sb, nb, sc, nc, t2("latency_over_baseline_p95"), gr, p_min, 1.0))
+    # A guardrail whose whole interval of harm lies below its tolerance is shown to be fine.
+    final = []
+    for r in results:
+        if r.role == "guardrail" and r.verdict == "inconclusive":
+            worst = r.ci_high if _HARM_SIGN[r.name] > 0 else -r.ci_low
+            if worst < tol[r.name]:
+                r = r.model_copy(update={"verdict": "ok"})
+        final.append(r)
+    srm = None
+    if step_users is not None and 0 < share_bp < 10_000 and sum(step_users) > 0:
+        srm = stats.srm_p_value([step_users[0], step_users[1]], [10_000 - share_bp, share_bp])
+    rate = base.continued / base.responses if base.responses else 0.5
+    return Analysis(tuple(final), srm, base.responses, cand.responses, horizon_n(config, rate))
+
+
+def decide(analysis: Analysis, config: CanaryConfig, step_index: int, step_samples: int) -> tuple[str, str]:
+    """(action, reason) for one evaluation: halt, rollback, promote, advance or hold."""
+    if analysis.srm_p_value is not None and analysis.srm_p_value < config.srm_alpha:
+        return "halt", f"sample ratio mismatch (p={analysis.srm_p_value:.2g} < {config.srm_alpha}): assignment or logging is broken"
+    by_verdict: dict[str, list[str]] = {}
+    for r in analysis.metrics:
+        by_verdict.setdefault(r.verdict, []).append(r.name)
+    if by_verdict.get("breach"):
+        return "rollback", f"guardrail breach: {', '.join(by_verdict['breach'])}"
+    if by_verdict.get("worse"):
+        return "rollback", f"significant loss: {', '.join(by_verdict['worse'])}"
+    core = [analysis.metric(n) for n in ("continue_rate", "violation_rate")]
+    if any(r.verdict == "no_data" for r in core):
+        action = "hold" if config.on_no_data == "hold" else "rollback"
+        return action, "no data: " + ", ".join(r.name for r in core if r.verdict == "no_data")
+    if step_samples < config.min_samples_per_step:
+        return "hold", f"collecting: {step_samples}/{config.min_samples_per_step} candidate responses at this step"
+    guard_ok = all(analysis.metric(n).verdict in ("ok", "no_data") for n in GUARDRAILS)
+    gains = [n for n in GOALS if analysis.metric(n).verdict == "better"]
+    next_share = config.steps_bp[step_index + 1] if step_index + 1 < len(config.steps_bp) else 10_000
+    last_step = next_share >= 10_000
+    if guard_ok and last_step:
+        if gains:
+            return "promote", f"significant gain: {', '.join(gains)}; guardrails within tolerance"
+        if config.promote_on == "non_inferior":
+            return "promote", "no goal worse; guardrails within tolerance"
+    elif guard_ok:
+        return "advance", "guardrails within tolerance, no significant loss" + (f"; gain: {', '.join(gains)}" if gains else "")
+    if analysis.n_candidate >= analysis.horizon_n:
+        reaction = config.on_inconclusive
+        return ("hold" if reaction == "hold" else reaction), f"inconclusive at the horizon ({analysis.n_candidate} ≥ {analysis.horizon_n} responses)"
+    pending = [n for n in GUARDRAILS if analysis.metric(n).verdict == "inconclusive"]
+    return "hold", "inconclusive: " + (f"guardrails not yet shown within tolerance ({', '.join(pending)})" if pending else "no significant gain yet")

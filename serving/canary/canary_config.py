@@ -1,0 +1,55 @@
+"""Settings of the canary analysis and its decisions."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+GOALS = ("continue_rate", "depth", "breadth")
+GUARDRAILS = ("violation_rate", "instruction_following_rate", "error_rate", "latency_over_baseline_p95")
+
+
+class CanaryConfig(BaseModel):
+    """``alpha`` is the family-wise budget for a wrong promote or rollback: half is split
+    evenly over the goal tests (two-sided), half over the guardrail tests (one-sided)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    steps_bp: tuple[int, ...] = Field(default=(500, 2000, 5000, 10_000), description="Candidate share per step, basis points; the last step (10000) means promote.")
+    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="Family-wise error rate of a wrong promote or rollback.")
+    srm_alpha: float = Field(default=0.001, gt=0, lt=0.5, description="Sample-ratio-mismatch p-value below which the experiment halts.")
+    mde: dict[str, float] = Field(default_factory=lambda: {"continue_rate": 0.03, "depth": 0.3, "breadth": 0.03},
+                                  description="Minimum detectable effect per goal metric (absolute); sets the mSPRT mixture τ = MDE.")
+    tolerance: dict[str, float] = Field(default_factory=lambda: {"violation_rate": 0.03, "instruction_following_rate": 0.03,
+                                                                 "error_rate": 0.01, "latency_over_baseline_p95": 0.05},
+                                        description="Largest harm per guardrail still acceptable; an advance needs the interval of the harm below it.")
+    min_samples_per_step: int = Field(default=200, gt=0, description="Candidate responses needed at a step before it may advance.")
+    horizon_factor: float = Field(default=2.5, gt=0, description="Experiment ends inconclusive when the candidate has this many times the fixed-horizon sample of the continue-rate MDE.")
+    promote_on: Literal["gain", "non_inferior"] = Field(default="gain", description="gain: a goal must be significantly better to promote; non_inferior: guardrails and goals not worse.")
+    on_no_data: Literal["hold", "rollback"] = Field(default="hold", description="Reaction when an arm has no data.")
+    on_inconclusive: Literal["hold", "rollback", "promote"] = Field(default="rollback", description="Reaction when the horizon is reached without evidence.")
+    poll_interval_s: float = Field(default=10.0, gt=0, description="How often `flywheel serve` evaluates the canary.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "CanaryConfig":
+        steps = self.steps_bp
+        if not steps or list(steps) != sorted(set(steps)) or steps[0] <= 0 or steps[-1] > 10_000:
+            raise ValueError(f"steps_bp {steps} must be strictly increasing basis points in (0, 10000]")
+        for name in GOALS:
+            if self.mde.get(name, 0) <= 0:
+                raise ValueError(f"mde[{name!r}] must be > 0 (got {self.mde.get(name)}); set it in canary.mde")
+        for name in GUARDRAILS:
+            if self.tolerance.get(name, -1) < 0:
+                raise ValueError(f"tolerance[{name!r}] must be >= 0; set it in canary.tolerance")
+        return self
+
+    @property
+    def goal_alpha(self) -> float:
+        """Per-goal two-sided level."""
+        return self.alpha / 2 / len(GOALS)
+
+    @property
+    def guardrail_alpha(self) -> float:
+        """Per-guardrail one-sided level."""
+        return self.alpha / 2 / len(GUARDRAILS)

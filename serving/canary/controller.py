@@ -1,0 +1,314 @@
+"""The deployment controller: the only writer of routing state.
+
+It opens a canary for a loaded candidate, reads per-arm window aggregates from
+``engagement.signals``, runs the analysis after each poll, and moves the candidate
+share along the configured steps — or rolls back, halts or promotes. Every decision,
+with its statistics, goes to ``serving.deployments`` (keyed by
+``schemas.deployment_record_key``) and to Prometheus; operators' actions (admin API)
+go through the same path with their name and reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client import REGISTRY
+from pydantic import ValidationError
+
+from schemas import (
+    ArmWindowAggregate,
+    CanaryAction,
+    CanaryDecision,
+    DeploymentState,
+    SchemaError,
+    Topics,
+    deployment_record_key,
+    engagement_signal_adapter,
+)
+from serving import _metrics as m
+from serving._errors import DeploymentStateError
+from serving.canary.analysis import Analysis, ArmTotals, analyse, decide, merge
+from serving.canary.canary_config import CanaryConfig
+from serving.routing import RoutingStore
+from streams import Bus, Consumer, TopicPartition
+
+log = logging.getLogger(__name__)
+
+ErrorCounts = Callable[[str, str], tuple[int, int]]
+"""(arm, version) → (requests, errors) since the process started."""
+
+
+def gateway_error_counts(model: str) -> ErrorCounts:
+    """Error counts from this process's gateway metrics (the embedded, one-process setup)."""
+
+    def counts(arm: str, version: str) -> tuple[int, int]:
+        total = errors = 0.0
+        for outcome in ("ok", "error", "cancelled"):
+            value = REGISTRY.get_sample_value("flywheel_serving_requests_total",
+                                              {"model": model, "arm": arm, "version": version, "outcome": outcome}) or 0.0
+            total += value
+            if outcome == "error":
+                errors += value
+        return int(total), int(errors)
+
+    return counts
+
+
+@dataclass
+class _Experiment:
+    candidate: str
+    started: datetime
+    step_started: datetime
+    p_min: dict[str, float] = field(default_factory=dict)
+    errors_at_start: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+class CanaryController:
+    def __init__(self, config: CanaryConfig, model: str, store: RoutingStore, bus: Bus, topics: Topics,
+                 error_counts: ErrorCounts | None = None, history: int = 500) -> None:
+        self.config = config
+        self.model = model
+        self.store = store
+        self.topics = topics
+        self._bus = bus
+        self._producer = bus.producer()
+        self._consumer: Consumer | None = None
+        self._error_counts = error_counts
+        self._lock = threading.RLock()
+        self._aggs: dict[tuple[str, str, datetime, int, int | None], ArmWindowAggregate] = {}
+        self._exp: _Experiment | None = None
+        self._last_hold_reason: str | None = None
+        self.decisions: deque[CanaryDecision] = deque(maxlen=history)
+        self.last_analysis: Analysis | None = None
+        self.bad_signals = 0
+
+    # -- reading engagement.signals ---------------------------------------------------
+    def poll_signals(self, max_records: int = 10_000, timeout_s: float = 0.0) -> int:
+        """Read whatever window aggregates are available; returns how many were taken."""
+        with self._lock:
+            if self._consumer is None:
+                topic = self.topics.engagement_signals
+                self._consumer = self._bus.consumer(**{"auto.offset.reset": "earliest"})
+                self._consumer.assign({TopicPartition(topic, p): 0 for p in range(self._bus.partitions(topic))})
+            taken = 0
+            while True:
+                records = self._consumer.consume(max_records, timeout_s)
+                for record in records:
+                    try:
+                        signal = engagement_signal_adapter.validate_json(record.value)
+                    except (ValidationError, SchemaError):
+                        self.bad_signals += 1  # not ours to dead-letter: the signals processor owns that topic
+                        continue
+                    if isinstance(signal, ArmWindowAggregate):
+                        self.add_aggregate(signal)
+                        taken += 1
+                if len(records) < max_records:
+                    return taken
+                timeout_s = 0.0
+
+    def add_aggregate(self, agg: ArmWindowAggregate) -> None:
+        """Take one partial. A re-sent partial of the same window and partition replaces the earlier one."""
+        with self._lock:
+            self._aggs[(agg.arm, agg.model_version, agg.window_start, agg.window_s, agg.partition)] = agg
+
+    # -- state ------------------------------------------------------------------------
+    def state(self) -> DeploymentState | None:
+        return self.store.get(self.model)
+
+    def _require_state(self) -> DeploymentState:
+        state = self.state()
+        if state is None:
+            raise DeploymentStateError(f"model {self.model!r} has no deployment yet")
+        return state
+
+    def bootstrap(self, version: str, now: datetime | None = None, actor: str = "hotswap") -> CanaryDecision:
+        """First deployment: ``version`` becomes the baseline directly (there is nothing to compare it with)."""
+        now = now or datetime.now(UTC)
+        with self._lock:
+            before = self.state()
+            state = DeploymentState(model=self.model, baseline_version=version, candidate_version=None, share_bp=0,
+                                    step_index=-1, status="idle", experiment_salt=uuid.uuid4().hex, updated_ts=now)
+            return self._commit(before, state, "promote", f"first deployment of {self.model}: {version} is the baseline", now, actor)
+
+    def start_canary(self, candidate: str, now: datetime | None = None, actor: str = "hotswap") -> CanaryDecision:
+        """Open the canary for a loaded, health-checked ``candidate`` at the first step."""
+        now = now or datetime.now(UTC)
+        with self._lock:
+            before = self._require_state()
+            if before.candidate_version is not None:
+                raise DeploymentStateError(f"{before.candidate_version} is already the candidate of {self.model}")
+            share = self.config.steps_bp[0]
+            state = before.model_copy(update={"candidate_version": candidate, "share_bp": share, "step_index": 0,
+                                              "status": "canary", "experiment_salt": uuid.uuid4().hex, "updated_ts": now})
+            self._exp = _Experiment(candidate, now, now, errors_at_start=self._error_snapshot(state))
+            return self._commit(before, state, "start", f"canary of {candidate} opened at {share / 100:g}%", now, actor)
+
+    def reject(self, version: str, reason: str, now: datetime | None = None, actor: str = "hotswap") -> CanaryDecision:
+        """Record that ``version`` will never get traffic (load or health check failed)."""
+        now = now or datetime.now(UTC)
+        with self._lock:
+            before = self.state()
+            decision = self._decision(before, before, "reject", reason, now, actor, candidate=version)
+            self._publish(None, decision)
+            return decision
+
+    # -- the analysis loop --------------------------------------------------------------
+    def evaluate_once(self, now: datetime | None = None) -> CanaryDecision | None:
+        """Poll signals, analyse, act. None when no canary is running (idle, paused, halted)."""
+        now = now or datetime.now(UTC)
+        with self._lock:
+            self.poll_signals()
+            state = self.state()
+            if state is None or state.status != "canary" or state.candidate_version is None or state.baseline_version is None:
+                return None
+            exp = self._experiment(state)
+            base, cand, step_users, step_samples = self._totals(state, exp)
+            analysis = analyse(base, cand, self.config, exp.p_min, step_users, state.share_bp)
+            self.last_analysis = analysis
+            action, reason = decide(analysis, self.config, state.step_index, step_samples)
+            return self._apply(state, action, reason, now, "controller", analysis)
+
+    def _experiment(self, state: DeploymentState) -> _Experiment:
+        if self._exp is None or self._exp.candidate != state.candidate_version:
+            # A restarted controller resumes from the stored state; running p-values start afresh (conservative).
+            self._exp = _Experiment(state.candidate_version or "", state.updated_ts, state.updated_ts)
+        return self._exp
+
+    def _totals(self, state: DeploymentState, exp: _Experiment) -> tuple[ArmTotals, ArmTotals, tuple[int, int], int]:
+        start = exp.started
+        base_aggs = [a for a in self._aggs.values() if a.arm == "baseline" and a.model_version == state.baseline_version
+                     and a.window_start + timedelta(seconds=a.window_s) > start]
+        cand_aggs = [a for a in self._aggs.values() if a.arm == "candidate" and a.model_version == state.candidate_version]
+        base, cand = merge(base_aggs), merge(cand_aggs)
+        if self._error_counts is not None:
+            for arm, totals, version in (("baseline", base, state.baseline_version), ("candidate", cand, state.candidate_version)):
+                req, err = self._error_counts(arm, version or "")
+                req0, err0 = exp.errors_at_start.get(arm, (0, 0))
+                totals.requests, totals.errors = max(0, req - req0), max(0, err - err0)
+        step_b = [a for a in base_aggs if a.window_start >= exp.step_started]
+        step_c = [a for a in cand_aggs if a.window_start >= exp.step_started]
+        users = (sum(a.users_assigned or a.sessions for a in step_b), sum(a.users_assigned or a.sessions for a in step_c))
+        return base, cand, users, sum(a.responses for a in step_c)
+
+    def _error_snapshot(self, state: DeploymentState) -> dict[str, tuple[int, int]]:
+        if self._error_counts is None:
+            return {}
+        return {"baseline": self._error_counts("baseline", state.baseline_version or ""),
+                "candidate": self._error_counts("candidate", state.candidate_version or "")}
+
+    # -- actions ------------------------------------------------------------------------
+    def _apply(self, state: DeploymentState, action: str, reason: str, now: datetime, actor: str,
+               analysis: Analysis | None = None) -> CanaryDecision:
+        update: dict[str, object] = {"updated_ts": now}
+        if action == "advance":
+            nxt = state.step_index + 1
+            share = self.config.steps_bp[nxt] if nxt < len(self.config.steps_bp) else 10_000
+            if share >= 10_000:
+                action = "promote"
+            else:
+                update.update(step_index=nxt, share_bp=share)
+                if self._exp is not None:
+                    self._exp.step_started = now
+        if action == "promote":
+            update.update(baseline_version=state.candidate_version, candidate_version=None, share_bp=0, step_index=-1, status="idle")
+        elif action == "rollback":
+            update.update(candidate_version=None, share_bp=0, step_index=-1, status="idle")
+        elif action == "halt":
+            update.update(share_bp=0, status="halted")
+        elif action == "pause":
+            update.update(status="paused")
+        elif action == "resume":
+            share = self.config.steps_bp[max(state.step_index, 0)]
+            update.update(status="canary", share_bp=share, step_index=max(state.step_index, 0))
+            if self._exp is not None:
+                self._exp.step_started = now  # the SRM test restarts with the share now in force
+        if action == "hold":
+            decision = self._decision(state, state, "hold", reason, now, actor, analysis)
+            if reason != self._last_hold_reason:  # don't flood the compacted topic with identical holds
+                self._publish(None, decision)
+            self._last_hold_reason = reason
+            self.decisions.append(decision)
+            m.DECISIONS.labels(self.model, "hold").inc()
+            return decision
+        self._last_hold_reason = None
+        after = state.model_copy(update=update)
+        if action in ("promote", "rollback"):
+            self._exp = None
+        return self._commit(state, after, action, reason, now, actor, analysis)
+
+    def _commit(self, before: DeploymentState | None, after: DeploymentState, action: str, reason: str, now: datetime,
+                actor: str, analysis: Analysis | None = None) -> CanaryDecision:
+        decision = self._decision(before, after, action, reason, now, actor, analysis)
+        after = after.model_copy(update={"last_decision_id": decision.decision_id})
+        after = DeploymentState.model_validate(after.model_dump())  # re-validate the updated copy
+        self.store.put(after)
+        self._publish(after, decision)
+        self.decisions.append(decision)
+        m.DECISIONS.labels(self.model, action).inc()
+        m.CANARY_SHARE.labels(self.model).set(after.share_bp / 10_000)
+        if action in ("promote", "rollback"):
+            m.SWAPS.labels(self.model, "promoted" if action == "promote" else "rolled_back").inc()
+        log.info("%s %s: %s (%s)", self.model, action, reason, actor)
+        return decision
+
+    def _decision(self, before: DeploymentState | None, after: DeploymentState | None, action: str, reason: str, now: datetime,
+                  actor: str, analysis: Analysis | None = None, candidate: str | None = None) -> CanaryDecision:
+        ref = before or after
+        if analysis is not None:
+            for r in analysis.metrics:
+                m.CANARY_LIFT.labels(self.model, r.name).set(r.lift)
+                m.CANARY_P.labels(self.model, r.name).set(r.p_value)
+            if analysis.srm_p_value is not None:
+                m.SRM_P.labels(self.model).set(analysis.srm_p_value)
+        return CanaryDecision(
+            decision_id=uuid.uuid4().hex, model=self.model,
+            baseline_version=ref.baseline_version if ref else None,
+            candidate_version=candidate or (before.candidate_version if before else None) or (after.candidate_version if after else None),
+            action=_action(action), reason=reason,
+            share_bp_before=before.share_bp if before else 0, share_bp_after=after.share_bp if after else 0,
+            metrics=analysis.metrics if analysis else (), srm_p_value=analysis.srm_p_value if analysis else None,
+            actor=actor, ts=now,
+        )
+
+    def _publish(self, state: DeploymentState | None, decision: CanaryDecision) -> None:
+        topic = self.topics.serving_deployments
+        self._producer.produce(topic, decision.to_json_bytes(), key=deployment_record_key(decision))
+        if state is not None:
+            self._producer.produce(topic, state.to_json_bytes(), key=deployment_record_key(state))
+        self._producer.flush(10.0)
+
+    # -- operator actions (admin API) ----------------------------------------------------
+    def operator_action(self, action: str, actor: str, reason: str, now: datetime | None = None) -> CanaryDecision:
+        """pause | resume | promote | rollback, by an operator, recorded with who and why."""
+        now = now or datetime.now(UTC)
+        with self._lock:
+            state = self._require_state()
+            allowed = {"pause": state.status == "canary", "resume": state.status in ("paused", "halted"),
+                       "promote": state.candidate_version is not None, "rollback": state.candidate_version is not None}
+            if action not in allowed:
+                raise DeploymentStateError(f"unknown action {action!r}; use pause, resume, promote or rollback")
+            if not allowed[action]:
+                raise DeploymentStateError(f"cannot {action} {self.model}: status {state.status}, candidate {state.candidate_version}")
+            return self._apply(state, action, f"operator: {reason}", now, actor, self.last_analysis if action in ("promote", "rollback") else None)
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+        self._producer.close()
+
+
+def _action(name: str) -> CanaryAction:
+    return name  # type: ignore[return-value]
+
+
+def ensure_topics(bus: Bus, topics: Topics) -> None:
+    """Create the two topics the controller needs (idempotent)."""
+    wanted = {topics.engagement_signals, topics.serving_deployments}
+    bus.create_topics(s for s in topics.specs() if s.name in wanted)
+

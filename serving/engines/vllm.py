@@ -1,0 +1,201 @@
+"""The vLLM engine: a thin client of vLLM's OpenAI-compatible HTTP servers.
+
+- LoRA checkpoints are loaded at runtime into every replica with
+  ``POST /v1/load_lora_adapter`` under an immutable name ``<model>@<version>`` (a name is
+  never reloaded in place: vLLM keeps stale prefix-cache entries for a reused name), and
+  removed with ``POST /v1/unload_lora_adapter``. Runtime loads are not persisted by vLLM,
+  so ``reconcile()`` re-applies them after a replica restart.
+- Full checkpoints go blue/green: the deployment starts a new replica with
+  ``--served-model-name <model>@<version>``; ``load`` waits until a replica lists that
+  name and answers ``/health``, then warms it up. ``unload`` stops routing to it (the
+  deployment stops the replica once drained).
+
+Requests select a version with ``"model": "<model>@<version>"``. A real completion is the
+health probe: ``/health`` can stay 200 after a GPU fault. vLLM may report an error as the
+last chunk of a 200 stream; that is raised, not relayed as text.
+
+vLLM cannot run on CPU-only machines; the tests run this client against
+``serving.testing.vllm_compat_server``, an in-repo server implementing the same endpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from schemas import ServingError
+from serving._errors import EngineUnavailableError, ModelLoadError
+from serving.engines.base import Delta, GenerationRequest, ModelSource
+from serving.engines.vllm_config import VllmEngineConfig
+
+log = logging.getLogger(__name__)
+
+
+class VllmEngine:
+    def __init__(self, config: VllmEngineConfig | None = None, client: httpx.AsyncClient | None = None) -> None:
+        self.config = config or VllmEngineConfig()
+        timeout = httpx.Timeout(self.config.request_timeout_s, connect=self.config.connect_timeout_s)
+        self._client = client or httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200))
+        self._replicas: dict[str, list[str]] = {}  # version -> replica URLs serving it
+        self._kinds: dict[str, ModelSource] = {}
+        self._rr = itertools.count()
+
+    def served_name(self, version: str) -> str:
+        return f"{self.config.model}@{version}"
+
+    def versions(self) -> list[str]:
+        return sorted(self._replicas)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    # -- loading --------------------------------------------------------------------
+    async def _listed(self, url: str) -> set[str]:
+        resp = await self._client.get(f"{url}/v1/models")
+        resp.raise_for_status()
+        return {m["id"] for m in resp.json().get("data", [])}
+
+    async def _healthy(self, url: str) -> bool:
+        try:
+            return (await self._client.get(f"{url}/health")).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _remote_path(self, source: ModelSource) -> str:
+        path = str(source.path)
+        if self.config.local_path_prefix and path.startswith(self.config.local_path_prefix):
+            path = self.config.lora_path_prefix + path[len(self.config.local_path_prefix):]
+        return path
+
+    async def load(self, source: ModelSource) -> None:
+        if source.version in self._replicas:
+            return
+        name = self.served_name(source.version)
+        try:
+            if source.kind == "lora":
+                if source.path is None:
+                    raise ModelLoadError(f"checkpoint {source.version}: LoRA without a path", version=source.version)
+                urls = list(self.config.urls)
+                for url in urls:
+                    await self._load_lora(url, name, self._remote_path(source), source.version)
+            else:
+                urls = await self._wait_for_replicas(name, source.version)
+            for url in urls:
+                await self._warm_up(url, name, source.version)
+        except httpx.HTTPError as exc:
+            raise ModelLoadError(f"checkpoint {source.version}: vLLM unreachable: {exc}", version=source.version) from exc
+        self._replicas[source.version] = urls
+        self._kinds[source.version] = source
+
+    async def _load_lora(self, url: str, name: str, path: str, version: str) -> None:
+        resp = await self._client.post(f"{url}/v1/load_lora_adapter", json={"lora_name": name, "lora_path": path})
+        if resp.status_code == 200:
+            return
+        if resp.status_code == 400 and name in await self._listed(url):
+            return  # already loaded under this immutable name (e.g. a controller restart)
+        raise ModelLoadError(f"checkpoint {version}: {url} refused the adapter: {resp.status_code} {resp.text[:200]}", version=version)
+
+    async def _wait_for_replicas(self, name: str, version: str) -> list[str]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.load_timeout_s
+        while True:
+            urls = []
+            for url in self.config.urls:
+                try:
+                    if name in await self._listed(url) and await self._healthy(url):
+                        urls.append(url)
+                except httpx.HTTPError:
+                    continue
+            if urls:
+                return urls
+            if loop.time() >= deadline:
+                raise ModelLoadError(f"checkpoint {version}: no replica serves {name!r} after {self.config.load_timeout_s:.0f}s "
+                                     f"(start one with --served-model-name {name})", version=version)
+            await asyncio.sleep(self.config.poll_interval_s)
+
+    async def _warm_up(self, url: str, name: str, version: str) -> None:
+        body = {"model": name, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": self.config.warmup_max_tokens,
+                "temperature": 0.0}
+        resp = await self._client.post(f"{url}/v1/chat/completions", json=body)
+        if resp.status_code != 200:
+            raise ModelLoadError(f"checkpoint {version}: warm-up on {url} failed: {resp.status_code} {resp.text[:200]}", version=version)
+
+    async def unload(self, version: str) -> None:
+        urls = self._replicas.pop(version, [])
+        source = self._kinds.pop(version, None)
+        if source is None or source.kind != "lora":
+            return  # blue/green: the deployment stops the drained replica
+        for url in urls:
+            try:
+                await self._client.post(f"{url}/v1/unload_lora_adapter", json={"lora_name": self.served_name(version)})
+            except httpx.HTTPError as exc:
+                log.warning("unload of %s on %s failed: %s", version, url, exc)
+
+    async def reconcile(self) -> list[tuple[str, str]]:
+        """Re-apply LoRA adapters a restarted replica lost; returns (url, version) re-loaded."""
+        fixed = []
+        for version, source in list(self._kinds.items()):
+            if source.kind != "lora":
+                continue
+            name = self.served_name(version)
+            for url in self._replicas.get(version, []):
+                try:
+                    if name not in await self._listed(url):
+                        await self._load_lora(url, name, self._remote_path(source), version)
+                        await self._warm_up(url, name, version)
+                        fixed.append((url, version))
+                except (httpx.HTTPError, ServingError) as exc:
+                    log.warning("reconcile of %s on %s failed: %s", version, url, exc)
+        return fixed
+
+    # -- requests -------------------------------------------------------------------
+    async def generate(self, version: str, request: GenerationRequest) -> AsyncIterator[Delta]:
+        urls = self._replicas.get(version)
+        if not urls:
+            raise EngineUnavailableError(f"version {version!r} is not loaded", retry_after_s=1.0)
+        url = urls[next(self._rr) % len(urls)]
+        p = request.params
+        body: dict[str, Any] = {
+            "model": self.served_name(version), "messages": list(request.messages), "stream": True,
+            "stream_options": {"include_usage": True}, "max_tokens": p.max_tokens, "temperature": p.temperature,
+            "top_p": p.top_p,
+        }
+        if p.seed is not None:
+            body["seed"] = p.seed
+        if p.stop:
+            body["stop"] = list(p.stop)
+        try:
+            async with self._client.stream("POST", f"{url}/v1/chat/completions", json=body,
+                                           headers={"X-Request-Id": request.request_id}) as resp:
+                if resp.status_code != 200:
+                    text = (await resp.aread()).decode(errors="replace")[:300]
+                    raise EngineUnavailableError(f"vLLM {url} answered {resp.status_code}: {text}", retry_after_s=1.0)
+                finish: str | None = None
+                usage: dict[str, int] = {}
+                async for line in resp.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    chunk = json.loads(data)
+                    if "error" in chunk:  # vLLM reports late failures inside a 200 stream
+                        raise ServingError(f"vLLM error mid-stream: {chunk['error']}")
+                    if chunk.get("usage"):
+                        usage = chunk["usage"]
+                    for choice in chunk.get("choices", []):
+                        text = (choice.get("delta") or {}).get("content") or ""
+                        if text:
+                            yield Delta(text)
+                        if choice.get("finish_reason"):
+                            finish = choice["finish_reason"]
+                yield Delta("", "length" if finish == "length" else "stop",
+                            int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
+        except httpx.HTTPError as exc:
+            raise EngineUnavailableError(f"vLLM {url} unreachable: {exc}", retry_after_s=1.0) from exc

@@ -1,0 +1,185 @@
+"""TEST STAND-IN for a vLLM OpenAI-compatible server — not vLLM, and not for production.
+
+vLLM cannot run on CPU-only machines, so the vLLM engine is tested against this in-repo
+server, which implements the documented vLLM endpoints that engine uses, with vLLM's
+request and response shapes and status codes:
+
+- ``GET /health`` — 200 while the server is up;
+- ``GET /v1/models`` — the served model names plus runtime-loaded LoRA adapters;
+- ``POST /v1/load_lora_adapter {"lora_name", "lora_path"}`` — 400 if the name exists or
+  the path is missing (vLLM's behaviour with ``VLLM_ALLOW_RUNTIME_LORA_UPDATING``);
+- ``POST /v1/unload_lora_adapter {"lora_name"}`` — 404 if unknown;
+- ``POST /v1/chat/completions`` — streaming (SSE, ``data: [DONE]``, usage chunk with
+  ``stream_options.include_usage``) and non-streaming; 404 for an unknown model.
+
+Replies are deterministic: ``"<served name>:w0 <served name>:w1 …"`` with ``max_tokens``
+words, so a test can tell which adapter answered and whether a reply is complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+
+class CompatState:
+    """What the server serves. Tests may poke at it (e.g. restart = drop adapters)."""
+
+    def __init__(self, served: tuple[str, ...], token_delay_s: float) -> None:
+        self.served = set(served)
+        self.adapters: dict[str, str] = {}
+        self.token_delay_s = token_delay_s
+        self.requests: list[dict[str, Any]] = []
+        self.aborted: list[str] = []
+        self.fail_mid_stream = 0
+
+    def models(self) -> list[str]:
+        return sorted(self.served) + sorted(self.adapters)
+
+
+def _error(status: int, message: str, type_: str = "BadRequestError") -> JSONResponse:
+    return JSONResponse({"object": "error", "message": message, "type": type_, "param": None, "code": status}, status_code=status)
+
+
+def create_vllm_compat_app(served: tuple[str, ...] = ("policy@base",), token_delay_s: float = 0.0) -> FastAPI:
+    app = FastAPI(title="vLLM-compatible test server (stand-in)")
+    state = CompatState(served, token_delay_s)
+    app.state.compat = state
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        return JSONResponse({}, status_code=200)
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "vllm", "created": 0} for m in state.models()]}
+
+    @app.post("/v1/load_lora_adapter")
+    async def load_lora(body: dict[str, Any]) -> Any:
+        name, path = body.get("lora_name"), body.get("lora_path")
+        if not name or not path:
+            return _error(400, "Both 'lora_name' and 'lora_path' must be provided.")
+        if name in state.adapters:
+            return _error(400, f"The lora adapter '{name}' has already been loaded.")
+        if not Path(path).exists():
+            return _error(400, f"Loading lora {name} failed: No adapter found for {path}")
+        state.adapters[name] = path
+        return f"Success: LoRA adapter '{name}' added successfully."
+
+    @app.post("/v1/unload_lora_adapter")
+    async def unload_lora(body: dict[str, Any]) -> Any:
+        name = body.get("lora_name")
+        if name not in state.adapters:
+            return _error(404, f"The lora adapter '{name}' cannot be found.", "NotFoundError")
+        del state.adapters[name]
+        return f"Success: LoRA adapter '{name}' removed successfully."
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Any:
+        body = await request.json()
+        model = body.get("model")
+        if model not in state.models():
+            return _error(404, f"The model `{model}` does not exist.", "NotFoundError")
+        state.requests.append(body)
+        n = int(body.get("max_tokens") or 16)
+        words = [f"{model}:w{i}" for i in range(n)]
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+        rid = f"chatcmpl-{uuid.uuid4().hex}"
+        created = int(time.time())
+        if not body.get("stream"):
+            return {"id": rid, "object": "chat.completion", "created": created, "model": model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": " ".join(words)}, "finish_reason": "length"}],
+                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n}}
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        fail = state.fail_mid_stream > 0
+        if fail:
+            state.fail_mid_stream -= 1
+
+        async def events() -> AsyncIterator[str]:
+            def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+                doc = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
+                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+                return f"data: {json.dumps(doc)}\n\n"
+
+            done = False
+            try:
+                yield chunk({"role": "assistant", "content": ""})
+                for i, word in enumerate(words):
+                    if state.token_delay_s:
+                        await asyncio.sleep(state.token_delay_s)
+                    if fail and i == len(words) // 2:
+                        err = {"error": {"object": "error", "message": "simulated engine failure", "type": "InternalServerError", "code": 500}}
+                        yield f"data: {json.dumps(err)}\n\n"
+                        done = True
+                        return
+                    yield chunk({"content": ("" if i == 0 else " ") + word})
+                yield chunk({}, "length")
+                if include_usage:
+                    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n}
+                    yield f"data: {json.dumps({'id': rid, 'object': 'chat.completion.chunk', 'created': created, 'model': model, 'choices': [], 'usage': usage})}\n\n"
+                yield "data: [DONE]\n\n"
+                done = True
+            finally:
+                if not done:
+                    state.aborted.append(rid)
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return app
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class VllmCompatServer:
+    """Runs ``create_vllm_compat_app`` on 127.0.0.1 in a background thread.
+
+    Usage::
+
+        with VllmCompatServer(served=("policy@v0",)) as server:
+            engine = VllmEngine(VllmEngineConfig(urls=(server.url,)))
+    """
+
+    def __init__(self, served: tuple[str, ...] = ("policy@base",), token_delay_s: float = 0.0) -> None:
+        self.app = create_vllm_compat_app(served, token_delay_s)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    @property
+    def state(self) -> CompatState:
+        return self.app.state.compat  # type: ignore[no-any-return]
+
+    def start(self) -> "VllmCompatServer":
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("vLLM compat server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(5)
+
+    def __enter__(self) -> "VllmCompatServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

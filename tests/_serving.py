@@ -1,0 +1,88 @@
+"""Helpers of the serving tests: a uvicorn server in a thread, a tiny local Llama
+checkpoint (no model hub), manifests with real sha256 digests."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from schemas import CheckpointManifest, DeploymentState, EvalReport, FileDigest
+from serving.testing.vllm_compat_server import free_port
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}</s>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+@contextmanager
+def serve_app(app: Any) -> Iterator[str]:
+    """Run an ASGI app with uvicorn on 127.0.0.1 in a thread; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def state(model: str = "policy", baseline: str | None = "v1", candidate: str | None = None, share_bp: int = 0,
+          status: str = "idle", salt: str = "salt") -> DeploymentState:
+    return DeploymentState(model=model, baseline_version=baseline, candidate_version=candidate, share_bp=share_bp,
+                           step_index=0 if candidate else -1, status=status, experiment_salt=salt,  # type: ignore[arg-type]
+                           updated_ts=datetime.now(UTC))
+
+
+def build_tiny_llama(path: Path, seed: int = 0) -> Path:
+    """A ~100k-parameter Llama with a BPE tokenizer trained here and a chat template."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    corpus = [f"hello there friend number {i}, how are you today? I like {w} and {v}." for i, (w, v) in
+              enumerate(zip(["tea", "cats", "rain", "music", "books", "code"] * 20, ["sun", "dogs", "snow", "art", "maps", "math"] * 20))]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<unk>", "<s>", "</s>", "<pad>", "<|user|>", "<|assistant|>", "<|system|>"]
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=specials,
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
+    fast.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                         num_key_value_heads=2, max_position_embeddings=256, bos_token_id=fast.bos_token_id,
+                         eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id)
+    model = LlamaForCausalLM(config)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path, safe_serialization=True)
+    fast.save_pretrained(path)
+    return path
+
+
+def manifest_for(path: Path | None, version: str, model: str = "policy", passed: bool = True, parent: str | None = None,
+                 status: str = "published", age_s: float = 0.0) -> CheckpointManifest:
+    files = []
+    if path is not None:
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            files.append(FileDigest(path=str(f.relative_to(path)), sha256=hashlib.sha256(f.read_bytes()).hexdigest(), size=f.stat().st_size))
+    report = EvalReport(baseline_version=parent, prompts=10, instruction_following=0.8, violation_rate=0.05, passed=passed)
+    return CheckpointManifest(model=model, version=version, parent=parent, kind="full", files=tuple(files), eval=report,
+                              status=status, created_ts=datetime.now(UTC) - timedelta(seconds=age_s),  # type: ignore[arg-type]
+                              uri=str(path) if path is not None else f"/nonexistent/{version}")

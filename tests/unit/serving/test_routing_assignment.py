@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import pytest
+
+from serving.routing import BUCKETS, MemoryRoutingStore, arm_for, bucket, fnv1a_32, route
+from serving._errors import ModelNotFoundError
+from tests._serving import state
+
+
+def test_fnv1a_matches_the_published_test_vectors() -> None:
+    assert fnv1a_32(b"") == 0x811C9DC5
+    assert fnv1a_32(b"a") == 0xE40C292C
+    assert fnv1a_32(b"foobar") == 0xBF9CF968
+
+
+def test_bucket_is_stable_and_uniform() -> None:
+    users = [f"user-{i}" for i in range(20_000)]
+    buckets = [bucket("exp-1", u) for u in users]
+    assert buckets == [bucket("exp-1", u) for u in users]
+    assert all(0 <= b < BUCKETS for b in buckets)
+    share = sum(b < 2000 for b in buckets) / len(buckets)
+    assert abs(share - 0.2) < 0.015
+    assert [bucket("exp-2", u) for u in users[:50]] != buckets[:50]  # a new salt reshuffles
+
+
+def test_raising_the_share_only_moves_users_from_baseline_to_candidate() -> None:
+    users = [f"u{i}" for i in range(5000)]
+    previous = {u: arm_for("s", u, 500) for u in users}
+    for share in (2000, 5000, 10_000):
+        current = {u: arm_for("s", u, share) for u in users}
+        assert all(current[u] == "candidate" for u in users if previous[u] == "candidate")
+        previous = current
+    assert all(a == "candidate" for a in previous.values())
+
+
+def test_route_follows_the_state() -> None:
+    s = state(baseline="v1", candidate="v2", share_bp=5000, status="canary")
+    routes = {route(s, f"u{i}").version for i in range(200)}
+    assert routes == {"v1", "v2"}
+    assert route(s, None).version == "v1"  # no user id: no experiment unit, baseline
+    paused = s.model_copy(update={"status": "paused"})  # a pause freezes the split, it does not end it
+    assert {route(paused, f"u{i}").version for i in range(200)} == {"v1", "v2"}
+    halted = s.model_copy(update={"status": "halted", "share_bp": 0})
+    assert {route(halted, f"u{i}").version for i in range(200)} == {"v1"}
+    with pytest.raises(ModelNotFoundError):
+        route(state(baseline=None), "u1")
+
+
+def test_memory_store_round_trip() -> None:
+    store = MemoryRoutingStore()
+    assert store.get("policy") is None
+    s = state()
+    store.put(s)
+    assert store.get("policy") == s and store.models() == ["policy"]

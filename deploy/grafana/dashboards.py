@@ -55,7 +55,9 @@ def rate(metric: str, by: str, selector: str = "") -> str:
 
 # --- serving --------------------------------------------------------------------------------
 REQ = "flywheel_serving_requests_total"
-SERVING_ERROR_RATIO = rate(REQ, "arm", '{outcome="error"}') + " / " + rate(REQ, "arm")
+# "or … * 0": an arm with traffic and no failure shows 0 %, not "no data".
+_ERRORS_PER_ARM = rate(REQ, "arm", '{outcome="error"}')
+SERVING_ERROR_RATIO = f"({_ERRORS_PER_ARM} or {rate(REQ, 'arm')} * 0) / {rate(REQ, 'arm')}"
 
 SERVING_TRAFFIC = [
     p("Requests/s per arm and outcome", (rate(REQ, "arm, outcome"), "{{arm}} {{outcome}}"), unit="reqps"),
@@ -112,6 +114,23 @@ ENGAGEMENT = [
 ]
 
 # --- streams processors ---------------------------------------------------------------------
+SP = "flywheel_streams_processor"
+STREAMS_FLOW = [
+    p("Events in/s per processor", (rate(f"{SP}_events_in_total", "processor"), "{{processor}}"), unit="ops"),
+    p("Consumer lag per processor", (f"sum by (processor) ({SP}_consumer_lag)", "{{processor}}"),
+      description="Records not yet consumed, summed over the replicas (alert: FlywheelConsumerLagGrowing)."),
+    p("Dead letters/s by reason", (rate(f"{SP}_dlq_total", "processor, reason"), "{{processor}} {{reason}}"), unit="ops",
+      description="Records sent to chat.events.dlq (alert: FlywheelDeadLetterRateHigh above 1 % of the input)."),
+    p("Events out/s per topic", (rate(f"{SP}_events_out_total", "processor, topic"), "{{processor}} → {{topic}}"), unit="ops"),
+    p("Processing time per record p50 / p99",
+      (quantile(0.5, f"{SP}_latency_seconds", "processor"), "p50 {{processor}}"),
+      (quantile(0.99, f"{SP}_latency_seconds", "processor"), "p99 {{processor}}"), unit="s"),
+    p("Commits and commit failures/s",
+      (rate(f"{SP}_commits_total", "processor"), "commits {{processor}}"),
+      (rate(f"{SP}_commit_failures_total", "processor, stage"), "failed {{processor}} {{stage}}"), unit="ops",
+      description="Each commit writes outputs, state changelog and offsets in one transaction; a failure replays "
+                  "the batch (alert: FlywheelStreamCommitFailures)."),
+]
 STREAMS_QUALITY = [
     p("Late events/s per processor", (rate("flywheel_streams_processor_late_events_total", "processor"), "{{processor}}"),
       unit="ops"),
@@ -174,12 +193,14 @@ def dashboard(uid: str, title: str, rows: list[tuple[str, list[Panel]]], descrip
 def dashboards() -> dict[str, dict[str, Any]]:
     return {
         "flywheel-overview.json": dashboard("flywheel-overview", "Flywheel overview", [
+            ("Traffic", [STREAMS_FLOW[0], STREAMS_FLOW[1], SERVING_TRAFFIC[0]]),
             ("Engagement per arm", ENGAGEMENT[:3]),
             ("Quality per arm", ENGAGEMENT[3:5] + [SERVING_TRAFFIC[1]]),
             ("Canary", CANARY[:3]),
-            ("Serving per arm", [SERVING_LATENCY[0], SERVING_LATENCY[1], SERVING_TRAFFIC[0]]),
+            ("Serving per arm", [SERVING_LATENCY[0], SERVING_LATENCY[1], SERVING_TRAFFIC[2]]),
         ], "The loop at a glance: traffic, engagement and quality per arm, canary, training, serving."),
         "flywheel-streams.json": dashboard("flywheel-streams", "Flywheel streams", [
+            ("Flow", STREAMS_FLOW),
             ("Engagement windows", ENGAGEMENT),
             ("Processor quality and outputs", STREAMS_QUALITY),
         ], "Stream processors: signals, curation, buffer."),

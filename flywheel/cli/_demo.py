@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from flywheel.settings import FlywheelSettings
-from flywheel.sim import GatewayClient, Population, SimStats, Simulator, shared_catalogue
+from flywheel.sim import GatewayClient, Population, SimStats, Simulator, WallClock, shared_catalogue
 from flywheel.wiring import make_bus
 from streams import ChatEventProducer
 
@@ -31,6 +31,8 @@ def simulate(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the population and every decision.")] = None,
     concurrency: Annotated[Optional[int], typer.Option("--concurrency", min=1, help="Most requests in flight.")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Public model name to ask for.")] = None,
+    time_scale: Annotated[Optional[float], typer.Option("--time-scale", min=0.001, help="Simulated seconds per real "
+                                                        "second (think times, daily peak); the gateway stamps real time.")] = None,
     api_key: Annotated[str, typer.Option("--api-key", help="Bearer token for the gateway, if it wants one.")] = "sim",
     events: Annotated[bool, typer.Option("--events/--no-events", help="Send the client-side chat events (feedback, "
                                          "session ends) to chat.events on the configured bus.")] = True,
@@ -43,14 +45,15 @@ def simulate(
     """
     settings: FlywheelSettings = ctx.obj
     base = settings.demo.simulator
-    overrides = {k: v for k, v in {"users": users, "seed": seed, "concurrency": concurrency, "model": model}.items() if v is not None}
+    overrides = {k: v for k, v in {"users": users, "seed": seed, "concurrency": concurrency, "model": model,
+                                      "time_scale": time_scale}.items() if v is not None}
     config = base.model_copy(update=overrides)
     population = Population.generate(config.users, config.seed, shared_catalogue())
     client = GatewayClient(url, model=config.model, api_key=api_key, timeout_s=config.request_timeout_s,
                            max_tokens=config.max_tokens)
     producer = make_bus(settings).producer() if events else None
     chat_events = ChatEventProducer(producer, settings.topics.chat_events, settings.limits) if producer else None
-    sim = Simulator(config, population, client, chat_events)
+    sim = Simulator(config, population, client, chat_events, WallClock(config.time_scale))
 
     async def run() -> SimStats:
         try:

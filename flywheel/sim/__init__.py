@@ -3,7 +3,7 @@ through its public API and emitting the client-side chat events (feedback, sessi
 
 from flywheel.sim._catalogue import Catalogue, Character, Topic, shared_catalogue
 from flywheel.sim._client import ChatClient, GatewayClient, TurnReply, TurnRequest
-from flywheel.sim._clock import DAY_S, SimClock
+from flywheel.sim._clock import DAY_S, Clock, SimClock, WallClock
 from flywheel.sim._judge import Reaction, ReplyJudgement, continue_probability, judge_reply, react, reply_utility
 from flywheel.sim._population import Population, Preferences, SimUser, draw_preferences
 from flywheel.sim._stats import SimStats, TurnRecord, VersionStats
@@ -11,8 +11,8 @@ from flywheel.sim.config import SimulatorConfig
 from flywheel.sim.simulator import Simulator
 
 __all__ = [
-    "Catalogue", "Character", "ChatClient", "DAY_S", "GatewayClient", "Population",
+    "Catalogue", "Character", "ChatClient", "Clock", "DAY_S", "GatewayClient", "Population",
     "Preferences", "Reaction", "ReplyJudgement", "SimClock", "SimStats", "SimUser", "Simulator",
-    "SimulatorConfig", "Topic", "TurnRecord", "TurnReply", "TurnRequest", "VersionStats",
+    "SimulatorConfig", "Topic", "TurnRecord", "TurnReply", "TurnRequest", "VersionStats", "WallClock",
     "continue_probability", "draw_preferences", "judge_reply", "react", "reply_utility", "shared_catalogue",
 ]

@@ -24,6 +24,8 @@ class SimulatorConfig(BaseModel):
     active_window_s: float = Field(default=1800.0, gt=0, description="Sessions of a simulated day start within this many seconds (the daily peak).")
     step_s: float = Field(default=60.0, gt=0, description="Simulated seconds per scheduling step; actions due in one step run concurrently.")
     think_time_s: tuple[float, float] = Field(default=(15.0, 90.0), description="Range of simulated seconds between a reply and the next user action.")
+    time_scale: float = Field(default=60.0, gt=0, description="On a real clock (a gateway that stamps events itself): "
+                              "simulated seconds per real second, e.g. 60 turns a 30 s think time into 0.5 s.")
     start_days_ago: float = Field(default=45.0, gt=0, description="Simulated time starts this many days before now (event times must not lie in the future).")
     surface: str = Field(default="sim", description="`surface` of the events the simulator emits.")
 

@@ -1,9 +1,11 @@
 """The simulation loop: users open sessions on simulated days and talk to a ChatClient.
 
-Time is simulated. Each step takes the actions due within ``step_s`` simulated seconds
-and runs them concurrently (so a batching engine sees real concurrency); event times
-come from the simulated clock, so days pass in seconds of wall time while every event
-stays ordered enough for event-time processing. Every random draw is seeded by
+On the virtual clock (``SimClock``) each step takes the actions due within ``step_s``
+simulated seconds and runs them concurrently (so a batching engine sees real
+concurrency); event times come from the simulated clock, so days pass in milliseconds
+while every event stays ordered enough for event-time processing. On a real clock
+(``WallClock``, when the gateway stamps events itself) every action starts when it is
+due, with simulated durations compressed. Every random draw is seeded by
 (seed, user, conversation, turn), so a run is reproducible whatever order replies come
 back in.
 """
@@ -24,7 +26,7 @@ from schemas import FeedbackKind, FlywheelError, SessionEndedEvent, UserFeedback
 from streams import ChatEventProducer
 from flywheel.sim._catalogue import Character, Topic
 from flywheel.sim._client import ChatClient, TurnReply, TurnRequest
-from flywheel.sim._clock import DAY_S, SimClock
+from flywheel.sim._clock import Clock, SimClock
 from flywheel.sim._judge import judge_reply, react
 from flywheel.sim._population import Population, SimUser
 from flywheel.sim._stats import SimStats, TurnRecord
@@ -69,13 +71,13 @@ class Simulator:
     """
 
     def __init__(self, config: SimulatorConfig, population: Population, client: ChatClient,
-                 events: ChatEventProducer | None = None, clock: SimClock | None = None,
+                 events: ChatEventProducer | None = None, clock: Clock | None = None,
                  on_turn: Callable[[TurnRecord], None] | None = None) -> None:
         self.config = config
         self.population = population
         self.client = client
         self.events = events
-        self.clock = clock or SimClock.days_ago(config.start_days_ago)
+        self.clock: Clock = clock or SimClock.days_ago(config.start_days_ago)
         self.stats = SimStats()
         self._on_turn = on_turn
         self._heap: list[tuple[datetime, str, _Session]] = []
@@ -93,11 +95,14 @@ class Simulator:
 
     async def run(self, days: int | None = None, stop: Callable[[], bool] | None = None) -> SimStats:
         """Simulate ``days`` more days (all their sessions finish), or until ``stop()``
-        returns true (checked between steps; open sessions resume on the next call)."""
+        returns true (checked between actions; open sessions resume on the next call)."""
         if days is None and stop is None:
             raise ValueError("run() needs days or stop, or it would never return")
         last_day = self._next_day + days if days is not None else None
         semaphore = asyncio.Semaphore(self.config.concurrency)
+        if self.clock.realtime:
+            await self._run_realtime(semaphore, last_day, stop)
+            return self.stats
         while not (stop is not None and stop()):
             if not self._heap:
                 if last_day is not None and self._next_day >= last_day:
@@ -108,14 +113,51 @@ class Simulator:
             await self._step(semaphore)
         return self.stats
 
+    async def _run_realtime(self, semaphore: asyncio.Semaphore, last_day: int | None,
+                            stop: Callable[[], bool] | None) -> None:
+        """Each session's action starts when it is due, independently of the others (the
+        engine batches whatever is in flight together)."""
+        in_flight: set[asyncio.Task[_Session | None]] = set()
+
+        async def advance(session: _Session) -> _Session | None:
+            async with semaphore:
+                return await self._advance(session)
+
+        def collect(done: set[asyncio.Task[_Session | None]]) -> None:
+            for task in done:
+                in_flight.discard(task)
+                session = task.result()
+                if session is not None:
+                    heapq.heappush(self._heap, (session.due, session.conversation_id, session))
+
+        while not (stop is not None and stop()):
+            if not self._heap and not in_flight:
+                if last_day is not None and self._next_day >= last_day:
+                    break
+                self._open_day(self._next_day)
+                self._next_day += 1
+                continue
+            now = self.clock.now()
+            while self._heap and self._heap[0][0] <= now:
+                in_flight.add(asyncio.ensure_future(advance(heapq.heappop(self._heap)[2])))
+            wait_s = (self._heap[0][0] - now).total_seconds() if self._heap else 0.5
+            if in_flight:
+                done, _ = await asyncio.wait(in_flight, timeout=max(0.001, min(wait_s, 0.5)),
+                                             return_when=asyncio.FIRST_COMPLETED)
+                collect(done)
+            else:
+                await asyncio.sleep(max(0.0, min(wait_s, 0.5)))
+        if in_flight:  # let started actions finish so their sessions resume next time
+            done, _ = await asyncio.wait(in_flight)
+            collect(done)
+
     def run_sync(self, days: int | None = None, stop: Callable[[], bool] | None = None) -> SimStats:
         return asyncio.run(self.run(days, stop))
 
     # -- scheduling ----------------------------------------------------------------------
     def _open_day(self, day: int) -> None:
         cfg = self.config
-        day_start = self.clock.at(day * DAY_S)
-        self.clock.advance_to(day_start)
+        day_start = self.clock.day_start(day)
         visits = 0
         for user in self.population.users:
             rng = random.Random(f"{cfg.seed}:visit:{user.id}:{day}")
@@ -130,7 +172,7 @@ class Simulator:
             conversation = f"{user.id}-d{day}"
             character = self.population.character(user.pick_character(rng))
             topic = self.population.topic(user.pick_topic(rng))
-            due = day_start + timedelta(seconds=rng.uniform(0, cfg.active_window_s))
+            due = day_start + self.clock.duration(rng.uniform(0, cfg.active_window_s))
             session = _Session(user, conversation, character, topic, day, due)
             session.user_text = rng.choice(topic.openers)
             heapq.heappush(self._heap, (due, conversation, session))
@@ -139,11 +181,11 @@ class Simulator:
 
     async def _step(self, semaphore: asyncio.Semaphore) -> None:
         first = self._heap[0][0]
-        horizon = first + timedelta(seconds=self.config.step_s)
+        await self.clock.wait_until(first)
+        horizon = first + self.clock.duration(self.config.step_s)
         due: list[_Session] = []
         while self._heap and self._heap[0][0] < horizon:
             due.append(heapq.heappop(self._heap)[2])
-        self.clock.advance_to(first)
 
         async def advance(session: _Session) -> _Session | None:
             async with semaphore:
@@ -152,7 +194,7 @@ class Simulator:
         for session in await asyncio.gather(*(advance(s) for s in due)):
             if session is not None:
                 heapq.heappush(self._heap, (session.due, session.conversation_id, session))
-        self.clock.advance_to(horizon)
+        await self.clock.wait_until(horizon)
 
     # -- one user action -------------------------------------------------------------------
     def _rng(self, session: _Session, what: str) -> random.Random:
@@ -172,7 +214,7 @@ class Simulator:
         request = TurnRequest(
             user_id=session.user.id, conversation_id=session.conversation_id, character_id=session.character.id,
             instructions=session.character.instructions, messages=self._messages(session), turn=session.turn,
-            ts=session.due, regenerate=session.regenerate,
+            ts=self.clock.now() if self.clock.realtime else session.due, regenerate=session.regenerate,
         )
         self.stats.requests += 1
         try:
@@ -180,7 +222,7 @@ class Simulator:
         except Exception as exc:  # a failed request is a bad experience, not a crash of the run
             self.stats.errors += 1
             log.warning("request failed for %s turn %d: %s", session.conversation_id, session.turn, exc)
-            self._end(session, session.due + timedelta(seconds=_LEAVE_DELAY_S), "error")
+            self._end(session, self._later(session.due, _LEAVE_DELAY_S), "error")
             return None
         session.model_version = reply.model_version or session.model_version or "unknown"
         judgement = judge_reply(reply.text, session.character.instructions, session.topic.keywords)
@@ -198,16 +240,16 @@ class Simulator:
         self.stats.record(record)
         if self._on_turn is not None:
             self._on_turn(record)
-        reply_ts = session.due + timedelta(milliseconds=reply.latency_ms)
+        reply_ts = self.clock.now() if self.clock.realtime else session.due + timedelta(milliseconds=reply.latency_ms)
         for kind in reaction.feedback:
-            self._emit_feedback(session, kind, reply_ts + timedelta(seconds=_FEEDBACK_DELAY_S), rng)
-        think = timedelta(seconds=rng.uniform(*cfg.think_time_s))
+            self._emit_feedback(session, kind, self._later(reply_ts, _FEEDBACK_DELAY_S), rng)
+        think = self.clock.duration(rng.uniform(*cfg.think_time_s))
         if reaction.regenerate:
             session.regenerate = True
             session.due = reply_ts + think
             return session
         if not record.continued:
-            self._end(session, reply_ts + timedelta(seconds=_LEAVE_DELAY_S), "user_left")
+            self._end(session, self._later(reply_ts, _LEAVE_DELAY_S), "user_left")
             return None
         session.history += [{"role": "user", "content": session.user_text}, {"role": "assistant", "content": reply.text}]
         session.turn += 1
@@ -215,6 +257,12 @@ class Simulator:
         session.user_text = rng.choice(session.topic.follow_ups)
         session.due = reply_ts + think
         return session
+
+    def _later(self, t: datetime, simulated_s: float) -> datetime:
+        """``t`` plus a short simulated delay; on a real clock never past now (events
+        stamped in the future would be refused)."""
+        later = t + self.clock.duration(simulated_s)
+        return min(later, self.clock.now()) if self.clock.realtime else later
 
     def _end(self, session: _Session, ts: datetime, reason: str) -> None:
         satisfaction = sum(session.satisfaction) / len(session.satisfaction) if session.satisfaction else 0.0

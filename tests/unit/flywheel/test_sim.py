@@ -167,3 +167,21 @@ def test_run_needs_a_limit() -> None:
     sim = Simulator(SimulatorConfig(users=1), Population.generate(1, 1, CATALOGUE), ScriptedClient())
     with pytest.raises(ValueError, match="never return"):
         sim.run_sync()
+
+
+def test_wall_clock_run_stamps_real_time_and_compresses_days() -> None:
+    from flywheel.sim import WallClock
+
+    bus = EmbeddedBus()
+    topics = Topics("simwall")
+    bus.create_topics(topics.specs())
+    config = SimulatorConfig(users=20, seed=4, concurrency=4)
+    sim = Simulator(config, Population.generate(20, 4, CATALOGUE), ScriptedClient(GOOD),
+                    ChatEventProducer(bus.producer(), topics.chat_events), WallClock(time_scale=86_400 / 2))
+    before = datetime.now(UTC)
+    sim.run_sync(days=2)
+    consumer = bus.consumer()
+    consumer.assign({TopicPartition(topics.chat_events, p): 0 for p in range(bus.partitions(topics.chat_events))})
+    events = [parse_chat_event(r.value) for r in consumer.consume(100_000, 0.1)]
+    assert sim.stats.days_opened == 2 and sim.stats.sessions_ended == sim.stats.sessions_started > 0
+    assert all(before <= e.ts <= datetime.now(UTC) for e in events)

@@ -86,3 +86,24 @@ def manifest_for(path: Path | None, version: str, model: str = "policy", passed:
     return CheckpointManifest(model=model, version=version, parent=parent, kind="full", files=tuple(files), eval=report,
                               status=status, created_ts=datetime.now(UTC) - timedelta(seconds=age_s),  # type: ignore[arg-type]
                               uri=str(path) if path is not None else f"/nonexistent/{version}")
+
+
+def window_aggregate(rng: Any, arm: str, version: str, start: datetime, users: int, window_s: int = 60,
+                     p_continue: float = 0.4, p_violation: float = 0.1, p_if: float = 0.8, partition: int | None = 0,
+                     slow: float = 0.05) -> "Any":
+    """One synthetic per-arm window partial, as the signals processor would emit it."""
+    from schemas import LATENCY_BUCKETS_MS, ArmWindowAggregate
+
+    turns = rng.poisson(2.0, users) + 1
+    responses = int(turns.sum())
+    buckets = [0] * len(LATENCY_BUCKETS_MS)
+    n_slow = int(rng.binomial(responses, slow))
+    buckets[2] = responses - n_slow
+    buckets[5] = n_slow
+    return ArmWindowAggregate(
+        arm=arm, model_version=version, window_start=start, window_s=window_s, partition=partition,  # type: ignore[arg-type]
+        sessions=users, users_assigned=users, users_engaged=users, user_turns=int(turns.sum()),
+        user_turns_sq=int((turns ** 2).sum()), responses=responses, continued=int(rng.binomial(responses, p_continue)),
+        instruction_following=int(rng.binomial(responses, p_if)), violations=int(rng.binomial(responses, p_violation)),
+        latency_ms_sum=float(responses * 80), latency_buckets=tuple(buckets),
+    )

@@ -1,0 +1,147 @@
+"""The deployment controller's decisions on synthetic window aggregates (embedded bus,
+in-memory routing store): steps advance only on evidence, bad candidates roll back,
+SRM halts, no data holds, operators act with who/why, every decision is published."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from schemas import CanaryDecision, DeploymentState, Topics, deployment_record_adapter
+from serving import CanaryConfig, CanaryController, MemoryRoutingStore
+from serving._errors import DeploymentStateError
+from serving.canary import ArmTotals, analyse, decide
+from streams import EmbeddedBus, TopicPartition
+from tests._serving import window_aggregate
+
+pytestmark = pytest.mark.timeout(60)
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)
+CONFIG = CanaryConfig(mde={"continue_rate": 0.05, "depth": 0.5, "breadth": 0.05}, min_samples_per_step=300)
+
+
+@pytest.fixture
+def setup(topics: Topics):  # noqa: ANN201
+    bus = EmbeddedBus()
+    bus.create_topics(topics.specs())
+    store = MemoryRoutingStore()
+    ctl = CanaryController(CONFIG, "policy", store, bus, topics)
+    ctl.bootstrap("v1", T0)
+    return bus, store, ctl, topics
+
+
+def _publish(bus: EmbeddedBus, topics: Topics, aggs: list) -> None:  # noqa: ANN001
+    producer = bus.producer()
+    for a in aggs:
+        producer.produce(topics.engagement_signals, a.to_json_bytes(), key=a.arm)
+
+
+def _run(bus, topics, ctl, store, rng, cand_kw, minutes=200, users=400):  # noqa: ANN001, ANN201
+    decisions = []
+    for i in range(minutes):
+        state = store.get("policy")
+        if state.status != "canary":
+            break
+        start = T0 + timedelta(minutes=i + 1)
+        share = state.share_bp / 10_000
+        n_c = int(rng.binomial(users, share))
+        _publish(bus, topics, [window_aggregate(rng, "baseline", "v1", start, users - n_c, partition=0),
+                               window_aggregate(rng, "candidate", state.candidate_version, start, max(n_c, 0), partition=1, **cand_kw)])
+        d = ctl.evaluate_once(start + timedelta(seconds=90))
+        decisions.append(d)
+    return decisions
+
+
+def _published(bus: EmbeddedBus, topics: Topics) -> list:
+    consumer = bus.consumer()
+    consumer.assign({TopicPartition(topics.serving_deployments, 0): 0})
+    return [deployment_record_adapter.validate_json(r.value) for r in consumer.consume(100_000, 0.0)]
+
+
+def test_good_candidate_is_promoted_step_by_step(setup) -> None:  # noqa: ANN001
+    bus, store, ctl, topics = setup
+    ctl.start_canary("v2", T0 + timedelta(seconds=30))
+    decisions = _run(bus, topics, ctl, store, np.random.default_rng(1), {"p_continue": 0.5, "p_violation": 0.08})
+    actions = [d.action for d in decisions if d.action != "hold"]
+    assert actions == ["advance", "advance", "promote"]
+    shares = [d.share_bp_after for d in decisions if d.action == "advance"]
+    assert shares == [2000, 5000]
+    final = store.get("policy")
+    assert final.baseline_version == "v2" and final.candidate_version is None and final.status == "idle"
+    promote = decisions[-1]
+    cr = next(r for r in promote.metrics if r.name == "continue_rate")
+    assert cr.verdict == "better" and cr.ci_low > 0 and cr.ci_low < cr.lift < cr.ci_high
+    records = _published(bus, topics)
+    assert isinstance(records[-1], DeploymentState) and records[-1].baseline_version == "v2"
+    assert [r.action for r in records if isinstance(r, CanaryDecision) and r.action != "hold"] == ["promote", "start", "advance", "advance", "promote"]
+
+
+def test_bad_candidate_rolls_back_at_the_first_step(setup) -> None:  # noqa: ANN001
+    bus, store, ctl, topics = setup
+    ctl.start_canary("v2", T0 + timedelta(seconds=30))
+    decisions = _run(bus, topics, ctl, store, np.random.default_rng(2), {"p_violation": 0.2})
+    assert decisions[-1].action == "rollback"
+    assert "violation_rate" in decisions[-1].reason
+    assert max(d.share_bp_after for d in decisions[:-1]) == CONFIG.steps_bp[0]
+    assert store.get("policy").candidate_version is None and store.get("policy").baseline_version == "v1"
+
+
+def test_no_data_holds_and_srm_halts(setup) -> None:  # noqa: ANN001
+    bus, store, ctl, topics = setup
+    ctl.start_canary("v2", T0 + timedelta(seconds=30))
+    d = ctl.evaluate_once(T0 + timedelta(minutes=1))
+    assert d.action == "hold" and d.reason.startswith("no data")
+    rng = np.random.default_rng(4)
+    for i in range(3):  # candidate gets 20 % of users although the share is 5 %
+        start = T0 + timedelta(minutes=2 + i)
+        _publish(bus, topics, [window_aggregate(rng, "baseline", "v1", start, 800), window_aggregate(rng, "candidate", "v2", start, 200, partition=1)])
+    d = ctl.evaluate_once(T0 + timedelta(minutes=6))
+    assert d.action == "halt" and d.srm_p_value < 0.001
+    assert store.get("policy").status == "halted" and store.get("policy").share_bp == 0
+    assert ctl.evaluate_once(T0 + timedelta(minutes=7)) is None  # halted: the operator decides
+
+
+def test_operator_actions_are_recorded_with_actor_and_reason(setup) -> None:  # noqa: ANN001
+    bus, store, ctl, topics = setup
+    with pytest.raises(DeploymentStateError):
+        ctl.operator_action("promote", "ops@example", "no candidate")
+    ctl.start_canary("v2", T0)
+    d = ctl.operator_action("pause", "ops@example", "investigating", T0 + timedelta(minutes=1))
+    assert d.actor == "ops@example" and "investigating" in d.reason and store.get("policy").status == "paused"
+    assert ctl.evaluate_once(T0 + timedelta(minutes=2)) is None
+    ctl.operator_action("resume", "ops@example", "fine", T0 + timedelta(minutes=3))
+    d = ctl.operator_action("rollback", "ops@example", "not today", T0 + timedelta(minutes=4))
+    assert d.action == "rollback" and store.get("policy").candidate_version is None
+
+
+def test_repeated_partials_replace_not_add(setup) -> None:  # noqa: ANN001
+    bus, store, ctl, topics = setup
+    rng = np.random.default_rng(0)
+    agg = window_aggregate(rng, "baseline", "v1", T0, 100)
+    _publish(bus, topics, [agg, agg])
+    ctl.poll_signals()
+    assert len(ctl._aggs) == 1
+
+
+def _totals(responses: int, continued: int, violations: int) -> ArmTotals:
+    t = ArmTotals(sessions=responses // 2, users_assigned=responses // 2, users_engaged=responses // 2,
+                  user_turns=responses, user_turns_sq=responses * 2, responses=responses, continued=continued,
+                  instruction_following=int(responses * 0.8), violations=violations)
+    t.latency_buckets[2] = responses
+    return t
+
+
+def test_decide_orders_srm_breach_loss_and_collecting() -> None:
+    p: dict[str, float] = {}
+    a = analyse(_totals(20_000, 8000, 2000), _totals(1000, 400, 100), CONFIG, p, (20_000, 1000), 500)
+    assert decide(a, CONFIG, 0, 100)[0] == "hold"  # collecting at this step
+    assert decide(a, CONFIG, 0, 1000)[0] == "hold"  # guardrails not yet shown within tolerance
+    a = analyse(_totals(60_000, 24_000, 6000), _totals(3000, 1200, 300), CONFIG, p, (60_000, 3000), 476)
+    assert decide(a, CONFIG, 0, 3000)[0] == "advance"
+    a = analyse(_totals(20_000, 8000, 2000), _totals(1000, 400, 100), CONFIG, {}, (20_000, 1500), 500)
+    assert decide(a, CONFIG, 0, 1000)[0] == "halt"
+    a = analyse(_totals(20_000, 8000, 2000), _totals(1000, 400, 300), CONFIG, {}, None, 500)
+    assert decide(a, CONFIG, 0, 1000) == ("rollback", "guardrail breach: violation_rate")
+    a = analyse(_totals(20_000, 8000, 2000), _totals(2000, 500, 200), CONFIG, {}, None, 500)
+    assert decide(a, CONFIG, 0, 2000)[0] == "rollback" and "continue_rate" in decide(a, CONFIG, 0, 2000)[1]

@@ -4,11 +4,17 @@ Each is a class with explicit, JSON-serialisable state per source partition; the
 in ``streams.runners`` drive them on Kafka, Faust or the embedded bus."""
 
 from streams.processors._base import META, Output, PartitionState, Processor, ProcessorBase, SourcePartition
+from streams.processors.buffer import BufferProcessor, job_id_for
+from streams.processors.buffer_config import BufferConfig
+from streams.processors.curation import CurationProcessor
+from streams.processors.curation_config import CurationConfig
+from streams.processors.pii import find_pii, redact
 from streams.processors.signals import SignalsProcessor
 from streams.processors.signals_config import SignalsConfig
 from streams.processors.synthetic import synthetic_events
 
 __all__ = [
-    "META", "Output", "PartitionState", "Processor", "ProcessorBase", "SignalsConfig", "SignalsProcessor",
-    "SourcePartition", "synthetic_events",
+    "BufferConfig", "BufferProcessor", "CurationConfig", "CurationProcessor", "META", "Output", "PartitionState",
+    "Processor", "ProcessorBase", "SignalsConfig", "SignalsProcessor", "SourcePartition", "find_pii", "job_id_for",
+    "redact", "synthetic_events",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +18,21 @@ def to_ms(ts: datetime) -> int:
 
 def from_ms(ms: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=ms)
+
+
+def iso_ms(ms: int) -> str:
+    """The JSON form pydantic gives a UTC datetime ("…T12:00:00Z" or "…T12:00:00.123000Z")."""
+    dt = _EPOCH + timedelta(milliseconds=ms)
+    base = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{dt.microsecond:06d}Z" if dt.microsecond else base + "Z"
+
+
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def dumps(doc: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON, as ``Message.to_json_bytes`` writes it."""
+    return _encode(doc).encode()
 
 
 class Timers:

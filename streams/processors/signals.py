@@ -23,12 +23,11 @@ from typing import Any
 
 from schemas import (
     LATENCY_BUCKETS_MS,
+    SCHEMA_VERSION,
     ArmWindowAggregate,
     ModelResponseEvent,
-    ResponseOutcome,
     SessionEndedEvent,
     SessionStartedEvent,
-    SessionSummary,
     UserFeedbackEvent,
     UserMessageEvent,
     ENGAGEMENT_SIGNALS,
@@ -42,7 +41,7 @@ from schemas import (
     parse_chat_event,
 )
 from streams.processors._base import META, Output, PartitionState, ProcessorBase, SourcePartition
-from streams.processors._events import Timers, bump, from_ms, to_ms
+from streams.processors._events import Timers, bump, dumps, from_ms, iso_ms, to_ms
 from streams.processors._metrics import processor_metrics
 from streams.processors.signals_config import SignalsConfig
 
@@ -108,7 +107,7 @@ class SignalsProcessor(ProcessorBase):
         event = parse_chat_event(value, self._limits)
         t = to_ms(event.ts)
         out: list[Output] = []
-        meta = state.meta
+        meta = state.entries[META]
         skey = "s|" + event.conversation_id
         sess = state.entries.get(skey)
         if t < meta["cu"]:  # its window is closed: count it, keep applying it to non-window state
@@ -132,7 +131,9 @@ class SignalsProcessor(ProcessorBase):
             if sess["st"] is None and sess["end"] is None:
                 sess["st"] = t
                 self._learn_arm(source, state, sess, event.arm, event.model_version)
-                self._window(source, state, event.arm, sess["mv"], t, lambda w: w["ua"].__setitem__(sess["u"], 1))
+                w = self._window(source, state, event.arm, sess["mv"], t)
+                if w is not None:
+                    w["ua"][sess["u"]] = 1
         elif isinstance(event, SessionEndedEvent):
             self._on_end(source, state, skey, sess, t, event.reason, out)
         if t > meta["wm"]:
@@ -145,7 +146,9 @@ class SignalsProcessor(ProcessorBase):
             return
         sess["arm"], sess["mv"] = arm, mv
         for ts in sess["eng"]:
-            self._window(source, state, arm, mv, ts, lambda w: w["ue"].__setitem__(sess["u"], 1))
+            w = self._window(source, state, arm, mv, ts)
+            if w is not None:
+                w["ue"][sess["u"]] = 1
         sess["eng"] = []
 
     def _on_message(self, source: SourcePartition, state: PartitionState, skey: str, sess: dict[str, Any],
@@ -161,7 +164,9 @@ class SignalsProcessor(ProcessorBase):
         if sess["arm"] is None:
             sess["eng"].append(t)
         else:
-            self._window(source, state, sess["arm"], sess["mv"], t, lambda w: w["ue"].__setitem__(sess["u"], 1))
+            w = self._window(source, state, sess["arm"], sess["mv"], t)
+            if w is not None:
+                w["ue"][sess["u"]] = 1
         prev = [(r["ts"], req) for req, r in sess["r"].items() if r["t"] == event.turn - 1]
         if prev:
             latest = max(prev)[1]
@@ -229,43 +234,45 @@ class SignalsProcessor(ProcessorBase):
             return
         started = sess["st"] if sess["st"] is not None else sess["ft"]
         turns = len(sess["m"])
-        summary = SessionSummary.model_construct(
-            user_id=sess["u"], conversation_id=_conv(sess, state), character_id=sess["ch"], arm=sess["arm"],
-            model_version=sess["mv"], started_ts=from_ms(started), ended_ts=from_ms(max(ended, started)),
-            user_turns=turns, responses=sess["nr"], duration_s=max(0, ended - started) / 1000, end_reason=reason)
-        out.append(Output(ENGAGEMENT_SIGNALS, sess["u"], summary.model_dump_json().encode()))
-
-        def add(w: dict[str, Any]) -> None:
+        ended = max(ended, started)
+        # Built as JSON directly (same document SessionSummary.model_dump_json gives): hot path.
+        out.append(Output(ENGAGEMENT_SIGNALS, sess["u"], dumps({
+            "kind": "session_summary", "schema_version": SCHEMA_VERSION, "user_id": sess["u"],
+            "conversation_id": sess["cid"], "character_id": sess["ch"], "arm": sess["arm"],
+            "model_version": sess["mv"], "started_ts": iso_ms(started), "ended_ts": iso_ms(ended),
+            "user_turns": turns, "responses": sess["nr"], "duration_s": (ended - started) / 1000,
+            "end_reason": reason})))
+        w = self._window(source, state, sess["arm"], sess["mv"], decided)
+        if w is not None:
             w["s"] += 1
             w["ut"] += turns
             w["ut2"] += turns * turns
-        self._window(source, state, sess["arm"], sess["mv"], decided, add)
 
     def _finalise(self, source: SourcePartition, state: PartitionState, sess: dict[str, Any], req: str,
                   continued: bool, by: str, decided: int, out: list[Output]) -> None:
         resp = sess["r"].pop(req)
         sess["done"][req] = str(resp["t"])
-        outcome = ResponseOutcome.model_construct(
-            user_id=sess["u"], conversation_id=_conv(sess, state), character_id=sess["ch"], turn=resp["t"],
-            request_id=req, model_version=resp["mv"], arm=resp["arm"], response_ts=from_ms(resp["ts"]),
-            continued=continued, feedback=tuple(resp["fb"]), instruction_following=resp["if"], violation=resp["v"],
-            latency_ms=resp["lat"], finalized_by=by)
-        out.append(Output(ENGAGEMENT_SIGNALS, sess["u"], outcome.model_dump_json().encode()))
-
-        def add(w: dict[str, Any]) -> None:
+        out.append(Output(ENGAGEMENT_SIGNALS, sess["u"], dumps({
+            "kind": "response_outcome", "schema_version": SCHEMA_VERSION, "user_id": sess["u"],
+            "conversation_id": sess["cid"], "character_id": sess["ch"], "turn": resp["t"], "request_id": req,
+            "model_version": resp["mv"], "arm": resp["arm"], "response_ts": iso_ms(resp["ts"]),
+            "continued": continued, "feedback": resp["fb"], "instruction_following": resp["if"],
+            "violation": resp["v"], "latency_ms": float(resp["lat"]), "finalized_by": by})))
+        w = self._window(source, state, resp["arm"], resp["mv"], decided)
+        if w is not None:
             w["r"] += 1
             w["c"] += continued
             w["if"] += resp["if"]
             w["v"] += resp["v"]
             w["lat"] += resp["lat"]
             w["lb"][_bucket(resp["lat"])] += 1
-        self._window(source, state, resp["arm"], resp["mv"], decided, add)
 
     # -- windows and timers ----------------------------------------------------------------
-    def _window(self, source: SourcePartition, state: PartitionState, arm: str, mv: str, ts: int, update: Any) -> None:
+    def _window(self, source: SourcePartition, state: PartitionState, arm: str, mv: str, ts: int) -> dict[str, Any] | None:
+        """The open window of ``ts`` (created on first use), or None when it is already closed."""
         start = ts - ts % self._w
-        if start < state.meta["cu"]:
-            return  # already closed; the event was counted as late on arrival
+        if start < state.entries[META]["cu"]:
+            return None  # the event was counted as late on arrival
         key = f"w|{arm}|{mv}|{start}"
         window = state.entries.get(key)
         if window is None:
@@ -274,7 +281,7 @@ class SignalsProcessor(ProcessorBase):
             self._windows[source].add(key)
         else:
             state.touch(key)
-        update(window)
+        return window
 
     def _fire(self, source: SourcePartition, state: PartitionState, wm: int, out: list[Output]) -> None:
         timers = self._timers[source]

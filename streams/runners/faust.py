@@ -1,0 +1,176 @@
+"""The Faust runner (faust-streaming), for teams that already run Faust.
+
+Deliberately conservative (see the Faust pitfalls in the docs): at-least-once, one agent
+with ``concurrency=1``, no windowed tables (windows live in the processor's state), no
+Faust exactly-once mode. The processor's entries live in a plain Faust table keyed
+``<input>|<partition>|<entry>``, written in the context of the source event, so every
+entry lands on the changelog partition of its source partition.
+
+Why a replay never double counts: each entry is written as ``{"o": offset, "v": value,
+"p": previous value}`` and the entry ``__meta__`` (last applied offset) is written last
+for each record. A crash can deliver a prefix of one record's writes; on restore an
+entry newer than ``__meta__`` is rolled back to its previous value, and records up to
+``__meta__``'s offset are skipped. Outputs are queued before the state writes and keyed,
+so a replay overwrites rather than adds.
+
+Nothing Faust is imported until ``start()``: importing faust has side effects.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+from schemas import CHAT_EVENTS_DLQ, Topics
+from streams.dlq import ERROR_TYPE, FIELD, REASON, SOURCE, error_reason_label
+from streams.processors import META, Processor, SourcePartition
+from streams.runners._metrics import runner_metrics, serve_metrics
+from streams.runners.runner_config import RunnerConfig
+
+log = logging.getLogger(__name__)
+
+
+def faust_table_topic(group_id: str, processor_name: str) -> str:
+    """Changelog topic Faust creates for the runner's state table."""
+    return f"{group_id}-{processor_name}-state-changelog"
+
+
+def wrap(offset: int, value: bytes | None, previous: str | None) -> bytes:
+    v = None if value is None else value.decode()
+    return json.dumps({"o": offset, "v": v, "p": previous}, separators=(",", ":")).encode()
+
+
+def unwrap_partition(raw: Mapping[str, bytes]) -> dict[str, bytes]:
+    """Entries of one source partition as persisted by this runner, rolled back to the last
+    complete record (see the module docstring). ``raw`` maps entry key -> wrapped value."""
+    docs = {k: json.loads(v) for k, v in raw.items() if v}
+    meta = docs.get(META)
+    if meta is None:
+        return {}
+    last = meta["o"]
+    out: dict[str, bytes] = {}
+    for key, doc in docs.items():
+        value = doc["v"] if doc["o"] <= last else doc["p"]
+        if value is not None:
+            out[key] = value.encode()
+    return out
+
+
+class FaustRunner:
+    """Run ``processor`` as a Faust worker. ``run()`` blocks (Faust owns the event loop and
+    the signal handlers, so call it from the main thread of its own process)."""
+
+    runner_name = "faust"
+
+    def __init__(self, processor: Processor, topics: Topics, group_id: str, config: RunnerConfig | None = None,
+                 partitions: int = 8) -> None:
+        self.processor = processor
+        self.topics = topics
+        self.group_id = group_id
+        self.config = config or RunnerConfig()
+        self.partitions = partitions
+        self.table_topic = faust_table_topic(group_id, processor.name)
+        self._written: dict[SourcePartition, dict[str, str | None]] = {}
+        self._metrics = runner_metrics()
+
+    def build(self) -> Any:
+        """Create the Faust app, its topics, table and agent. Returns the app."""
+        import faust  # noqa: PLC0415 - deliberately late: importing faust has side effects
+
+        app = faust.App(
+            self.group_id, broker=self.config.faust_broker, store="memory://", autodiscover=False,
+            value_serializer="raw", key_serializer="raw", topic_partitions=self.partitions,
+            topic_replication_factor=1, processing_guarantee="at_least_once", web_enabled=False,
+            table_standby_replicas=0, consumer_auto_offset_reset="earliest",
+            broker_commit_interval=self.config.commit_interval_s * 10, datadir=tempfile.mkdtemp(prefix="faust-"),
+        )
+        inputs = {self.topics.name(t): t for t in self.processor.inputs}
+        source = app.topic(*inputs, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw")
+        table = app.Table(f"{self.processor.name}-state", default=None, partitions=self.partitions,
+                          key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw")
+        self._table = table
+        out_topics: dict[str, Any] = {}
+        dlq = app.topic(self.topics.name(CHAT_EVENTS_DLQ), value_serializer="raw", key_serializer="raw")
+        processor = self.processor
+        metrics = self._metrics
+        name = processor.name
+
+        async def handle(stream: Any) -> None:
+            async for event in stream.events():
+                msg = event.message
+                src = SourcePartition(inputs[msg.topic], msg.partition)
+                if src not in self._written:
+                    self._restore(src)
+                key = msg.key.decode() if msg.key is not None else None
+                try:
+                    outputs = processor.process(src, msg.offset, key, msg.value or b"")
+                except Exception as exc:  # bad input never stops the worker
+                    outputs = []
+                    await dlq.send(key=msg.key, value=msg.value, headers=_dlq_headers(exc, msg))
+                    metrics.dlq.labels(name, error_reason_label(exc)).inc()
+                for out in outputs:
+                    topic = out_topics.get(out.topic)
+                    if topic is None:
+                        topic = out_topics[out.topic] = app.topic(self.topics.name(out.topic), value_serializer="raw",
+                                                                  key_serializer="raw")
+                    await topic.send(key=out.key.encode(), value=out.value)
+                self._persist(src, msg.offset)
+                metrics.events_in.labels(name, self.runner_name).inc()
+
+        app.agent(source, name=f"{name}-agent", concurrency=1)(handle)
+
+        @app.on_partitions_revoked.connect
+        async def _revoked(sender: Any, revoked: Any, **_: Any) -> None:
+            for tp in revoked:
+                if tp.topic in inputs:
+                    src = SourcePartition(inputs[tp.topic], tp.partition)
+                    processor.drop(src)
+                    self._written.pop(src, None)
+
+        self.app = app
+        return app
+
+    def _restore(self, src: SourcePartition) -> None:
+        prefix = f"{src.topic}|{src.partition}|"
+        raw = {k[len(prefix):]: v for k, v in self._table.items() if k.startswith(prefix)}
+        entries = unwrap_partition(raw)
+        self.processor.restore(src, entries)
+        self._written[src] = {k: v.decode() for k, v in entries.items()}
+        log.info("%s: restored %s[%d] from the Faust table (%d entries)", self.processor.name, src.topic,
+                 src.partition, len(entries))
+
+    def _persist(self, src: SourcePartition, offset: int) -> None:
+        changes = self.processor.take_changes(src)
+        if not changes:
+            return
+        written = self._written[src]
+        prefix = f"{src.topic}|{src.partition}|"
+        meta = changes.pop(META, None)
+        table = self._table
+        for key, value in changes.items():
+            table[prefix + key] = wrap(offset, value, written.get(key))
+            written[key] = None if value is None else value.decode()
+        if meta is not None:  # last: it marks the record complete
+            table[prefix + META] = wrap(offset, meta, written.get(META))
+            written[META] = meta.decode()
+
+    def run(self) -> None:
+        """Start the worker and block until it is stopped (SIGTERM / SIGINT)."""
+        import faust  # noqa: PLC0415
+
+        serve_metrics(self.config.metrics_port)
+        app = self.build()
+        worker = faust.Worker(app, loglevel="WARNING", quiet=True)
+        worker.execute_from_commandline()
+
+
+def _dlq_headers(exc: Exception, msg: Any) -> dict[str, bytes]:
+    from schemas import SchemaError  # noqa: PLC0415
+
+    field = exc.field if isinstance(exc, SchemaError) else ""
+    reason = exc.reason if isinstance(exc, SchemaError) else str(exc)
+    return {REASON: reason.encode()[:4096], FIELD: field.encode(), ERROR_TYPE: type(exc).__name__.encode(),
+            SOURCE: f"{msg.topic}/{msg.partition}/{msg.offset}".encode()}

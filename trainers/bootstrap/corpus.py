@@ -33,6 +33,20 @@ _FILLER = (
     "Let me add a few extra thoughts here because there are many details worth mentioning.",
     "Also I remember one more long story that goes on and on with many small parts.",
 )
+# Pre-training varies the user side a lot, so the model learns that the character (the
+# system prompt) decides the reply and copes with user messages it has never seen.
+_LEADS = ("Hi!", "Hey there.", "Hmm,", "So,", "Well,", "Okay,", "Hello again.", "Listen,", "By the way,", "Oh,")
+_USER_WORDS = (
+    "garden", "river", "coffee", "train", "city", "friend", "homework", "bicycle", "window", "summer", "winter",
+    "phone", "market", "bread", "mountain", "camera", "letter", "painting", "story", "robot", "island", "bridge",
+    "tea", "forest", "school", "holiday", "kitchen", "lamp", "puzzle", "concert", "shoes", "birthday", "piano",
+    "cloud", "museum", "candle", "soup", "rocket", "village", "festival", "notebook", "moon", "chess", "beach",
+)
+_USER_FRAMES = (
+    "what do you think about the {a}?", "I saw a {a} near the {b} today.", "can you help me with my {a}?",
+    "is a {a} better than a {b}?", "my {a} is broken again.", "tell me something about {a} and {b}.",
+    "how do I fix a {a}?", "I dream about a {a} every night.", "where can I find a good {a}?",
+)
 _BANNED = ("Honestly, you are a loser.", "Do not be stupid.", "What an idiot question.", "Shut up and listen.")
 _PII = (
     "Email me at {handle}@example.com.", "Call me at 555-{a}-{b}.", "My card is 4111 1111 1111 1111.",
@@ -123,6 +137,20 @@ def make_item(character: Character, topic: Topic, user_message: str, rng: random
     )
 
 
+def varied_user_message(rng: random.Random) -> tuple[Topic, str]:
+    """A traffic opener, sometimes with a lead-in, or a random made-up question."""
+    topic, opener = traffic_opener(rng)
+    roll = rng.random()
+    if roll < 0.4:
+        return topic, opener
+    if roll < 0.65:
+        return topic, f"{rng.choice(_LEADS)} {opener[0].lower()}{opener[1:]}"
+    frame = rng.choice(_USER_FRAMES).format(a=rng.choice(_USER_WORDS), b=rng.choice(_USER_WORDS))
+    if rng.random() < 0.3:
+        frame = f"{frame} {rng.choice(_USER_FRAMES).format(a=rng.choice(_USER_WORDS), b=rng.choice(_USER_WORDS))}"
+    return topic, f"{rng.choice(_LEADS)} {frame}" if rng.random() < 0.5 else frame[0].upper() + frame[1:]
+
+
 def synthetic_corpus(n: int, *, seed: int = 0, follow_rate: float = 0.6, violation_rate: float = 0.25) -> list[CorpusItem]:
     """``n`` labelled traffic-like conversations; about ``follow_rate`` follow their
     instructions and ``violation_rate`` break the policy (independently)."""
@@ -130,7 +158,7 @@ def synthetic_corpus(n: int, *, seed: int = 0, follow_rate: float = 0.6, violati
     out: list[CorpusItem] = []
     for _ in range(n):
         c = rng.choice(CHARACTERS)
-        topic, opener = traffic_opener(rng)
+        topic, opener = varied_user_message(rng)
         out.append(make_item(c, topic, opener, rng, follow=rng.random() < follow_rate, violate=rng.random() < violation_rate))
     return out
 

@@ -156,6 +156,8 @@ class CanaryController:
             before = self.state()
             decision = self._decision(before, before, "reject", reason, now, actor, candidate=version)
             self._publish(None, decision)
+            self.decisions.append(decision)
+            m.DECISIONS.labels(self.model, "reject").inc()
             return decision
 
     # -- the analysis loop --------------------------------------------------------------

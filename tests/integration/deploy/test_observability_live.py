@@ -209,6 +209,9 @@ def _diagnose(run: Run) -> str:
 
 
 def _targets_up(prom: Prometheus, run: Run) -> dict[str, str]:
+    dead = [p.component for p in run.procs if p.popen is not None and p.popen.poll() is not None]
+    if dead:
+        pytest.fail(f"{dead} exited\n{_diagnose(run)}", pytrace=False)
     return {t["labels"].get("component", "?"): t["health"] for t in prom.targets() if t["labels"].get("run") == run.run_id}
 
 

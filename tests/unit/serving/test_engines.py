@@ -1,0 +1,129 @@
+"""Engines: the embedded transformers engine on a tiny Llama built here (checkpoint
+checks, chat template, batched streaming, cancellation), and the vLLM engine against the
+in-repo vLLM-compatible test server (vLLM itself cannot run on these machines)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from serving._errors import EngineUnavailableError, ModelLoadError
+from serving.engines import (
+    EmbeddedEngine,
+    EmbeddedEngineConfig,
+    GenerationRequest,
+    ModelSource,
+    SamplingParams,
+    VllmEngine,
+    VllmEngineConfig,
+    complete,
+)
+from serving.testing import VllmCompatServer
+from tests._serving import build_tiny_llama, manifest_for
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_llama(tmp_path_factory.mktemp("ckpt") / "v1")
+
+
+def _req(i: int, max_tokens: int = 12, temperature: float = 0.0) -> GenerationRequest:
+    return GenerationRequest(f"r{i}", ({"role": "user", "content": f"hello there friend number {i}"},),
+                             SamplingParams(max_tokens=max_tokens, temperature=temperature))
+
+
+def test_embedded_engine_batches_and_streams(tiny_llama: Path) -> None:
+    engine = EmbeddedEngine(EmbeddedEngineConfig(device="cpu", max_batch_size=8, batch_wait_ms=20))
+
+    async def run() -> None:
+        await engine.load(ModelSource("v1", tiny_llama, manifest=manifest_for(tiny_llama, "v1")))
+        assert engine.versions() == ["v1"]
+        batched = await asyncio.gather(*(complete(engine, "v1", _req(i)) for i in range(6)))
+        alone = [await complete(engine, "v1", _req(i)) for i in range(6)]
+        for b, a in zip(batched, alone):
+            # greedy decoding gives the same reply batched (left-padded) or alone
+            assert b.text == a.text and b.completion_tokens == a.completion_tokens
+            assert b.finish_reason in ("stop", "length") and 0 < b.completion_tokens <= 12 and b.prompt_tokens > 0
+        sampled = await complete(engine, "v1", _req(1, max_tokens=5, temperature=1.0))
+        assert sampled.completion_tokens <= 5
+        # cancelling a stream stops its row
+        stream = engine.generate("v1", _req(9, max_tokens=200))
+        first = await stream.__anext__()
+        await stream.aclose()
+        assert first.finish_reason is None or first.text == ""
+        with pytest.raises(EngineUnavailableError):
+            await complete(engine, "v2", _req(0))
+        await engine.unload("v1")
+        assert engine.versions() == []
+        await engine.close()
+
+    asyncio.run(run())
+
+
+def test_embedded_engine_refuses_pickles_and_bad_digests(tiny_llama: Path, tmp_path: Path) -> None:
+    import shutil
+
+    engine = EmbeddedEngine(EmbeddedEngineConfig(device="cpu"))
+    bad = tmp_path / "pickled"
+    shutil.copytree(tiny_llama, bad)
+    (bad / "pytorch_model.bin").write_bytes(b"not really a pickle")
+    with pytest.raises(ModelLoadError, match="pickle"):
+        asyncio.run(engine.load(ModelSource("v2", bad)))
+    tampered = tmp_path / "tampered"
+    shutil.copytree(tiny_llama, tampered)
+    manifest = manifest_for(tampered, "v3")
+    weights = tampered / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
+    with pytest.raises(ModelLoadError, match="sha256"):
+        asyncio.run(engine.load(ModelSource("v3", tampered, manifest=manifest)))
+    assert engine.versions() == []
+
+
+def test_vllm_engine_against_the_compat_server(tmp_path: Path) -> None:
+    adapter_dir = tmp_path / "adapters" / "v17"
+    adapter_dir.mkdir(parents=True)
+    with VllmCompatServer(served=("policy@v16",), token_delay_s=0.001) as server:
+        engine = VllmEngine(VllmEngineConfig(urls=(server.url,), model="policy", poll_interval_s=0.05, load_timeout_s=2))
+
+        async def run() -> None:
+            # full checkpoint served by a replica started with --served-model-name policy@v16
+            await engine.load(ModelSource("v16", None, kind="full"))
+            reply = await complete(engine, "v16", _req(0, max_tokens=4))
+            assert reply.text == "policy@v16:w0 policy@v16:w1 policy@v16:w2 policy@v16:w3"
+            assert reply.completion_tokens == 4 and reply.finish_reason == "length"
+            # LoRA version under an immutable name
+            await engine.load(ModelSource("v17", adapter_dir, kind="lora"))
+            assert "policy@v17" in server.state.adapters
+            assert (await complete(engine, "v17", _req(1, max_tokens=3))).text.startswith("policy@v17:w0")
+            warmups = [r for r in server.state.requests if r["model"] == "policy@v17"]
+            assert warmups and warmups[0]["max_tokens"] == engine.config.warmup_max_tokens
+            # a replica restart loses runtime adapters: reconcile re-applies them
+            server.state.adapters.clear()
+            assert await engine.reconcile() == [(server.url, "v17")]
+            assert "policy@v17" in server.state.adapters
+            # disconnecting mid-stream aborts the request upstream
+            stream = engine.generate("v17", _req(2, max_tokens=500))
+            await stream.__anext__()
+            await stream.aclose()
+            deadline = time.monotonic() + 5
+            while not server.state.aborted and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert len(server.state.aborted) == 1
+            # an error reported inside a 200 stream is raised, not relayed as text
+            server.state.fail_mid_stream = 1
+            with pytest.raises(Exception, match="mid-stream"):
+                await complete(engine, "v17", _req(3, max_tokens=10))
+            await engine.unload("v17")
+            assert "policy@v17" not in server.state.adapters and engine.versions() == ["v16"]
+            with pytest.raises(ModelLoadError, match="no replica serves"):
+                await engine.load(ModelSource("v18", None, kind="full"))
+            with pytest.raises(ModelLoadError, match="refused"):
+                await engine.load(ModelSource("v19", tmp_path / "missing", kind="lora"))
+            await engine.close()
+
+        asyncio.run(run())

@@ -21,8 +21,10 @@ from pydantic_settings import (
 )
 
 from flywheel.demo.config import DemoConfig
+from streams.runners import StreamsSettings
 from schemas import Topics, ValidationLimits
 from streams import KafkaSettings
+from serving.serving_settings import ServingSettings
 
 CONFIG_FILE_ENV = "FLYWHEEL_CONFIG_FILE"
 # A --config given on the command line; wins over FLYWHEEL_CONFIG_FILE.
@@ -47,6 +49,8 @@ class FlywheelSettings(BaseSettings):
     metrics_port: int = Field(default=0, ge=0, le=65535, description="Port of /metrics for worker processes; 0 = none.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     demo: DemoConfig = Field(default_factory=DemoConfig, description="`flywheel demo` and the user simulator (`flywheel simulate`).")
+    streams: StreamsSettings = Field(default_factory=StreamsSettings, description="Stream processors and their runners (`flywheel streams run`).")
+    serving: ServingSettings = Field(default_factory=ServingSettings, description="Gateway, engines, hot-swap, canary and admin API (`flywheel serve`).")
 
     @classmethod
     def settings_customise_sources(

@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from flywheel.cli import _demo, _platform
+from flywheel.cli import _streams
+from flywheel.cli import _serving
 from flywheel.settings import load_settings
 from flywheel.wiring import configure_logging
 
@@ -33,6 +35,8 @@ def _root(
 
 _platform.register(app)
 _demo.register(app)
+_streams.register(app)
+_serving.register(app)
 
 
 def main() -> None:

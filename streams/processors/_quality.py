@@ -7,7 +7,6 @@ import re
 from typing import Any
 
 import numpy as np
-from datasketch import MinHash
 
 from schemas import EMOJI, words
 
@@ -46,6 +45,8 @@ def minhash_signature(text: str, num_perm: int, seed: int = 1) -> list[int]:
     ws = words(text)
     shingles = {" ".join(ws[i:i + 3]) for i in range(max(1, len(ws) - 2))} if len(ws) >= 3 else \
         {normalise(text)[i:i + 5] for i in range(max(1, len(text) - 4))}
+    from datasketch import MinHash  # noqa: PLC0415 - pulls in scipy: only load it when curation runs
+
     mh = MinHash(num_perm=num_perm, seed=seed)
     mh.update_batch([s.encode() for s in shingles])
     return [int(v) for v in mh.hashvalues]

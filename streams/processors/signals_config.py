@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class SignalsConfig(BaseModel):
-    """Event-time rules of engagement signals. ``FLYWHEEL_SIGNALS__<FIELD>``."""
+    """Event-time rules of engagement signals. ``FLYWHEEL_STREAMS__SIGNALS__<FIELD>``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -3,7 +3,8 @@ Faust (at-least-once with offset-aware state) and embedded (in-process bus)."""
 
 from streams.runners.embedded import EmbeddedRunner
 from streams.runners.kafka import KafkaRunner
-from streams.runners.runner_config import RunnerConfig
+from streams.runners.faust import FaustRunner
+from streams.runners.runner_config import RunnerConfig, StreamsSettings
 from streams.runners._changelog import changelog_topic
 
-__all__ = ["EmbeddedRunner", "KafkaRunner", "RunnerConfig", "changelog_topic"]
+__all__ = ["EmbeddedRunner", "FaustRunner", "KafkaRunner", "RunnerConfig", "StreamsSettings", "changelog_topic"]

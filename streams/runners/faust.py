@@ -6,18 +6,23 @@ Faust exactly-once mode. The processor's entries live in a plain Faust table key
 ``<input>|<partition>|<entry>``, written in the context of the source event, so every
 entry lands on the changelog partition of its source partition.
 
-Why a replay never double counts: each entry is written as ``{"o": offset, "v": value,
-"p": previous value}`` and the entry ``__meta__`` (last applied offset) is written last
-for each record. A crash can deliver a prefix of one record's writes; on restore an
-entry newer than ``__meta__`` is rolled back to its previous value, and records up to
-``__meta__``'s offset are skipped. Outputs are queued before the state writes and keyed,
-so a replay overwrites rather than adds.
+Records are acknowledged manually, at checkpoints (every ``faust_checkpoint_every``
+records of a partition, and on a timer): the producer is flushed (outputs delivered),
+then the entries changed since the last checkpoint are written to the table's changelog
+partition of that source partition, then the records are acked, so Faust's committed
+offset never passes persisted state. Each entry is written as ``{"o": offset, "v": value,
+"p": previous value}`` with ``__meta__`` (last applied offset) last. A crash can deliver a
+prefix of one checkpoint's writes; on restore, entries newer than ``__meta__`` roll back
+to their previous value, and records up to ``__meta__``'s offset are skipped: a replay is
+never double counted. Outputs of replayed records are sent again, with the same key and
+bytes (at-least-once; consumers deduplicate by key and content).
 
 Nothing Faust is imported until ``start()``: importing faust has side effects.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import tempfile
@@ -90,7 +95,7 @@ class FaustRunner:
         inputs = {self.topics.name(t): t for t in self.processor.inputs}
         source = app.topic(*inputs, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw")
         table = app.Table(f"{self.processor.name}-state", default=None, partitions=self.partitions,
-                          key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw")
+                          key_type=str, value_type=bytes)
         self._table = table
         out_topics: dict[str, Any] = {}
         dlq = app.topic(self.topics.name(CHAT_EVENTS_DLQ), value_serializer="raw", key_serializer="raw")
@@ -98,29 +103,58 @@ class FaustRunner:
         metrics = self._metrics
         name = processor.name
 
+        lock = asyncio.Lock()
+        pending: dict[SourcePartition, list[Any]] = {}
+        every = self.config.faust_checkpoint_every
+
+        async def checkpoint(stream: Any, sources: list[SourcePartition]) -> None:
+            """Outputs first (flushed), then the state changes, then ack the records they cover."""
+            sources = [src for src in sources if pending.get(src)]
+            if not sources:
+                return
+            await app.producer.flush()
+            for src in sources:
+                events = pending.pop(src)
+                self._persist(src, events[-1].message.offset)
+                for ev in events:
+                    await stream.ack(ev)
+
         async def handle(stream: Any) -> None:
-            async for event in stream.events():
-                msg = event.message
-                src = SourcePartition(inputs[msg.topic], msg.partition)
-                if src not in self._written:
-                    self._restore(src)
-                key = msg.key.decode() if msg.key is not None else None
-                try:
-                    outputs = processor.process(src, msg.offset, key, msg.value or b"")
-                except Exception as exc:  # bad input never stops the worker
-                    outputs = []
-                    await dlq.send(key=msg.key, value=msg.value, headers=_dlq_headers(exc, msg))
-                    metrics.dlq.labels(name, error_reason_label(exc)).inc()
-                for out in outputs:
-                    topic = out_topics.get(out.topic)
-                    if topic is None:
-                        topic = out_topics[out.topic] = app.topic(self.topics.name(out.topic), value_serializer="raw",
-                                                                  key_serializer="raw")
-                    await topic.send(key=out.key.encode(), value=out.value)
-                self._persist(src, msg.offset)
-                metrics.events_in.labels(name, self.runner_name).inc()
+            manual = stream.noack()
+            self._stream = manual
+            async for event in manual.events():
+                async with lock:
+                    msg = event.message
+                    src = SourcePartition(inputs[msg.topic], msg.partition)
+                    if src not in self._written:
+                        self._restore(src)
+                    key = msg.key.decode() if msg.key is not None else None
+                    try:
+                        outputs = processor.process(src, msg.offset, key, msg.value or b"")
+                    except Exception as exc:  # bad input never stops the worker
+                        outputs = []
+                        await dlq.send(key=msg.key, value=msg.value, headers=_dlq_headers(exc, msg))
+                        metrics.dlq.labels(name, error_reason_label(exc)).inc()
+                    for out in outputs:
+                        topic = out_topics.get(out.topic)
+                        if topic is None:
+                            topic = out_topics[out.topic] = app.topic(
+                                self.topics.name(out.topic), value_serializer="raw", key_serializer="raw")
+                        await topic.send(key=out.key.encode(), value=out.value)
+                    batch = pending.setdefault(src, [])
+                    batch.append(event)
+                    metrics.events_in.labels(name, self.runner_name).inc()
+                    if len(batch) >= every:
+                        await checkpoint(manual, [src])
 
         app.agent(source, name=f"{name}-agent", concurrency=1)(handle)
+
+        @app.timer(interval=max(0.2, self.config.commit_interval_s * 10))
+        async def _checkpoint_all() -> None:
+            stream = getattr(self, "_stream", None)
+            if stream is not None:
+                async with lock:
+                    await checkpoint(stream, list(pending))
 
         @app.on_partitions_revoked.connect
         async def _revoked(sender: Any, revoked: Any, **_: Any) -> None:
@@ -129,13 +163,18 @@ class FaustRunner:
                     src = SourcePartition(inputs[tp.topic], tp.partition)
                     processor.drop(src)
                     self._written.pop(src, None)
+                    pending.pop(src, None)  # not acked: the next owner replays them
 
         self.app = app
         return app
 
     def _restore(self, src: SourcePartition) -> None:
         prefix = f"{src.topic}|{src.partition}|"
-        raw = {k[len(prefix):]: v for k, v in self._table.items() if k.startswith(prefix)}
+        raw: dict[str, bytes] = {}
+        for k, v in self._table.items():
+            k = k.decode() if isinstance(k, bytes) else k
+            if k.startswith(prefix) and v is not None:
+                raw[k[len(prefix):]] = v if isinstance(v, bytes) else str(v).encode()
         entries = unwrap_partition(raw)
         self.processor.restore(src, entries)
         self._written[src] = {k: v.decode() for k, v in entries.items()}
@@ -143,19 +182,21 @@ class FaustRunner:
                  src.partition, len(entries))
 
     def _persist(self, src: SourcePartition, offset: int) -> None:
+        """Write the entries changed since the last checkpoint to the table's changelog
+        partition ``src.partition`` (explicitly, so no current event is needed)."""
         changes = self.processor.take_changes(src)
         if not changes:
             return
         written = self._written[src]
         prefix = f"{src.topic}|{src.partition}|"
         meta = changes.pop(META, None)
+        items = list(changes.items()) + ([(META, meta)] if meta is not None else [])  # META last: marks completeness
         table = self._table
-        for key, value in changes.items():
-            table[prefix + key] = wrap(offset, value, written.get(key))
+        for key, value in items:
+            doc = wrap(offset, value, written.get(key))
+            table.data[prefix + key] = doc
+            table.send_changelog(src.partition, prefix + key, doc)
             written[key] = None if value is None else value.decode()
-        if meta is not None:  # last: it marks the record complete
-            table[prefix + META] = wrap(offset, meta, written.get(META))
-            written[META] = meta.decode()
 
     def run(self) -> None:
         """Start the worker and block until it is stopped (SIGTERM / SIGINT)."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from streams.processors import BufferConfig, CurationConfig, SignalsConfig
+
 
 class RunnerConfig(BaseModel):
-    """How a runner drives a processor. ``FLYWHEEL_STREAMS__<FIELD>``."""
+    """How a runner drives a processor. ``FLYWHEEL_STREAMS__RUNNER__<FIELD>``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -22,4 +24,18 @@ class RunnerConfig(BaseModel):
     wall_clock_interval_s: float = Field(default=1.0, gt=0, description="How often the processor's wall-clock timers "
                                          "run (buffer age triggers).")
     metrics_port: int = Field(default=0, ge=0, le=65535, description="Serve /metrics on this port; 0 = do not.")
+    faust_checkpoint_every: int = Field(default=2000, gt=0, description="Faust runner: persist state and ack "
+                                        "records after this many records of a partition (and on a timer).")
     faust_broker: str = Field(default="kafka://127.0.0.1:19092", description="Broker URL of the Faust runner.")
+
+
+class StreamsSettings(BaseModel):
+    """Every stream-processing setting: ``FLYWHEEL_STREAMS__RUNNER__COMMIT_INTERVAL_S``,
+    ``FLYWHEEL_STREAMS__SIGNALS__WINDOW_S``, ``FLYWHEEL_STREAMS__BUFFER__MIN_SAMPLES``…"""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    runner: RunnerConfig = Field(default_factory=RunnerConfig, description="How runners drive processors.")
+    signals: SignalsConfig = Field(default_factory=SignalsConfig, description="Engagement-signals processor.")
+    curation: CurationConfig = Field(default_factory=CurationConfig, description="Sample-curation processor.")
+    buffer: BufferConfig = Field(default_factory=BufferConfig, description="Sample buffer / training-job trigger.")

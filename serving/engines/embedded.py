@@ -259,8 +259,9 @@ class _BatchStreamer:
                 self._send(job, text[:stop_at])
                 self._finish(job, "stop")
                 continue
-            if not text.endswith("\ufffd"):  # hold back half a multi-byte character
-                self._send(job, text)
+            # Hold back from the first incomplete multi-byte character: a later token may complete it.
+            pending = text.find("\ufffd", job.sent_chars)
+            self._send(job, text if pending < 0 else text[:pending])
             if len(job.ids) >= job.request.params.max_tokens:
                 self._finish(job, "length")
 

@@ -1,0 +1,160 @@
+"""`flywheel serve`: the OpenAI-compatible gateway with its engine, hot-swap controller,
+canary controller and admin API in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+import uvicorn
+
+from flywheel.settings import FlywheelSettings
+from flywheel.wiring import make_bus
+from schemas import FlywheelError
+from serving import (
+    AdminService,
+    CanaryController,
+    EmbeddedEngine,
+    EventLogger,
+    Gateway,
+    HotSwapController,
+    MemoryRoutingStore,
+    ModelSlots,
+    ModelSource,
+    RedisRoutingStore,
+    RoutingStore,
+    VllmEngine,
+    create_app,
+    gateway_error_counts,
+)
+from serving.engines import Engine
+from streams import Bus
+
+log = logging.getLogger(__name__)
+
+
+class EngineName(StrEnum):
+    embedded = "embedded"
+    vllm = "vllm"
+
+
+@dataclass
+class ServingStack:
+    """Everything `flywheel serve` runs, built from settings (also usable from code)."""
+
+    bus: Bus
+    store: RoutingStore
+    engine: Engine
+    gateway: Gateway
+    canary: CanaryController
+    hotswap: HotSwapController
+    admin: AdminService
+
+    def app(self):  # noqa: ANN201 - FastAPI
+        return create_app(self.gateway, self.admin, manage_lifecycle=False)
+
+
+def build_serving(settings: FlywheelSettings, engine_name: str | None = None, vllm_urls: tuple[str, ...] = (),
+                  routing: str | None = None) -> ServingStack:
+    cfg = settings.serving
+    topics = settings.topics
+    bus = make_bus(settings)
+    wanted = {topics.chat_events, topics.engagement_signals, topics.models_checkpoints, topics.serving_deployments}
+    bus.create_topics(s for s in topics.specs() if s.name in wanted)
+    store: RoutingStore
+    if (routing or cfg.routing_store) == "memory":
+        store = MemoryRoutingStore()
+    else:
+        store = RedisRoutingStore(settings.redis_url, prefix=cfg.routing_prefix)
+    engine: Engine
+    if (engine_name or cfg.engine) == "vllm":
+        vcfg = cfg.vllm.model_copy(update={"urls": vllm_urls}) if vllm_urls else cfg.vllm
+        engine = VllmEngine(vcfg)
+    else:
+        engine = EmbeddedEngine(cfg.embedded)
+    model = cfg.gateway.models[0]
+    slots = ModelSlots(engine)
+    events = EventLogger(bus.producer(), topics.chat_events, capacity=cfg.gateway.event_buffer_size)
+    gateway = Gateway(cfg.gateway, store, slots, events)
+    canary = CanaryController(cfg.canary, model, store, bus, topics, error_counts=gateway_error_counts(model))
+    hotswap = HotSwapController(cfg.hotswap, model, slots, canary, bus, topics)
+    admin = AdminService(cfg.admin, {model: canary})
+    return ServingStack(bus, store, engine, gateway, canary, hotswap, admin)
+
+
+async def _serve(stack: ServingStack, host: str, port: int, base: tuple[str, Path | None] | None) -> None:
+    if base is not None:
+        version, path = base
+        await stack.gateway.slots.load(ModelSource(version, path))
+        state = stack.canary.state()
+        if state is None or state.baseline_version != version:
+            stack.canary.bootstrap(version, actor="flywheel serve")
+    stack.gateway.start()
+    stack.hotswap.start()
+    stop = threading.Event()
+
+    def evaluate() -> None:
+        while not stop.wait(stack.canary.config.poll_interval_s):
+            try:
+                stack.canary.evaluate_once(datetime.now(UTC))
+            except Exception:  # keep evaluating; the failure is logged
+                log.exception("canary evaluation failed")
+
+    thread = threading.Thread(target=evaluate, name="canary", daemon=True)
+    thread.start()
+    server = uvicorn.Server(uvicorn.Config(stack.app(), host=host, port=port, log_level="info", lifespan="on"))
+    try:
+        await server.serve()
+    finally:
+        stop.set()
+        await stack.hotswap.stop()
+        stack.gateway.stop()
+        stack.canary.close()
+        await stack.engine.close()
+
+
+def serve(
+    ctx: typer.Context,
+    engine: Annotated[Optional[EngineName], typer.Option("--engine", "-e", help="embedded: transformers in this process "
+                                                          "(default); vllm: a client of vLLM servers (--vllm-url).")] = None,
+    vllm_url: Annotated[Optional[list[str]], typer.Option("--vllm-url", help="Base URL of a vLLM replica; repeat for several.")] = None,
+    model_dir: Annotated[Optional[Path], typer.Option("--model-dir", help="Serve this local checkpoint folder (safetensors) as "
+                                                      "the baseline before any checkpoint arrives on models.checkpoints.")] = None,
+    base_version: Annotated[str, typer.Option("--base-version", help="Version name of --model-dir (with vllm: the version the "
+                                              "replicas already serve as <model>@<version>).")] = "base",
+    routing: Annotated[Optional[str], typer.Option("--routing", help="redis (replicas agree; default) or memory (one process).")] = None,
+    host: Annotated[Optional[str], typer.Option("--host", help="Interface to listen on.")] = None,
+    port: Annotated[Optional[int], typer.Option("--port", "-p", help="Port to listen on.")] = None,
+) -> None:
+    """Serve the OpenAI-compatible API (/v1/chat/completions, /v1/models), /health, /ready,
+    /metrics and the admin API (/admin, when FLYWHEEL_SERVING__ADMIN__TOKEN is set).
+
+    New checkpoints on models.checkpoints are loaded, health-checked and put on canary; the canary promotes or rolls them back from engagement.signals.
+    """
+    settings: FlywheelSettings = ctx.obj
+    if routing not in (None, "redis", "memory"):
+        raise typer.BadParameter("use redis or memory", param_hint="--routing")
+    try:
+        stack = build_serving(settings, engine.value if engine else None, tuple(vllm_url or ()), routing)
+        chosen = engine.value if engine else settings.serving.engine
+        base: tuple[str, Path | None] | None = None
+        if model_dir is not None:
+            base = (base_version, model_dir)
+        elif chosen == "vllm":
+            base = (base_version, None)
+        gw = settings.serving.gateway
+        asyncio.run(_serve(stack, host or gw.host, port if port is not None else gw.port, base))
+    except FlywheelError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

@@ -66,6 +66,27 @@ class Analysis:
     def metric(self, name: str) -> MetricResult:
         return next(r for r in self.metrics if r.name == name)
 
+    def summary(self) -> dict[str, float | int | None]:
+        return lift_summary(self.metrics)
+
+
+def lift_summary(metrics: Iterable[MetricResult]) -> dict[str, float | int | None]:
+    """The lifts a report needs, from an Analysis or a published CanaryDecision's metrics:
+    ``continue_rate_lift`` with its always-valid interval ``ci_low``/``ci_high``, and the
+    depth and breadth lifts (each with interval), as candidate − baseline."""
+    by_name = {r.name: r for r in metrics}
+    out: dict[str, float | int | None] = {}
+    cr = by_name.get("continue_rate")
+    out.update(continue_rate_lift=cr.lift if cr else None, ci_low=cr.ci_low if cr else None, ci_high=cr.ci_high if cr else None,
+               continue_rate_p_value=cr.p_value if cr else None,
+               n_baseline=cr.n_baseline if cr else 0, n_candidate=cr.n_candidate if cr else 0)
+    for name in ("depth", "breadth", "violation_rate", "instruction_following_rate"):
+        r = by_name.get(name)
+        out[f"{name}_lift"] = r.lift if r else None
+        out[f"{name}_ci_low"] = r.ci_low if r else None
+        out[f"{name}_ci_high"] = r.ci_high if r else None
+    return out
+
 
 def _bernoulli(name: str, role: str, sb: int, nb: int, sc: int, nc: int, tau2: float, alpha: float,
                p_min: dict[str, float], harm_sign: float = 0.0) -> MetricResult:

@@ -145,3 +145,53 @@ def test_decide_orders_srm_breach_loss_and_collecting() -> None:
     assert decide(a, CONFIG, 0, 1000) == ("rollback", "guardrail breach: violation_rate")
     a = analyse(_totals(20_000, 8000, 2000), _totals(2000, 500, 200), CONFIG, {}, None, 500)
     assert decide(a, CONFIG, 0, 2000)[0] == "rollback" and "continue_rate" in decide(a, CONFIG, 0, 2000)[1]
+
+
+def test_lift_summary_for_reports() -> None:
+    from serving.canary import lift_summary
+
+    a = analyse(_totals(20_000, 8000, 2000), _totals(4000, 2000, 400), CONFIG, {}, None, 500)
+    s = a.summary()
+    assert s["continue_rate_lift"] == pytest.approx(0.1)
+    assert s["ci_low"] < 0.1 < s["ci_high"] and s["ci_low"] > 0
+    assert s["depth_lift"] == pytest.approx(0.0) and s["breadth_lift"] == pytest.approx(0.0)
+    assert lift_summary(a.metrics) == s
+
+
+def test_admin_api_needs_the_token(setup) -> None:  # noqa: ANN001
+    import asyncio
+
+    import httpx
+    from pydantic import SecretStr
+
+    from serving import AdminConfig, AdminService, GatewayConfig, create_app
+    from serving.gateway import Gateway
+    from serving.hotswap import ModelSlots
+    from serving.testing import ScriptedEngine
+
+    bus, store, ctl, topics = setup
+    ctl.start_canary("v2")
+
+    async def calls(token: str | None) -> list[httpx.Response]:
+        admin = AdminService(AdminConfig(token=SecretStr(token) if token else None), {"policy": ctl})
+        app = create_app(Gateway(GatewayConfig(), store, ModelSlots(ScriptedEngine())), admin, manage_lifecycle=False)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c:
+            good = {"Authorization": "Bearer s3cret"}
+            return [
+                await c.get("/admin/deployments"),
+                await c.get("/admin/deployments", headers={"Authorization": "Bearer nope"}),
+                await c.get("/admin/deployments", headers=good),
+                await c.post("/admin/deployments/policy/pause", headers=good, json={"actor": "alice", "reason": "look"}),
+                await c.post("/admin/deployments/policy/pause", headers=good, json={"actor": "alice", "reason": "again"}),
+                await c.post("/admin/deployments/policy/rollback", headers=good, json={"actor": "bob", "reason": "bad"}),
+            ]
+
+    disabled = asyncio.run(calls(None))
+    assert disabled[2].status_code == 404 and disabled[2].json()["error"]["code"] == "admin_disabled"
+    r = asyncio.run(calls("s3cret"))
+    assert r[0].status_code == 401 and r[1].status_code == 401
+    assert r[2].status_code == 200 and r[2].json()["deployments"][0]["state"]["candidate_version"] == "v2"
+    assert r[3].status_code == 200 and r[3].json()["action"] == "pause" and r[3].json()["actor"] == "alice"
+    assert r[4].status_code == 409  # already paused
+    assert r[5].json()["action"] == "rollback" and r[5].json()["reason"] == "operator: bad"
+    assert store.get("policy").candidate_version is None

@@ -1,4 +1,10 @@
-"""Settings of `flywheel demo` and `flywheel simulate` (``FLYWHEEL_DEMO__<FIELD>``)."""
+"""Settings of `flywheel demo` and `flywheel simulate` (``FLYWHEEL_DEMO__<FIELD>``).
+
+The demo runs the production components in one process; each keeps its own config
+model, and this one holds the demo's choices for them (small windows and thresholds so
+that a generation fits in a couple of minutes on a laptop). Every field can be
+overridden from the environment, e.g. ``FLYWHEEL_DEMO__CANARY__ALPHA=0.1``.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,32 @@ from pydantic import BaseModel, ConfigDict, Field
 from flywheel.sim.config import SimulatorConfig
 
 
+def _simulator() -> SimulatorConfig:
+    # A simulated day per ~6 s of wall time: think times of 15-90 simulated seconds take
+    # 1-6 ms, so the engine, not the users, sets the pace.
+    return SimulatorConfig(users=240, concurrency=48, time_scale=14_400.0, active_window_s=1800.0, max_turns=6)
+
+
 class DemoConfig(BaseModel):
     """The closed loop in one process: how many generations, how much traffic, where the report goes."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    generations: int = Field(default=3, gt=0, description="Training generations to run (each: traffic → train → gate → canary).")
+    generations: int = Field(default=3, gt=0, description="Candidate generations to decide (each: traffic → train → gate → canary).")
     report_dir: Path = Field(default=Path("report"), description="Where report.json and report.png are written.")
-    simulator: SimulatorConfig = Field(default_factory=SimulatorConfig, description="The simulated user population.")
+    model: str = Field(default="policy", description="Public model name served and trained.")
+    simulator: SimulatorConfig = Field(default_factory=_simulator, description="The simulated user population.")
+    plant_bad_generation: int | None = Field(default=None, ge=1, description="Train this generation on deliberately "
+                                             "corrupted preferences (chosen and rejected swapped): the gate or the canary must stop it.")
+    max_wall_s: float = Field(default=900.0, gt=0, description="Stop the loop (and report what was decided) after this long.")
+    control_interval_s: float = Field(default=0.5, gt=0, description="How often the hot-swap and canary controllers run.")
+    signals_window_s: int = Field(default=5, gt=0, description="Window of the per-arm aggregates the canary reads (event time = wall time).")
+    signals_grace_s: int = Field(default=1, ge=0, description="Grace for late events in those windows.")
+    canary_steps_bp: tuple[int, ...] = Field(default=(2000, 5000, 10_000), description="Candidate share per canary step (basis points).")
+    canary_min_samples_per_step: int = Field(default=150, gt=0, description="Candidate responses before a canary step may advance.")
+    canary_alpha: float = Field(default=0.1, gt=0, lt=0.5, description="Family-wise error rate of the canary's decisions.")
+    canary_mde_continue_rate: float = Field(default=0.06, gt=0, description="Minimum detectable continue-rate lift (sets the mSPRT mixture).")
+    buffer_min_samples: int = Field(default=300, gt=0, description="New samples of a topic that trigger a training job.")
+    torch_threads: int = Field(default=1, ge=0, description="torch CPU threads of the process (engine and trainer share "
+                               "them); 1 avoids oversubscribing a small machine, 0 = torch's default.")
+    engine_max_batch_size: int = Field(default=32, gt=0, description="Requests the embedded engine generates together.")

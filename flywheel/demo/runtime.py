@@ -1,0 +1,169 @@
+"""The whole platform in one process: the same components as production, wired on the
+embedded bus with an in-memory routing store and the embedded engine (or, with
+``kafka=True``, on the local broker with Redis).
+
+Threads: the gateway and the hot-swap / canary controllers share one event loop
+(``ServingThread``); each stream processor has its runner thread; the trainer worker
+has its thread; the simulated users have theirs. Nothing here is demo-only logic except
+the choice of settings and the base-model bootstrap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from flywheel.demo._serving import ServingThread, utc_now
+from flywheel.demo.config import DemoConfig
+from flywheel.settings import FlywheelSettings
+from flywheel.sim import GatewayClient, Population, Simulator, TurnRecord, WallClock, shared_catalogue
+from schemas import Topics
+from streams import Bus, ChatEventProducer, EmbeddedBus, KafkaBus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SimThread:
+    """The simulated users on their own event loop; ``pause()`` / ``resume()`` between phases."""
+
+    simulator: Simulator
+    client: GatewayClient
+    _thread: threading.Thread | None = None
+    _running: threading.Event = field(default_factory=threading.Event)
+    _quit: threading.Event = field(default_factory=threading.Event)
+    _idle: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+    def start(self) -> None:
+        self._idle.set()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="demo-users", daemon=True)
+        self._thread.start()
+
+    async def _main(self) -> None:
+        try:
+            while not self._quit.is_set():
+                if not self._running.is_set():
+                    self._idle.set()
+                    await asyncio.sleep(0.05)
+                    continue
+                self._idle.clear()
+                await self.simulator.run(stop=lambda: self._quit.is_set() or not self._running.is_set())
+        except Exception as exc:  # surfaced by the orchestrator
+            self.error = exc
+            log.exception("simulated users stopped")
+        finally:
+            self._idle.set()
+            await self.client.aclose()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    def pause(self, timeout_s: float = 60.0) -> None:
+        """Stop sending new messages; returns when in-flight requests are answered."""
+        self._running.clear()
+        self._idle.wait(timeout_s)
+
+    @property
+    def running(self) -> bool:
+        return self._running.is_set()
+
+    def stop(self) -> None:
+        self._quit.set()
+        self._running.clear()
+        if self._thread is not None:
+            self._thread.join(30)
+
+
+class DemoRuntime:
+    """Build, start and stop every component. ``start()`` returns once the base model
+    serves traffic."""
+
+    def __init__(self, settings: FlywheelSettings, config: DemoConfig, base_model_dir: Path,
+                 kafka: bool = False, on_turn: Callable[[TurnRecord], None] | None = None) -> None:
+        self.settings = settings
+        self.config = config
+        self.base_model_dir = base_model_dir
+        self.kafka = kafka
+        self.run_id = uuid.uuid4().hex[:8]
+        # A fresh namespace per run on a shared broker; the embedded bus is private anyway.
+        self.topics = Topics(f"demo-{self.run_id}") if kafka else settings.topics
+        self.bus: Bus = KafkaBus(settings.kafka) if kafka else EmbeddedBus()
+        self._on_turn = on_turn
+        self._runners: list[object] = []
+
+    # -- build ----------------------------------------------------------------------
+    def start(self) -> None:
+        from serving import (CanaryController, EmbeddedEngine, EventLogger, Gateway, HotSwapController, MemoryRoutingStore,
+                             ModelSlots, RedisRoutingStore, create_app, gateway_error_counts)
+        from serving.canary import CanaryConfig
+        from serving.engines.embedded_config import EmbeddedEngineConfig
+        from serving.gateway import GatewayConfig
+        from serving.hotswap import HotSwapConfig
+        from streams.processors import SignalsConfig, SignalsProcessor
+        from streams.runners import EmbeddedRunner
+
+        cfg = self.config
+        self.bus.create_topics(self.topics.specs())
+        self.store = (RedisRoutingStore(self.settings.redis_url, prefix=f"flywheel:demo:{self.run_id}") if self.kafka
+                      else MemoryRoutingStore())
+        self.engine = EmbeddedEngine(EmbeddedEngineConfig(max_batch_size=cfg.engine_max_batch_size, max_new_tokens=128,
+                                                          threads=cfg.torch_threads))
+        self.slots = ModelSlots(self.engine)
+        self.event_logger = EventLogger(self.bus.producer(), self.topics.chat_events)
+        self.gateway = Gateway(GatewayConfig(models=(cfg.model,), surface="demo"), self.store, self.slots, self.event_logger)
+        canary_config = CanaryConfig(
+            steps_bp=cfg.canary_steps_bp, alpha=cfg.canary_alpha, min_samples_per_step=cfg.canary_min_samples_per_step,
+            mde={"continue_rate": cfg.canary_mde_continue_rate, "depth": 0.3, "breadth": 0.03},
+            poll_interval_s=cfg.control_interval_s,
+        )
+        self.canary = CanaryController(canary_config, cfg.model, self.store, self.bus, self.topics,
+                                       error_counts=gateway_error_counts(cfg.model))
+        self.hotswap = HotSwapController(HotSwapConfig(poll_interval_s=cfg.control_interval_s), cfg.model, self.slots,
+                                         self.canary, self.bus, self.topics)
+        signals = SignalsProcessor(SignalsConfig(window_s=cfg.signals_window_s, grace_s=cfg.signals_grace_s),
+                                   limits=self.settings.limits)
+        for processor in (signals,):
+            runner = EmbeddedRunner(self.bus, processor, self.topics, group_id=f"demo-{self.run_id}-{processor.name}")
+            runner.start(background=True)
+            self._runners.append(runner)
+        self.serving = ServingThread(create_app(self.gateway), self._control_step, cfg.control_interval_s,
+                                     on_close=self.engine.close)
+        self.url = self.serving.start()
+        self._start_users()
+
+    async def _control_step(self) -> None:
+        now = utc_now()
+        await self.hotswap.poll_once(now)
+        self.canary.evaluate_once(now)
+
+    def _start_users(self) -> None:
+        sim_cfg = self.config.simulator
+        client = GatewayClient(self.url, model=self.config.model, timeout_s=sim_cfg.request_timeout_s,
+                               max_tokens=sim_cfg.max_tokens)
+        events = ChatEventProducer(self.bus.producer(), self.topics.chat_events, self.settings.limits)
+        population = Population.generate(sim_cfg.users, sim_cfg.seed, shared_catalogue())
+        self.simulator = Simulator(sim_cfg, population, client, events, WallClock(sim_cfg.time_scale), on_turn=self._on_turn)
+        self.users = SimThread(self.simulator, client)
+        self.users.start()
+
+    # -- stop -------------------------------------------------------------------------
+    def stop(self) -> None:
+        for step in (self.users.stop, self.serving.stop, *[r.stop for r in reversed(self._runners)]):  # type: ignore[attr-defined]
+            try:
+                step()
+            except Exception:
+                log.exception("stopping a demo component failed")
+        self.canary.close()
+        self.store.close()
+        self.bus.close()
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

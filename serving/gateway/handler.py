@@ -253,12 +253,14 @@ class ChatHandler:
         try:
             yield _sse(chunk_body(rid, created, name, fp, {"role": "assistant", "content": opened.first.text}))
             parts.append(opened.first.text)
+            # Content chunks differ only in the text: encode the rest once per request.
+            head, tail = _content_chunk_template(rid, created, name, fp)
             if opened.first.finish_reason is None:
                 async for delta in opened.stream:
                     state["last"] = delta
                     if delta.text:
                         parts.append(delta.text)
-                        yield _sse(chunk_body(rid, created, name, fp, {"content": delta.text}))
+                        yield head + json.dumps(delta.text).encode() + tail
                     if delta.finish_reason is not None:
                         break
             last = state["last"]
@@ -356,6 +358,13 @@ async def _close(opened: _Open) -> None:
         await opened.stream.aclose()  # type: ignore[attr-defined]
     finally:
         opened.lease.__exit__(None, None, None)
+
+
+def _content_chunk_template(rid: str, created: int, name: str, fp: str) -> tuple[bytes, bytes]:
+    marker = "\x00CONTENT\x00"
+    doc = json.dumps(chunk_body(rid, created, name, fp, {"content": marker}), separators=(",", ":"))
+    head, tail = doc.split(json.dumps(marker), 1)
+    return b"data: " + head.encode(), tail.encode() + b"\n\n"
 
 
 def _sse(doc: dict[str, Any]) -> bytes:

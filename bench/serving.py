@@ -1,0 +1,169 @@
+"""Gateway overhead: latency of a chat completion through the gateway (HTTP, routing,
+lease, SSE relay, metrics, chat-event logging into an in-process bus) minus the latency
+of calling the same engine directly, at a fixed concurrency.
+
+The engine is the deterministic scripted engine (fixed per-token delay), so its own
+cost is known and stable and the difference is the gateway's. The gateway runs in a
+separate process (uvicorn on 127.0.0.1), as in production; the client is httpx.
+Last line printed: one JSON object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import httpx
+
+# This file is named like the `serving` package: keep bench/ off the import path so
+# `import serving` finds the package, and the repository root on it (tests._serving).
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_ROOT = os.path.dirname(_HERE)
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1500"))
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "4"))
+TOKENS = int(os.environ.get("BENCH_TOKENS", "16"))
+TOKEN_DELAY_S = float(os.environ.get("BENCH_TOKEN_DELAY_S", "0.0005"))
+
+
+def _app():  # noqa: ANN202 - the ASGI app the gateway process serves
+    from schemas import Topics
+    from serving import GatewayConfig, MemoryRoutingStore, create_app
+    from serving.engines import ModelSource
+    from serving.gateway import EventLogger, Gateway
+    from serving.hotswap import ModelSlots
+    from serving.testing import ScriptedEngine
+    from streams import EmbeddedBus
+    from tests._serving import state
+
+    engine = ScriptedEngine(token_delay_s=TOKEN_DELAY_S)
+    asyncio.run(engine.load(ModelSource("v1", None)))
+    asyncio.run(engine.load(ModelSource("v2", None)))
+    slots = ModelSlots(engine)
+    slots.mark_ready("v1")
+    slots.mark_ready("v2")
+    store = MemoryRoutingStore()
+    store.put(state(baseline="v1", candidate="v2", share_bp=2000, status="canary"))
+    topics = Topics("bench")
+    bus = EmbeddedBus()
+    bus.create_topics(topics.specs())
+    return create_app(Gateway(GatewayConfig(), store, slots, EventLogger(bus.producer(), topics.chat_events, capacity=1_000_000)))
+
+
+def _serve(port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(_app(), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+async def _direct() -> list[float]:
+    from serving.engines import GenerationRequest, ModelSource, SamplingParams
+    from serving.testing import ScriptedEngine
+
+    engine = ScriptedEngine(token_delay_s=TOKEN_DELAY_S)
+    await engine.load(ModelSource("v1", None))
+    params = SamplingParams(max_tokens=TOKENS)
+    latencies: list[float] = []
+
+    async def one(i: int) -> None:
+        t = time.perf_counter()
+        async for _ in engine.generate("v1", GenerationRequest(f"r{i}", ({"role": "user", "content": "hello"},), params)):
+            pass
+        latencies.append(time.perf_counter() - t)
+
+    await _run(one)
+    return latencies
+
+
+async def _gateway(url: str, stream: bool) -> list[float]:
+    latencies: list[float] = []
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_keepalive_connections=CONCURRENCY * 2)) as client:
+        async def one(i: int) -> None:
+            body = {"model": "policy", "user": f"user-{i % 500}", "max_tokens": TOKENS, "stream": stream,
+                    "messages": [{"role": "user", "content": "hello"}]}
+            t = time.perf_counter()
+            if stream:
+                async with client.stream("POST", "/v1/chat/completions", json=body) as r:
+                    async for _ in r.aiter_raw():
+                        pass
+                    assert r.status_code == 200
+            else:
+                r = await client.post("/v1/chat/completions", json=body)
+                assert r.status_code == 200
+            latencies.append(time.perf_counter() - t)
+
+        await _run(one, warmup=100)
+    return latencies
+
+
+async def _run(one, warmup: int = 50) -> None:  # noqa: ANN001
+    for i in range(warmup):
+        await one(-1 - i)
+    queue = iter(range(REQUESTS))
+
+    async def worker() -> None:
+        for i in queue:
+            await one(i)
+
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+
+
+def _pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000.0
+
+
+def main() -> None:
+    from serving.testing.vllm_compat_server import free_port
+
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": _ROOT}
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", str(port)], env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/ready").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("gateway did not start")
+            time.sleep(0.2)
+        direct = asyncio.run(_direct())
+        nonstream = asyncio.run(_gateway(url, stream=False))
+        stream = asyncio.run(_gateway(url, stream=True))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    out = {
+        "bench": "serving", "machine": f"{platform.machine()} {os.cpu_count()} cpus", "requests": REQUESTS,
+        "concurrency": CONCURRENCY, "tokens": TOKENS, "token_delay_ms": TOKEN_DELAY_S * 1000,
+        "direct_p50_ms": round(_pct(direct, 0.5), 3), "direct_p99_ms": round(_pct(direct, 0.99), 3),
+    }
+    for name, lat in (("nonstream", nonstream), ("stream", stream)):
+        out[f"{name}_p50_ms"] = round(_pct(lat, 0.5), 3)
+        out[f"{name}_p99_ms"] = round(_pct(lat, 0.99), 3)
+        out[f"{name}_overhead_p50_ms"] = round(_pct(lat, 0.5) - _pct(direct, 0.5), 3)
+        out[f"{name}_overhead_p99_ms"] = round(_pct(lat, 0.99) - _pct(direct, 0.99), 3)
+        out[f"{name}_rps"] = round(len(lat) / max(1e-9, sum(lat) / CONCURRENCY), 1)
+    out["target_p50_overhead_ms"] = 2.0
+    out["direct_mean_ms"] = round(statistics.mean(direct) * 1000, 3)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve":
+        _serve(int(sys.argv[2]))
+    else:
+        main()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -10,6 +11,7 @@ import typer
 from flywheel.settings import FlywheelSettings
 from flywheel.sim import GatewayClient, Population, SimStats, Simulator, WallClock, shared_catalogue
 from flywheel.wiring import make_bus
+from schemas import FlywheelError
 from streams import ChatEventProducer
 
 
@@ -76,5 +78,37 @@ def simulate(
         raise typer.Exit(1)
 
 
+def demo(
+    ctx: typer.Context,
+    generations: Annotated[Optional[int], typer.Option("--generations", "-n", min=1, help="Candidate generations to decide.")] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Folder for report.json and report.png (default report/).")] = None,
+    kafka: Annotated[bool, typer.Option("--kafka", help="Run on the local Kafka broker and Redis instead of the embedded bus.")] = False,
+    users: Annotated[Optional[int], typer.Option("--users", min=1, help="Simulated users.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the simulated population.")] = None,
+    plant_bad: Annotated[Optional[int], typer.Option("--plant-bad", min=1, help="Train this generation on deliberately "
+                                                     "corrupted preferences; the gate or the canary must stop it.")] = None,
+) -> None:
+    """Run the whole loop in one process: simulated users talk to the gateway, signals and
+    curation turn traffic into samples, the trainer worker trains and gates each
+    generation, the canary promotes or rolls it back. Prints a table per generation and
+    writes report.json and report.png."""
+    from flywheel.demo.orchestrator import run_demo
+
+    settings: FlywheelSettings = ctx.obj
+    config = settings.demo
+    updates: dict[str, object] = {k: v for k, v in {"generations": generations, "report_dir": report,
+                                                      "plant_bad_generation": plant_bad}.items() if v is not None}
+    sim_updates = {k: v for k, v in {"users": users, "seed": seed}.items() if v is not None}
+    if sim_updates:
+        updates["simulator"] = config.simulator.model_copy(update=sim_updates)
+    config = config.model_copy(update=updates)
+    try:
+        run_demo(settings, config, kafka=kafka)
+    except FlywheelError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 def register(app: typer.Typer) -> None:
     app.command("simulate")(simulate)
+    app.command("demo")(demo)

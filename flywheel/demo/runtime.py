@@ -23,7 +23,7 @@ from flywheel.demo._serving import ServingThread, utc_now
 from flywheel.demo.config import DemoConfig
 from flywheel.settings import FlywheelSettings
 from flywheel.sim import GatewayClient, Population, Simulator, TurnRecord, WallClock, shared_catalogue
-from schemas import Topics
+from schemas import SAMPLE_TOPICS, Topics
 from streams import Bus, ChatEventProducer, EmbeddedBus, KafkaBus
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,8 @@ class DemoRuntime:
         from serving.engines.embedded_config import EmbeddedEngineConfig
         from serving.gateway import GatewayConfig
         from serving.hotswap import HotSwapConfig
-        from streams.processors import SignalsConfig, SignalsProcessor
+        from streams.processors import (BufferConfig, BufferProcessor, CurationConfig, CurationProcessor, SignalsConfig,
+                                        SignalsProcessor)
         from streams.runners import EmbeddedRunner
 
         cfg = self.config
@@ -129,7 +130,10 @@ class DemoRuntime:
                                          self.canary, self.bus, self.topics)
         signals = SignalsProcessor(SignalsConfig(window_s=cfg.signals_window_s, grace_s=cfg.signals_grace_s),
                                    limits=self.settings.limits)
-        for processor in (signals,):
+        curation = CurationProcessor(CurationConfig(), limits=self.settings.limits)
+        buffer = BufferProcessor(BufferConfig(min_samples=cfg.buffer_min_samples, model=cfg.model),
+                                 topic_names={base: self.topics.name(base) for base in SAMPLE_TOPICS})
+        for processor in (signals, curation, buffer):
             runner = EmbeddedRunner(self.bus, processor, self.topics, group_id=f"demo-{self.run_id}-{processor.name}")
             runner.start(background=True)
             self._runners.append(runner)

@@ -115,7 +115,7 @@ class FaustRunner:
             await app.producer.flush()
             for src in sources:
                 events = pending.pop(src)
-                self._persist(src, events[-1].message.offset)
+                await self._persist(src, events[-1].message.offset)
                 for ev in events:
                     await stream.ack(ev)
 
@@ -181,7 +181,7 @@ class FaustRunner:
         log.info("%s: restored %s[%d] from the Faust table (%d entries)", self.processor.name, src.topic,
                  src.partition, len(entries))
 
-    def _persist(self, src: SourcePartition, offset: int) -> None:
+    async def _persist(self, src: SourcePartition, offset: int) -> None:
         """Write the entries changed since the last checkpoint to the table's changelog
         partition ``src.partition`` (explicitly, so no current event is needed)."""
         changes = self.processor.take_changes(src)
@@ -192,10 +192,13 @@ class FaustRunner:
         meta = changes.pop(META, None)
         items = list(changes.items()) + ([(META, meta)] if meta is not None else [])  # META last: marks completeness
         table = self._table
+        changelog = table.changelog_topic
         for key, value in items:
             doc = wrap(offset, value, written.get(key))
             table.data[prefix + key] = doc
-            table.send_changelog(src.partition, prefix + key, doc)
+            # Straight to the producer (batched), not Table.__setitem__'s one-by-one buffer.
+            await changelog.send(key=(prefix + key).encode(), value=doc, partition=src.partition,
+                                 key_serializer="raw", value_serializer="raw")
             written[key] = None if value is None else value.decode()
 
     def run(self) -> None:

@@ -20,9 +20,11 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -36,6 +38,7 @@ from tests._deploy import (
     Prometheus,
     dashboard_exprs,
     grafana_expand,
+    metric_names,
     restrict,
     rule_exprs,
     rule_files,
@@ -92,6 +95,7 @@ class Run:
     env: dict[str, str]
     procs: list[Proc] = field(default_factory=list)
     gateway_port: int = 0
+    missing: list[str] = field(default_factory=list)  # components whose command does not exist
 
     def proc(self, component: str) -> Proc:
         return next(p for p in self.procs if p.component == component)
@@ -109,8 +113,42 @@ def _base_env(run_id: str, namespace: str, kafka: str, redis_url: str, tmp: Path
         "FLYWHEEL_TOPIC_NAMESPACE": namespace,
         "FLYWHEEL_LOG_LEVEL": "INFO",
         "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+        # Short event-time windows and small thresholds, so one short run closes windows,
+        # curates samples and triggers a training job.
+        "FLYWHEEL_STREAMS__RUNNER__LAG_INTERVAL_S": "1",
+        "FLYWHEEL_STREAMS__SIGNALS__WINDOW_S": "60",
+        "FLYWHEEL_STREAMS__SIGNALS__GRACE_S": "5",
+        "FLYWHEEL_STREAMS__SIGNALS__CONTINUE_WINDOW_S": "30",
+        "FLYWHEEL_STREAMS__SIGNALS__SESSION_IDLE_S": "120",
+        "FLYWHEEL_STREAMS__CURATION__CONTINUE_WINDOW_S": "30",
+        "FLYWHEEL_STREAMS__CURATION__GRACE_S": "5",
+        "FLYWHEEL_STREAMS__CURATION__SESSION_IDLE_S": "120",
+        "FLYWHEEL_STREAMS__BUFFER__MIN_SAMPLES": "20",
+        "FLYWHEEL_STREAMS__BUFFER__MAX_AGE_S": "15",
+        "FLYWHEEL_SERVING__ROUTING_PREFIX": f"ops-{run_id}:routing",
+        "FLYWHEEL_SERVING__CANARY__POLL_INTERVAL_S": "1",
     })
     return env
+
+
+def _base_model() -> Path:
+    """The locally built tiny base model the gateway serves (cached after the first build)."""
+    from trainers.bootstrap import ensure_base_model
+
+    return ensure_base_model()
+
+
+def _commands() -> set[str]:
+    """Top-level `flywheel` commands that exist (parts of the platform may not be built)."""
+    import typer.main
+
+    from flywheel.cli import app
+
+    return set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+
+
+COMPONENT_COMMAND = {"signals": "streams", "curation": "streams", "buffer": "streams", "trainer": "trainers",
+                     "gateway": "serve"}
 
 
 def _processes(run: Run, tmp: Path) -> list[Proc]:
@@ -124,9 +162,12 @@ def _processes(run: Run, tmp: Path) -> list[Proc]:
     env = {**run.env, "FLYWHEEL_METRICS_PORT": str(port)}
     procs.append(Proc("trainer", [FLYWHEEL, "trainers", "run"], port, env, tmp / "trainer.log"))
     run.gateway_port = _free_port()
-    procs.append(Proc("gateway", [FLYWHEEL, "serve", "--host", "127.0.0.1", "--port", str(run.gateway_port)],
+    procs.append(Proc("gateway", [FLYWHEEL, "serve", "--host", "127.0.0.1", "--port", str(run.gateway_port),
+                                  "--model-dir", str(_base_model()), "--base-version", "base"],
                       run.gateway_port, dict(run.env), tmp / "gateway.log"))
-    return procs
+    available = _commands()
+    run.missing = sorted(p.component for p in procs if COMPONENT_COMMAND[p.component] not in available)
+    return [p for p in procs if p.component not in run.missing]
 
 
 def _register(run: Run) -> Path:
@@ -140,19 +181,28 @@ def _register(run: Run) -> Path:
 
 
 def _install_test_rules(prom: Prometheus, run_id: str) -> Path:
-    """The shipped rules with short windows, restricted to this run's series."""
+    """Two copies of this checkout's rules, in one file of the server's run-time rules dir:
+    verbatim (to check that each evaluates on the server) and with short windows, restricted
+    to this run's series (to drive alerts in seconds). Alerts of both carry ``ruleset``."""
     if str(RULES_RUN_DIR) not in prom.loaded_rule_files():
         subprocess.run([str(ROOT / "deploy/local/prometheus.sh"), "reload"], check=True, timeout=60)
-    doc = shortened_rules(window="20s", for_="1s", ruleset=run_id)
-    for group in doc["groups"]:
+    groups = []
+    for path in rule_files():
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                rule["labels"] = {**rule.get("labels", {}), "ruleset": f"shipped-{run_id}"}
+            groups.append({**group, "name": f"{group['name']}-shipped-{run_id}"})
+    short = shortened_rules(window="20s", for_="1s", ruleset=run_id)
+    for group in short["groups"]:
         group["name"] = f"{group['name']}-{run_id}"
         for rule in group["rules"]:
             rule["expr"] = restrict(rule["expr"], run=run_id)
+        groups.append(group)
     RULES_RUN_DIR.mkdir(parents=True, exist_ok=True)
     path = RULES_RUN_DIR / f"ops-{run_id}.yml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    path.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
     prom.reload()
-    prom.wait("the test rules to load", lambda: any(g["name"].endswith(run_id) for g in prom.rule_groups()), 30)
+    prom.wait("the test rules to load", lambda: sum(g["name"].endswith(run_id) for g in prom.rule_groups()) == len(groups), 30)
     return path
 
 
@@ -175,10 +225,11 @@ def run(prom: Prometheus, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     namespace = f"ops-{run_id}"
     current = Run(run_id, namespace, _base_env(run_id, namespace, KAFKA_BOOTSTRAP, REDIS_URL, tmp))
     subprocess.run([FLYWHEEL, "topics", "create"], env=current.env, check=True, timeout=60, capture_output=True)
-    rules_path = _install_test_rules(prom, run_id)
-    current.procs = _processes(current, tmp)
+    rules_path: Path | None = None
     targets_path: Path | None = None
     try:
+        current.procs = _processes(current, tmp)
+        rules_path = _install_test_rules(prom, run_id)
         for proc in current.procs:
             proc.start()
         targets_path = _register(current)
@@ -188,20 +239,34 @@ def run(prom: Prometheus, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             targets_path.unlink(missing_ok=True)
         for proc in current.procs:
             proc.stop()
-        rules_path.unlink(missing_ok=True)
-        prom.reload()
+        if rules_path is not None:
+            rules_path.unlink(missing_ok=True)
+            prom.reload()
         _delete_topics(current)
+        _delete_redis_keys(current)
 
 
 def _delete_topics(run: Run) -> None:
-    from schemas import Topics
+    """Every topic of the run's namespace (the contract topics and the processors' changelogs)."""
     from streams import KafkaBus, KafkaSettings
 
     bus = KafkaBus(KafkaSettings(bootstrap_servers=run.env["FLYWHEEL_KAFKA__BOOTSTRAP_SERVERS"]))
     try:
-        bus.delete_topics(t.name for t in Topics(run.namespace).specs())
+        names = [t for t in bus.admin.list_topics(timeout=10).topics if t.startswith(f"{run.namespace}.")]
+        bus.delete_topics(names)
     finally:
         bus.close()
+
+
+def _delete_redis_keys(run: Run) -> None:
+    import redis
+
+    client = redis.Redis.from_url(run.env["FLYWHEEL_REDIS_URL"])
+    try:
+        for key in client.scan_iter(match=f"ops-{run.run_id}:*"):
+            client.delete(key)
+    finally:
+        client.close()
 
 
 def _diagnose(run: Run) -> str:
@@ -246,6 +311,25 @@ def _traffic(run: Run, seconds: float) -> int:
     return n
 
 
+def _producer_traffic(run: Run, events: int = 4000) -> None:
+    """What another producer app would send: sessions of both arms over the last 10 minutes
+    of event time, so the signals processor closes several windows."""
+    from streams import KafkaBus, KafkaSettings
+    from streams.processors.synthetic import synthetic_events
+
+    start = datetime.now(UTC) - timedelta(minutes=10)
+    bus = KafkaBus(KafkaSettings(bootstrap_servers=run.env["FLYWHEEL_KAFKA__BOOTSTRAP_SERVERS"]))
+    producer = bus.producer()
+    try:
+        topic = Topics(run.namespace).chat_events
+        for key, value in synthetic_events(events, seed=11, users=80, start=start, bad_share=0.0, span_s=590):
+            producer.produce(topic, value, key=key)
+        producer.flush()
+    finally:
+        producer.close()
+        bus.close()
+
+
 def _malformed_burst(run: Run, count: int) -> None:
     """Records no producer should send: they must all be dead-lettered by the processors."""
     from streams import KafkaBus, KafkaSettings
@@ -271,10 +355,13 @@ def driven(prom: Prometheus, run: Run) -> Run:
                   and all(v == "up" for v in h.values()), 120)
     except AssertionError:
         pytest.fail(f"targets: {_targets_up(prom, run)}\n{_diagnose(run)}", pytrace=False)
-    prom.wait("the gateway to be ready", lambda: _ready(run), 90)
-    _traffic(run, 20)
+    _producer_traffic(run)
+    if "gateway" not in run.missing:
+        prom.wait("the gateway to be ready", lambda: _ready(run), 90)
+        _traffic(run, 20)
     _malformed_burst(run, 400)
-    _traffic(run, 10)
+    if "gateway" not in run.missing:
+        _traffic(run, 10)
     return run
 
 
@@ -288,6 +375,8 @@ def _ready(run: Run) -> bool:
 def test_every_target_is_up(prom: Prometheus, driven: Run) -> None:
     health = _targets_up(prom, driven)
     assert health == {p.component: "up" for p in driven.procs}, _diagnose(driven)
+    if driven.missing:
+        warnings.warn(UserWarning(f"components not started (no such flywheel command): {driven.missing}"))
 
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed")
@@ -311,28 +400,47 @@ def test_every_rule_and_panel_expression_evaluates(prom: Prometheus, driven: Run
             except AssertionError as exc:
                 errors.append(f"{expr.source} / {expr.name}: {exc}")
     assert not errors, "\n".join(errors)
-    # The shipped rules are loaded by the server too: none of them fails to evaluate.
-    shipped = [r for g in prom.rule_groups() if g["file"].startswith(str(ROOT / "deploy/prometheus/rules"))
-               for r in g["rules"]]
-    assert {r["name"] for r in shipped} >= {e.name for e in rule_exprs()}
-    assert all(r["health"] != "err" for r in shipped), [(r["name"], r.get("lastError")) for r in shipped]
+    # Loaded into the server verbatim, every shipped rule has been evaluated without error.
+    def shipped() -> list[dict[str, Any]]:
+        return [r for g in prom.rule_groups() if g["name"].endswith(f"-shipped-{driven.run_id}") for r in g["rules"]]
+
+    prom.wait("every shipped rule to be evaluated", lambda: all(r["health"] != "unknown" for r in shipped()), 30)
+    assert sorted(r["name"] for r in shipped()) == sorted(e.name for e in rule_exprs())
+    assert all(r["health"] == "ok" for r in shipped()), [(r["name"], r.get("lastError")) for r in shipped()]
+
+
+PART_OF_COMPONENT = {"signals": "streams", "curation": "streams", "buffer": "streams", "trainer": "trainers",
+                     "gateway": "serving"}
 
 
 def test_every_panel_shows_data_from_this_run(prom: Prometheus, driven: Run) -> None:
     """Each panel has at least one target that returns a number, computed only from this
     run's series; panels are polled until the pipeline has produced everything."""
+    absent_parts = {PART_OF_COMPONENT[c] for c in driven.missing}
     panels: dict[tuple[str, str], list[str]] = {}
+    unverifiable: set[tuple[str, str]] = set()
     for expr in dashboard_exprs():
-        panels.setdefault((expr.source, expr.name), []).append(restrict(grafana_expand(expr.expr), run=driven.run_id))
+        key = (expr.source, expr.name)
+        panels.setdefault(key, []).append(restrict(grafana_expand(expr.expr), run=driven.run_id))
+        if {name.split("_")[1] for name in metric_names(expr.expr)} <= absent_parts:
+            unverifiable.add(key)
 
     def missing() -> list[tuple[str, str]]:
-        return [key for key, queries in panels.items() if not any(prom.has_data(q) for q in queries)]
+        return [key for key, queries in panels.items()
+                if key not in unverifiable and not any(prom.has_data(q) for q in queries)]
 
     try:
         prom.wait("every panel to show data", lambda: not missing(), 90, every_s=3)
     except AssertionError:
         pytest.fail("panels without data from this run:\n" + "\n".join(f"  {s}: {t}" for s, t in missing())
                     + "\n" + _diagnose(driven), pytrace=False)
+    quiet = [f"{s}: {t} [{q}]" for (s, t), queries in panels.items() if (s, t) not in unverifiable
+             for q in queries if not prom.has_data(q)]
+    if quiet:  # a panel shows data, but one of its secondary targets had nothing to show in this run
+        warnings.warn(UserWarning("targets without data in this run (their panel has data):\n" + "\n".join(quiet)))
+    if unverifiable:
+        warnings.warn(UserWarning(f"not verified, {driven.missing} not available: "
+                                  + "; ".join(f"{s}: {t}" for s, t in sorted(unverifiable))))
 
 
 def test_dead_letter_burst_fires_the_dlq_alert(prom: Prometheus, driven: Run) -> None:

@@ -33,6 +33,7 @@ COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 PROMETHEUS: dict[str, Any] = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
 PROCESSORS = ("signals", "curation", "buffer")
+PASS_THROUGH = "<from the shell>"
 
 
 def flywheel_argv(service: dict[str, Any]) -> list[str] | None:
@@ -58,7 +59,8 @@ def _environment(service: dict[str, Any]) -> dict[str, str]:
     env = service.get("environment") or {}
     if isinstance(env, list):
         env = dict(item.split("=", 1) for item in env)
-    return {k: "" if v is None else str(v) for k, v in env.items()}
+    # A variable without a value is passed through from the shell running compose.
+    return {k: PASS_THROUGH if v is None else str(v) for k, v in env.items()}
 
 
 def _is_group(command: Any) -> bool:
@@ -137,7 +139,8 @@ def test_every_flywheel_variable_is_a_real_setting_with_a_valid_value(service: s
     for name in [k for k in os.environ if k.startswith("FLYWHEEL_")]:
         monkeypatch.delenv(name)
     for name, value in env.items():
-        monkeypatch.setenv(name, value)
+        if value != PASS_THROUGH:
+            monkeypatch.setenv(name, value)
     settings = FlywheelSettings()
     assert settings.bus == env.get("FLYWHEEL_BUS", settings.bus)
     if "FLYWHEEL_METRICS_PORT" in env:

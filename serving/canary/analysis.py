@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -18,6 +19,7 @@ from schemas import LATENCY_BUCKETS_MS, ArmWindowAggregate, MetricResult
 from serving.canary import stats
 from serving.canary.canary_config import GOALS, GUARDRAILS, CanaryConfig
 
+Role = Literal["goal", "guardrail"]
 _SUM_FIELDS = ("sessions", "users_assigned", "users_engaged", "user_turns", "user_turns_sq", "responses", "continued",
                "instruction_following", "violations")
 # Guardrail → sign of harm: +1 when a higher candidate value is worse.
@@ -88,7 +90,7 @@ def lift_summary(metrics: Iterable[MetricResult]) -> dict[str, float | int | Non
     return out
 
 
-def _bernoulli(name: str, role: str, sb: int, nb: int, sc: int, nc: int, tau2: float, alpha: float,
+def _bernoulli(name: str, role: Role, sb: int, nb: int, sc: int, nc: int, tau2: float, alpha: float,
                p_min: dict[str, float], harm_sign: float = 0.0) -> MetricResult:
     pb = sb / nb if nb else 0.0
     pc = sc / nc if nc else 0.0
@@ -96,7 +98,7 @@ def _bernoulli(name: str, role: str, sb: int, nb: int, sc: int, nc: int, tau2: f
     return _result(name, role, pb, pc, nb, nc, var, tau2, alpha, p_min, harm_sign)
 
 
-def _result(name: str, role: str, mb: float, mc: float, nb: int, nc: int, var: float, tau2: float, alpha: float,
+def _result(name: str, role: Role, mb: float, mc: float, nb: int, nc: int, var: float, tau2: float, alpha: float,
             p_min: dict[str, float], harm_sign: float) -> MetricResult:
     lift = mc - mb
     if nb == 0 or nc == 0 or not np.isfinite(var):

@@ -158,15 +158,15 @@ class EmbeddedEngine:
 
     # -- the batching loop (background thread) -----------------------------------------
     def _next_batch(self) -> list[_Job] | None:
-        first = self._held.popleft() if self._held else self._jobs.get()
+        first: _Job | None = self._held.popleft() if self._held else self._jobs.get()
         if first is None:
             return None
         batch = [first]
         deadline = self.config.batch_wait_ms / 1000.0
         others: list[_Job] = []
         while self._held and len(batch) < self.config.max_batch_size:
-            job = self._held.popleft()
-            (batch if job.key == first.key else others).append(job)
+            held = self._held.popleft()
+            (batch if held.key == first.key else others).append(held)
         while len(batch) < self.config.max_batch_size:
             try:
                 job = self._jobs.get(timeout=deadline) if deadline > 0 else self._jobs.get_nowait()

@@ -229,7 +229,7 @@ class ChatHandler:
             raise
         self._log_request(caller, opened.route)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        state = {"outcome": "cancelled", "text": [], "last": opened.first}
+        state: dict[str, Any] = {"outcome": "cancelled", "text": [], "last": opened.first}
 
         async def release() -> None:
             if opened.done:
@@ -298,7 +298,7 @@ class ChatHandler:
     def _log_request_events(self, caller: Caller, r: Route) -> None:
         if self.events is None or caller.user_id is None:
             return  # without a user there is no experiment unit to attribute the turn to
-        common = dict(ts=caller.ts(), user_id=caller.user_id, conversation_id=caller.conversation_id,
+        common: dict[str, Any] = dict(ts=caller.ts(), user_id=caller.user_id, conversation_id=caller.conversation_id,
                       character_id=caller.character_id, surface=self.config.surface)
         if caller.regenerated:
             return  # the user message of this turn was logged with the first reply

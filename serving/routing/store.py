@@ -102,7 +102,8 @@ class RedisRoutingStore:
             self._cache[state.model] = (time.monotonic(), state)
 
     def models(self) -> list[str]:
-        return sorted(m.decode() for m in self._client.smembers(f"{self._prefix}:models"))
+        members = self._client.smembers(f"{self._prefix}:models")
+        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)  # type: ignore[union-attr]
 
     def delete_all(self) -> None:
         """Remove every key under the prefix (tests)."""

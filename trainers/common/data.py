@@ -1,0 +1,68 @@
+"""Training examples as plain data: a prompt (context + the character's instructions)
+and replies to it. Converters from the sample topics live here too."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from schemas import ChatMessage, Instruction, PreferenceSample, RewardSample, SftSample
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A context to reply to, and the instructions the reply is judged by."""
+
+    context: tuple[ChatMessage, ...]
+    instructions: tuple[Instruction, ...] = ()
+    character_id: str = ""
+
+    @property
+    def messages(self) -> list[dict[str, str]]:
+        return [m.model_dump() for m in self.context]
+
+    def with_reply(self, reply: str) -> list[dict[str, str]]:
+        return [*self.messages, {"role": "assistant", "content": reply}]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two replies to one prompt; ``chosen`` is the better one."""
+
+    prompt: Prompt
+    chosen: str
+    rejected: str
+
+
+@dataclass(frozen=True)
+class Demonstration:
+    """A reply worth imitating."""
+
+    prompt: Prompt
+    reply: str
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """A reply and whether the user continued after it (pointwise reward data)."""
+
+    prompt: Prompt
+    reply: str
+    label: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def prompt_of(sample: SftSample | PreferenceSample | RewardSample) -> Prompt:
+    return Prompt(tuple(sample.context), tuple(sample.instructions), sample.character_id)
+
+
+def pairs_from_samples(samples: Sequence[PreferenceSample]) -> list[Pair]:
+    return [Pair(prompt_of(s), s.chosen, s.rejected) for s in samples]
+
+
+def demonstrations_from_samples(samples: Sequence[SftSample]) -> list[Demonstration]:
+    return [Demonstration(prompt_of(s), s.response) for s in samples]
+
+
+def labelled_from_samples(samples: Sequence[RewardSample]) -> list[Labelled]:
+    return [Labelled(prompt_of(s), s.response, 1.0 if s.labels.continued else 0.0) for s in samples]

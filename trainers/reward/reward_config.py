@@ -1,0 +1,19 @@
+"""Settings of the reward-model trainer."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from trainers.common.training import TrainSettings
+
+
+class RewardSettings(TrainSettings):
+    """Reward model: pairwise Bradley–Terry (trl RewardTrainer) on preference pairs, or
+    pointwise P(continued | context, reply) on engagement-labelled replies."""
+
+    mode: Literal["pairwise", "pointwise"] = Field(default="pairwise", description="Which objective to train.")
+    learning_rate: float = Field(default=1e-3, gt=0, description="Peak learning rate.")
+    epochs: float = Field(default=2.0, gt=0, description="Passes over the training data.")
+    center_rewards_coefficient: float | None = Field(default=None, description="Pairwise only: pull mean reward towards 0 (trl).")

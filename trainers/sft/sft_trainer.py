@@ -1,0 +1,70 @@
+"""Rejection-sampling SFT over trl's SFTTrainer."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import datasets
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from trl import SFTConfig, SFTTrainer
+
+from schemas import TrainerError
+from trainers.common.candidates import Scorer, rank_candidates
+from trainers.common.data import Demonstration
+from trainers.common.generation import SamplingSettings
+from trainers.common.training import StepHook, TrainResult, common_args, peft_config, run_trainer, save_model
+from trainers.sft.sft_config import SftSettings
+
+
+def rejection_sample(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, demos: Sequence[Demonstration], scorer: Scorer,
+    settings: SftSettings,
+) -> tuple[list[Demonstration], dict[str, float]]:
+    """Best reply per context among the policy's samples (and the curated reply);
+    contexts whose best reply scores below ``min_score`` are dropped."""
+    sampling = SamplingSettings(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, seed=settings.seed)
+    extra = [[d.reply] for d in demos] if settings.include_curated else None
+    ranked = rank_candidates(model, tokenizer, [d.prompt for d in demos], scorer, settings.num_candidates, sampling, extra)
+    kept = [Demonstration(r.prompt, r.best[0]) for r in ranked if r.replies and r.best[1] >= settings.min_score]
+    stats = {
+        "contexts": float(len(demos)),
+        "kept": float(len(kept)),
+        "mean_best_score": sum(r.best[1] for r in ranked if r.replies) / max(1, len(ranked)),
+    }
+    return kept, stats
+
+
+class SftTrainer:
+    """Fine-tune a policy on (rejection-sampled) demonstrations."""
+
+    def __init__(self, settings: SftSettings | None = None) -> None:
+        self.settings = settings or SftSettings()
+
+    def train(
+        self, policy_dir: Path, out_dir: Path, demos: Sequence[Demonstration], *, scorer: Scorer | None = None,
+        on_step: StepHook | None = None,
+    ) -> TrainResult:
+        """Rejection-sample with ``scorer`` (skipped when None: train on ``demos`` as given), then SFT."""
+        tokenizer = AutoTokenizer.from_pretrained(policy_dir)
+        model = AutoModelForCausalLM.from_pretrained(policy_dir)
+        stats: dict[str, float] = {"contexts": float(len(demos)), "kept": float(len(demos))}
+        if scorer is not None:
+            demos, stats = rejection_sample(model, tokenizer, demos, scorer, self.settings)
+        if not demos:
+            raise TrainerError("no demonstration survived rejection sampling; nothing to train on")
+        with tempfile.TemporaryDirectory(prefix="flywheel-sft-") as work:
+            trainer = self.build(model, tokenizer, demos, Path(work))
+            steps, seconds, losses = run_trainer(trainer, on_step)
+            kind = save_model(trainer.model, tokenizer, out_dir, merge=self.settings.lora.merge)
+        return TrainResult(out_dir, kind, steps, seconds, losses, stats)
+
+    def build(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, demos: Sequence[Demonstration], work: Path) -> SFTTrainer:
+        """The configured trl SFTTrainer (exposed for benchmarks)."""
+        s = self.settings
+        rows = [{"messages": d.prompt.with_reply(d.reply)} for d in demos]
+        config = SFTConfig(**common_args(s, work), max_length=s.max_length, assistant_only_loss=s.assistant_only_loss,
+                           packing=False)
+        return SFTTrainer(model=model, args=config, train_dataset=datasets.Dataset.from_list(rows),
+                          processing_class=tokenizer, peft_config=peft_config(s))

@@ -202,6 +202,9 @@ class ChatHandler:
             except FlywheelError as exc:
                 m.ERRORS.labels(opened.route.model, opened.route.arm, opened.route.version, type(exc).__name__).inc()
                 raise
+            except asyncio.CancelledError:
+                outcome = "cancelled"  # the client went away
+                raise
             finally:
                 gauge.dec()
                 await _close(opened)

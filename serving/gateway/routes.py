@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -12,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 from serving.gateway.protocol import ChatCompletionRequest, models_body
 
 router = APIRouter()
+_DISCONNECT_POLL_S = 0.1
 
 
 class _ReleasingStreamingResponse(StreamingResponse):
@@ -43,7 +46,19 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
             opened.release, opened.body, media_type="text/event-stream",
             headers={**_route_headers(opened.route, opened.request_id), "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    doc, route = await gateway.handler.complete(body, headers)
+    # Not streaming: nothing is sent until the end, so watch the connection meanwhile and
+    # cancel the generation (and its engine work) when the client goes away.
+    task = asyncio.ensure_future(gateway.handler.complete(body, headers))
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=_DISCONNECT_POLL_S)
+        if done:
+            break
+        if await request.is_disconnected():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return Response(status_code=499)
+    doc, route = task.result()
     return JSONResponse(doc, headers=_route_headers(route, doc["id"]))
 
 

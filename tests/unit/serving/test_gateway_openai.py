@@ -192,3 +192,14 @@ def test_event_buffer_overflow_is_counted_not_blocking(topics: Topics) -> None:
     accepted = [events.log(parse_chat_event(json.dumps(event_dict(user_id=f"u{i}")))) for i in range(5)]
     assert accepted == [True, True, True, False, False]
     assert events.stats().overflowed == 2 and events.stats().queued == 3
+
+
+def test_disconnect_during_a_non_streaming_request_cancels_the_engine(env: Env) -> None:
+    env.engine.token_delay_s = 0.02
+    client = env.client(timeout=0.3)
+    with pytest.raises(openai.APITimeoutError):
+        client.chat.completions.create(model="policy", messages=[{"role": "user", "content": "x"}], max_tokens=500, user="frank")
+    deadline = time.monotonic() + 5
+    while not env.engine.cancelled and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(env.engine.cancelled) == 1

@@ -40,6 +40,8 @@ class DemoConfig(BaseModel):
     canary_min_samples_per_step: int = Field(default=150, gt=0, description="Candidate responses before a canary step may advance.")
     canary_alpha: float = Field(default=0.1, gt=0, lt=0.5, description="Family-wise error rate of the canary's decisions.")
     canary_mde_continue_rate: float = Field(default=0.06, gt=0, description="Minimum detectable continue-rate lift (sets the mSPRT mixture).")
+    gate_prompts_per_character: int = Field(default=12, gt=0, description="Held-out prompts per character in the offline "
+                                            "gate of every candidate (and for the base model's numbers).")
     buffer_min_samples: int = Field(default=300, gt=0, description="New samples of a topic that trigger a training job.")
     torch_threads: int = Field(default=1, ge=0, description="torch CPU threads of the process (engine and trainer share "
                                "them); 1 avoids oversubscribing a small machine, 0 = torch's default.")

@@ -223,7 +223,7 @@ def _loop(runtime: "object", config: DemoConfig, progress: Progress, started: fl
             decided = tracker.decided()
             if (config.plant_bad_generation is not None and tracker.planted_job is None
                     and len(tracker.generations) >= config.plant_bad_generation - 1 and len(decided) == len(tracker.generations)):
-                tracker.planted_job = _trainers.plant_bad_job(rt, config)
+                tracker.planted_job = _trainers.plant_bad_job(rt)  # type: ignore[arg-type]
                 progress.event(f"planting a bad generation: job {tracker.planted_job} trains on corrupted preferences")
             if len(decided) >= config.generations:
                 break

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +29,10 @@ from flywheel.settings import FlywheelSettings
 from flywheel.sim import GatewayClient, Population, Simulator, TurnRecord, WallClock, shared_catalogue
 from schemas import SAMPLE_TOPICS, Topics
 from streams import Bus, ChatEventProducer, EmbeddedBus, KafkaBus
+
+if TYPE_CHECKING:
+    from flywheel.demo.progress import Progress
+    from schemas import EvalReport
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +105,8 @@ class DemoRuntime:
         self.bus: Bus = KafkaBus(settings.kafka) if kafka else EmbeddedBus()
         self._on_turn = on_turn
         self._runners: list[object] = []
+        # The registry and trainer scratch space of this run (removed on stop).
+        self.work_dir = Path(tempfile.mkdtemp(prefix=f"flywheel-demo-{self.run_id}-"))
 
     # -- build ----------------------------------------------------------------------
     def start(self) -> None:
@@ -157,6 +167,30 @@ class DemoRuntime:
         self.users = SimThread(self.simulator, client)
         self.users.start()
 
+    # -- the base model ---------------------------------------------------------------
+    def bootstrap_base(self, progress: "Progress | None" = None, timeout_s: float = 120.0) -> tuple[str, "EvalReport"]:
+        """Evaluate the base model on the held-out prompts, publish it to the registry and
+        to models.checkpoints (as any checkpoint), and wait until the gateway serves it."""
+        from flywheel.demo import _trainers
+
+        version = "base"
+        if progress is not None:
+            progress.status(stage="evaluating the base model on held-out prompts")
+        manifest = _trainers.publish_base(self, version)
+        producer = self.bus.producer()
+        producer.produce(self.topics.models_checkpoints, manifest.to_json_bytes(), key=manifest.version)
+        producer.flush()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            state = self.store.get(self.config.model)
+            if state is not None and state.baseline_version == version and self.slots.is_ready(version):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the gateway did not start serving the base model within {timeout_s:.0f}s")
+            time.sleep(0.1)
+        assert manifest.eval is not None
+        return version, manifest.eval
+
     # -- stop -------------------------------------------------------------------------
     def stop(self) -> None:
         for step in (self.users.stop, self.serving.stop, *[r.stop for r in reversed(self._runners)]):  # type: ignore[attr-defined]
@@ -167,6 +201,7 @@ class DemoRuntime:
         self.canary.close()
         self.store.close()
         self.bus.close()
+        shutil.rmtree(self.work_dir, ignore_errors=True)
 
 
 def now_utc() -> datetime:

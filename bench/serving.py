@@ -117,6 +117,12 @@ async def _run(one, warmup: int = 50) -> None:  # noqa: ANN001
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
 
 
+def _cpu_s(pid: int) -> float:
+    """user + system CPU seconds of a process (Linux /proc)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000.0
@@ -126,7 +132,7 @@ def main() -> None:
     from serving.testing.vllm_compat_server import free_port
 
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": _ROOT}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (_ROOT, os.environ.get("PYTHONPATH", "")) if p)}
     proc = subprocess.Popen([sys.executable, __file__, "--serve", str(port)], env=env)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -141,8 +147,11 @@ def main() -> None:
                 raise RuntimeError("gateway did not start")
             time.sleep(0.2)
         direct = asyncio.run(_direct())
+        cpu0 = _cpu_s(proc.pid)
         nonstream = asyncio.run(_gateway(url, stream=False))
+        cpu1 = _cpu_s(proc.pid)
         stream = asyncio.run(_gateway(url, stream=True))
+        cpu2 = _cpu_s(proc.pid)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -157,6 +166,11 @@ def main() -> None:
         out[f"{name}_overhead_p50_ms"] = round(_pct(lat, 0.5) - _pct(direct, 0.5), 3)
         out[f"{name}_overhead_p99_ms"] = round(_pct(lat, 0.99) - _pct(direct, 0.99), 3)
         out[f"{name}_rps"] = round(len(lat) / max(1e-9, sum(lat) / CONCURRENCY), 1)
+    # CPU the gateway process spent per request (warm-up included): robust to other load on the machine.
+    calls = REQUESTS + 100
+    out["nonstream_gateway_cpu_ms_per_request"] = round((cpu1 - cpu0) / calls * 1000, 3)
+    out["stream_gateway_cpu_ms_per_request"] = round((cpu2 - cpu1) / calls * 1000, 3)
+    out["loadavg_1m"] = os.getloadavg()[0]
     out["target_p50_overhead_ms"] = 2.0
     out["direct_mean_ms"] = round(statistics.mean(direct) * 1000, 3)
     print(json.dumps(out))

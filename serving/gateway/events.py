@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 from schemas import ChatEventBase, FlywheelError
-from streams import ChatEventProducer, Producer
+from streams import Producer
 from serving import _metrics as m
 
 log = logging.getLogger(__name__)
@@ -32,8 +32,8 @@ class EventLogStats:
 class EventLogger:
     def __init__(self, producer: Producer, topic: str, capacity: int = 10_000, batch: int = 500,
                  flush_interval_s: float = 0.05, max_attempts: int = 5) -> None:
-        self._events = ChatEventProducer(producer, topic=topic)
         self._producer = producer
+        self._topic = topic
         self._queue: queue.Queue[ChatEventBase] = queue.Queue(maxsize=capacity)
         self._batch = batch
         self._flush_interval_s = flush_interval_s
@@ -105,9 +105,11 @@ class EventLogger:
             m.EVENT_BUFFER.set(self._queue.qsize())
 
     def _send(self, event: ChatEventBase) -> None:
+        # The gateway builds its events as validated models; serialise once, no second validation.
+        raw = event.to_json_bytes()
         for attempt in range(self._max_attempts):
             try:
-                self._events.emit(event)
+                self._producer.produce(self._topic, raw, key=event.user_id)
                 self.sent += 1
                 m.EVENTS_LOGGED.labels(getattr(event, "type", "unknown")).inc()
                 return

@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 import warnings
@@ -225,6 +226,7 @@ def run(prom: Prometheus, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     namespace = f"ops-{run_id}"
     current = Run(run_id, namespace, _base_env(run_id, namespace, KAFKA_BOOTSTRAP, REDIS_URL, tmp))
     subprocess.run([FLYWHEEL, "topics", "create"], env=current.env, check=True, timeout=60, capture_output=True)
+    _wait_for_leaders(current)
     rules_path: Path | None = None
     targets_path: Path | None = None
     try:
@@ -244,6 +246,24 @@ def run(prom: Prometheus, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             prom.reload()
         _delete_topics(current)
         _delete_redis_keys(current)
+
+
+def _wait_for_leaders(run: Run) -> None:
+    """Fresh topics answer 'not leader' for a moment; start the processes once every
+    partition has its leader."""
+    from streams import KafkaBus, KafkaSettings
+
+    bus = KafkaBus(KafkaSettings(bootstrap_servers=run.env["FLYWHEEL_KAFKA__BOOTSTRAP_SERVERS"]))
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            meta = bus.admin.list_topics(timeout=10).topics
+            ours = [t for name, t in meta.items() if name.startswith(f"{run.namespace}.")]
+            if ours and all(p.leader >= 0 and not p.error for t in ours for p in t.partitions.values()):
+                return
+            time.sleep(0.2)
+    finally:
+        bus.close()
 
 
 def _delete_topics(run: Run) -> None:
@@ -347,22 +367,68 @@ def _malformed_burst(run: Run, count: int) -> None:
         bus.close()
 
 
+class _Trickle:
+    """A producer app that keeps sending while the checks run, as live traffic would: a few
+    fresh sessions per second (so rates and latency quantiles are defined) and, every few
+    seconds, an event an hour late (past every window's grace: counted as late)."""
+
+    def __init__(self, run: Run) -> None:
+        from streams import KafkaBus, KafkaSettings
+
+        self.topic = Topics(run.namespace).chat_events
+        self.bus = KafkaBus(KafkaSettings(bootstrap_servers=run.env["FLYWHEEL_KAFKA__BOOTSTRAP_SERVERS"]))
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="trickle", daemon=True)
+
+    def _run(self) -> None:
+        from streams.processors.synthetic import synthetic_events
+        from tests.conftest import event_dict
+
+        producer = self.bus.producer()
+        tick = 0
+        try:
+            while not self.stop_event.wait(0.5):
+                tick += 1
+                now = datetime.now(UTC)
+                for key, value in synthetic_events(20, seed=1000 + tick, users=30, start=now - timedelta(seconds=1),
+                                                   bad_share=0.0, span_s=1):
+                    producer.produce(self.topic, value, key=key)
+                if tick % 6 == 0:
+                    late = event_dict("user_message", user_id=f"late-{tick}", conversation_id=f"late-{tick}",
+                                      ts=(now - timedelta(hours=1)).isoformat())
+                    producer.produce(self.topic, json.dumps(late).encode(), key=late["user_id"])
+                producer.flush()
+        finally:
+            producer.close()
+
+    def __enter__(self) -> "_Trickle":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=30)
+        self.bus.close()
+
+
 @pytest.fixture(scope="module")
-def driven(prom: Prometheus, run: Run) -> Run:
-    """The run with every target up, traffic served and a dead-letter burst sent."""
+def driven(prom: Prometheus, run: Run) -> Iterator[Run]:
+    """The run with every target up, traffic served, a dead-letter burst sent, and live
+    traffic still flowing while the tests look."""
     try:
         prom.wait("every target up", lambda: (h := _targets_up(prom, run)) and len(h) == len(run.procs)
                   and all(v == "up" for v in h.values()), 120)
     except AssertionError:
         pytest.fail(f"targets: {_targets_up(prom, run)}\n{_diagnose(run)}", pytrace=False)
     _producer_traffic(run)
-    if "gateway" not in run.missing:
-        prom.wait("the gateway to be ready", lambda: _ready(run), 90)
-        _traffic(run, 20)
-    _malformed_burst(run, 400)
-    if "gateway" not in run.missing:
-        _traffic(run, 10)
-    return run
+    with _Trickle(run):
+        if "gateway" not in run.missing:
+            prom.wait("the gateway to be ready", lambda: _ready(run), 90)
+            _traffic(run, 20)
+        _malformed_burst(run, 400)
+        if "gateway" not in run.missing:
+            _traffic(run, 10)
+        yield run
 
 
 def _ready(run: Run) -> bool:

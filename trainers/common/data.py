@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from schemas import ChatMessage, Instruction, PreferenceSample, RewardSample, SftSample
+from trainers.bootstrap.catalogue import CHARACTERS_BY_ID, render_system_prompt
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,13 @@ class Labelled:
 
 
 def prompt_of(sample: SftSample | PreferenceSample | RewardSample) -> Prompt:
-    return Prompt(tuple(sample.context), tuple(sample.instructions), sample.character_id)
+    context = tuple(sample.context)
+    character = CHARACTERS_BY_ID.get(sample.character_id)
+    if character is not None and context and context[0].role != "system":
+        # Chat events carry what users said, not the client's system prompt: put the
+        # character's prompt back so training sees the context serving and the gate see.
+        context = (ChatMessage(role="system", content=render_system_prompt(character)), *context)
+    return Prompt(context, tuple(sample.instructions), sample.character_id)
 
 
 def pairs_from_samples(samples: Sequence[PreferenceSample]) -> list[Pair]:

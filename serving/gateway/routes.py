@@ -69,9 +69,15 @@ async def list_models(request: Request) -> dict[str, Any]:
 
 
 @router.get("/health")
-async def health() -> dict[str, str]:
-    """Liveness: the process answers."""
-    return {"status": "ok"}
+async def health(request: Request) -> dict[str, Any]:
+    """Liveness: the process answers. Also reports the chat-event buffer (queued, sent,
+    overflowed = dropped because the buffer was full, failed = refused by the bus)."""
+    events = request.app.state.gateway.events
+    body: dict[str, Any] = {"status": "ok"}
+    if events is not None:
+        s = events.stats()
+        body["events"] = {"queued": s.queued, "sent": s.sent, "overflowed": s.overflowed, "failed": s.failed}
+    return body
 
 
 @router.get("/ready")

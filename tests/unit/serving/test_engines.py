@@ -127,3 +127,41 @@ def test_vllm_engine_against_the_compat_server(tmp_path: Path) -> None:
             await engine.close()
 
         asyncio.run(run())
+
+
+def test_hot_swap_with_the_embedded_engine_verifies_before_serving(tiny_llama: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from schemas import Topics
+    from serving import CanaryConfig, CanaryController, HotSwapConfig, HotSwapController, MemoryRoutingStore
+    from serving.hotswap import ModelSlots
+    from streams import EmbeddedBus
+
+    good = tmp_path / "v2"
+    shutil.copytree(tiny_llama, good)
+    tampered = tmp_path / "v3"
+    shutil.copytree(tiny_llama, tampered)
+    manifest_v3 = manifest_for(tampered, "v3", parent="v1", age_s=1)
+    (tampered / "model.safetensors").write_bytes((tampered / "model.safetensors").read_bytes()[:-1] + b"\1")
+    topics = Topics("hs-embedded")
+    bus = EmbeddedBus()
+    bus.create_topics(topics.specs())
+    engine = EmbeddedEngine(EmbeddedEngineConfig(device="cpu"))
+    store = MemoryRoutingStore()
+    canary = CanaryController(CanaryConfig(), "policy", store, bus, topics)
+    hs = HotSwapController(HotSwapConfig(health_max_tokens=2), "policy", ModelSlots(engine), canary, None, topics)
+
+    async def run() -> None:
+        hs.offer(manifest_for(tiny_llama, "v1", age_s=10))
+        assert [e.kind for e in await hs.poll_once()] == ["bootstrapped"]
+        hs.offer(manifest_for(good, "v2", parent="v1", age_s=5))
+        assert [e.kind for e in await hs.poll_once()] == ["loaded"]
+        canary.operator_action("rollback", "test", "make room")
+        hs.offer(manifest_v3)
+        events = await hs.poll_once()
+        assert [e.kind for e in events if e.kind != "unloaded"] == ["rejected"] and "sha256" in events[0].detail
+        await engine.close()
+
+    asyncio.run(run())
+    assert store.get("policy").candidate_version is None and store.get("policy").baseline_version == "v1"
+    assert [d.candidate_version for d in canary.decisions if d.action == "reject"] == ["v3"]

@@ -25,6 +25,7 @@ from streams.runners import StreamsSettings
 from schemas import Topics, ValidationLimits
 from streams import KafkaSettings
 from serving.serving_settings import ServingSettings
+from trainers.worker import TrainerWorkerSettings
 
 CONFIG_FILE_ENV = "FLYWHEEL_CONFIG_FILE"
 # A --config given on the command line; wins over FLYWHEEL_CONFIG_FILE.
@@ -51,6 +52,7 @@ class FlywheelSettings(BaseSettings):
     demo: DemoConfig = Field(default_factory=DemoConfig, description="`flywheel demo` and the user simulator (`flywheel simulate`).")
     streams: StreamsSettings = Field(default_factory=StreamsSettings, description="Stream processors and their runners (`flywheel streams run`).")
     serving: ServingSettings = Field(default_factory=ServingSettings, description="Gateway, engines, hot-swap, canary and admin API (`flywheel serve`).")
+    trainers: TrainerWorkerSettings = Field(default_factory=TrainerWorkerSettings, description="Trainer workers, registry, offline gate and trainer defaults (`flywheel trainers run`).")
 
     @classmethod
     def settings_customise_sources(

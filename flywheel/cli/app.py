@@ -10,6 +10,7 @@ import typer
 from flywheel.cli import _demo, _platform
 from flywheel.cli import _streams
 from flywheel.cli import _serving
+from flywheel.cli import _trainers
 from flywheel.settings import load_settings
 from flywheel.wiring import configure_logging
 
@@ -37,6 +38,7 @@ _platform.register(app)
 _demo.register(app)
 _streams.register(app)
 _serving.register(app)
+_trainers.register(app)
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
 """Catalogue of characters and topics, held-out evaluation prompts, the synthetic corpus,
-and the locally built tiny base model used in development and the demo."""
+and the settings of the locally built tiny base model. Building it (torch) is
+``trainers.bootstrap.base_model.ensure_base_model``."""
 
 from trainers.bootstrap.catalogue import (
     CHARACTERS,
@@ -18,12 +19,11 @@ from trainers.bootstrap.catalogue import (
     traffic_follow_up,
     traffic_opener,
 )
-from trainers.bootstrap.base_model import BASE_MODEL_NAME, build_base_model, build_tokenizer, ensure_base_model
 from trainers.bootstrap.base_model_config import BaseModelSettings
 from trainers.bootstrap.corpus import CorpusItem, SyntheticPair, make_item, synthetic_corpus, synthetic_pairs, synthetic_reply
 
 __all__ = [
-    "BASE_MODEL_NAME", "BaseModelSettings", "build_base_model", "build_tokenizer", "ensure_base_model",
+    "BaseModelSettings",
     "CHARACTERS", "CHARACTERS_BY_ID", "TOPICS", "TOPICS_BY_ID", "Character", "CorpusItem", "EvalPrompt",
     "SyntheticPair", "Topic", "character", "chat_messages", "held_out_prompts", "instruction_sentence",
     "is_held_out", "make_item", "render_system_prompt", "synthetic_corpus", "synthetic_pairs",

@@ -1,13 +1,9 @@
-"""Plumbing shared by the trainers: data shapes, generation, best-of-N, loading, training."""
+"""Plumbing shared by the trainers. Torch-free here: data shapes and settings. The torch
+side lives in its modules: ``trainers.common.generation`` (generate_replies),
+``trainers.common.candidates`` (rank_candidates), ``trainers.common.loading``
+(load_policy), ``trainers.common.training`` (TrainResult, run_trainer, save_model)."""
 
-from trainers.common.candidates import Ranked, Scorer, rank_candidates
 from trainers.common.data import Demonstration, Labelled, Pair, Prompt
-from trainers.common.generation import SamplingSettings, generate_replies
-from trainers.common.loading import default_device, load_policy
-from trainers.common.training import LoraSettings, StepHook, TrainResult, TrainSettings, device_args
+from trainers.common.train_config import LoraSettings, TrainSettings
 
-__all__ = [
-    "Demonstration", "Labelled", "LoraSettings", "Pair", "Prompt", "Ranked", "SamplingSettings", "Scorer",
-    "StepHook", "TrainResult", "TrainSettings", "default_device", "device_args", "generate_replies",
-    "load_policy", "rank_candidates",
-]
+__all__ = ["Demonstration", "Labelled", "LoraSettings", "Pair", "Prompt", "TrainSettings"]

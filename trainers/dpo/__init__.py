@@ -1,6 +1,6 @@
-"""DPO from preference samples and best-vs-worst candidates (trl DPOTrainer)."""
+"""DPO from preference samples and best-vs-worst candidates. ``DpoTrainer`` lives in
+``trainers.dpo.dpo_trainer`` (imports torch); the settings are importable without it."""
 
 from trainers.dpo.dpo_config import DpoSettings
-from trainers.dpo.dpo_trainer import DpoTrainer, best_vs_worst_pairs
 
-__all__ = ["DpoSettings", "DpoTrainer", "best_vs_worst_pairs"]
+__all__ = ["DpoSettings"]

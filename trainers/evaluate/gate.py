@@ -12,16 +12,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import Gauge
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from schemas import EMOJI, EvalReport, check_instructions, check_policy, words
 from trainers.bootstrap.catalogue import CHARACTERS_BY_ID, chat_messages, held_out_prompts
 from trainers.common.data import Prompt
-from trainers.common.generation import SamplingSettings, generate_replies
-from trainers.common.loading import load_policy
 from trainers.evaluate.gate_config import GateSettings
-from trainers.reward.scoring import RewardModel
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from trainers.reward.scoring import RewardModel
 
 gate_result = Gauge(
     "flywheel_trainers_gate_result", "Latest offline-gate numbers of a candidate, by metric.", ["metric"],
@@ -75,6 +78,10 @@ class OfflineGate:
         self.prompts = evaluation_prompts(self.settings)
 
     def replies(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> tuple[list[Prompt], list[str]]:
+        # torch is imported on first use, so `trainers.evaluate` (and the settings that
+        # embed GateSettings) stay importable on torch-free stream-processing nodes.
+        from trainers.common.generation import SamplingSettings, generate_replies
+
         s = self.settings
         sampling = SamplingSettings(max_new_tokens=s.max_new_tokens, temperature=s.temperature, seed=s.seed)
         out = generate_replies(model, tokenizer, [p.messages for p in self.prompts], sampling, s.samples_per_prompt)
@@ -82,6 +89,8 @@ class OfflineGate:
         return prompts, [r for rs in out for r in rs]
 
     def stats_of(self, path: Path, reward_model: RewardModel | None = None) -> PolicyStats:
+        from trainers.common.loading import load_policy
+
         model, tokenizer = load_policy(path)
         prompts, replies = self.replies(model, tokenizer)
         return policy_stats(prompts, replies, reward_model)

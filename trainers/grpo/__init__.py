@@ -1,6 +1,6 @@
-"""GRPO with verifiable-instruction and reward-model rewards (trl GRPOTrainer)."""
+"""GRPO rewarded by the verifiable instruction checks and the reward model.
+``GrpoTrainer`` lives in ``trainers.grpo.grpo_trainer`` (imports torch)."""
 
 from trainers.grpo.grpo_config import GrpoSettings
-from trainers.grpo.grpo_trainer import GrpoTrainer, instruction_reward, select_prompts
 
-__all__ = ["GrpoSettings", "GrpoTrainer", "instruction_reward", "select_prompts"]
+__all__ = ["GrpoSettings"]

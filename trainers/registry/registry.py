@@ -151,6 +151,10 @@ class CheckpointRegistry:
         return names
 
     # -- read ----------------------------------------------------------------------
+    def exists(self, model: str, version: str) -> bool:
+        """True once the version has been published (it may still fail verification)."""
+        return (self.path(model, version) / MANIFEST).is_file()
+
     def open(self, model: str, version: str) -> Checkpoint:
         """Verify and return a checkpoint; raise CheckpointRefusedError if anything is off."""
         folder = self.path(model, version)

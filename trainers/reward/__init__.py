@@ -1,7 +1,7 @@
-"""Reward models (pairwise Bradley–Terry, pointwise P(continued)) and reply scoring."""
+"""Reward models: pairwise Bradley–Terry and pointwise P(continued).
+``RewardModelTrainer`` lives in ``trainers.reward.reward_trainer``; ``RewardModel``,
+``BlendedScorer`` and ``check_score`` in ``trainers.reward.scoring`` (both import torch)."""
 
 from trainers.reward.reward_config import RewardSettings
-from trainers.reward.reward_trainer import RewardModelTrainer
-from trainers.reward.scoring import BlendedScorer, RewardModel, check_score
 
-__all__ = ["BlendedScorer", "RewardModel", "RewardModelTrainer", "RewardSettings", "check_score"]
+__all__ = ["RewardSettings"]

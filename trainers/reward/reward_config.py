@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from trainers.common.training import TrainSettings
+from trainers.common.train_config import TrainSettings
 
 
 class RewardSettings(TrainSettings):

@@ -1,6 +1,6 @@
-"""Rejection-sampling SFT (trl SFTTrainer)."""
+"""Rejection-sampling SFT over trl. ``SftTrainer`` and ``rejection_sample`` live in
+``trainers.sft.sft_trainer`` (imports torch); the settings are importable without it."""
 
 from trainers.sft.sft_config import SftSettings
-from trainers.sft.sft_trainer import SftTrainer, rejection_sample
 
-__all__ = ["SftSettings", "SftTrainer", "rejection_sample"]
+__all__ = ["SftSettings"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from trainers.common.training import TrainSettings
+from trainers.common.train_config import TrainSettings
 
 
 class SftSettings(TrainSettings):

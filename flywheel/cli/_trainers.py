@@ -1,0 +1,126 @@
+"""`flywheel trainers run|bootstrap` and `flywheel registry list`."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from types import FrameType
+from typing import Annotated, Optional
+
+import typer
+
+from flywheel.settings import FlywheelSettings
+from flywheel.wiring import make_bus
+
+log = logging.getLogger(__name__)
+
+trainers_app = typer.Typer(help="Trainer workers: turn trainer.jobs into gated, published checkpoints.", no_args_is_help=True)
+registry_app = typer.Typer(help="The checkpoint registry: published, rejected and retired versions.", no_args_is_help=True)
+
+
+@trainers_app.command("run")
+def trainers_run(
+    ctx: typer.Context,
+    max_jobs: Annotated[Optional[int], typer.Option("--max-jobs", help="Exit after this many jobs (default: run until stopped).")] = None,
+    idle_exit_s: Annotated[Optional[float], typer.Option("--idle-exit-s", help="Exit after this many seconds without a job.")] = None,
+    worker_id: Annotated[Optional[str], typer.Option("--worker-id", help="Name of this worker in leases and logs (default: random).")] = None,
+) -> None:
+    """Consume trainer.jobs in the trainers' consumer group: for each job take a lease in
+    Redis, read exactly the job's sample ranges, train, run the offline gate, publish the
+    checkpoint to the registry and its manifest to models.checkpoints, then commit.
+
+    A worker killed at any point leaves its job to another worker; exactly one
+    checkpoint version results. SIGTERM / Ctrl-C stop after the current job.
+    """
+    from prometheus_client import start_http_server
+
+    from trainers.worker import RedisLeaseStore
+    from trainers.worker.worker import TrainerWorker
+
+    settings: FlywheelSettings = ctx.obj
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port)
+    leases = RedisLeaseStore(settings.redis_url, settings.trainers.lease_prefix)
+    worker = TrainerWorker(make_bus(settings), settings.topics, settings.trainers, leases, worker_id=worker_id)
+    stopping = False
+
+    def _stop(_sig: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    done = 0
+    last_job = time.monotonic()
+    typer.echo(f"trainer worker {worker.worker_id}: waiting for jobs on {settings.topics.trainer_jobs}", err=True)
+    try:
+        while not stopping:
+            outcome = worker.run_once(timeout_s=1.0)
+            if outcome is None or outcome.outcome == "skipped_leased":
+                if idle_exit_s is not None and time.monotonic() - last_job > idle_exit_s:
+                    break
+                continue
+            last_job = time.monotonic()
+            done += 1
+            m = outcome.manifest
+            detail = f" {m.model}/{m.version}" if m is not None else f" ({outcome.error})"
+            if m is not None and m.eval is not None:
+                detail += f" IF {m.eval.instruction_following:.3f} violations {m.eval.violation_rate:.3f}"
+            typer.echo(f"job {outcome.job_id}: {outcome.outcome}{detail}")
+            if max_jobs is not None and done >= max_jobs:
+                break
+    finally:
+        worker.stop()
+        leases.close()
+
+
+@trainers_app.command("bootstrap")
+def trainers_bootstrap(
+    ctx: typer.Context,
+    evaluate: Annotated[bool, typer.Option("--evaluate/--no-evaluate", help="Also measure it on the held-out prompts.")] = True,
+) -> None:
+    """Build the tiny local base model (byte-level BPE + small Llama, no model hub), or
+    reuse the cached one, and print its folder. It loads with from_pretrained(folder)."""
+    from trainers.bootstrap.base_model import ensure_base_model
+    from trainers.evaluate import OfflineGate
+
+    settings: FlywheelSettings = ctx.obj
+    started = time.monotonic()
+    path = ensure_base_model(settings.trainers.bootstrap)
+    typer.echo(f"base model: {path} ({time.monotonic() - started:.1f}s)")
+    if evaluate:
+        stats = OfflineGate(settings.trainers.gate).stats_of(path)
+        typer.echo(f"held-out instruction following {stats.instruction_following:.3f}, "
+                   f"violations {stats.violation_rate:.3f}, mean words {stats.mean_words:.1f}")
+
+
+@registry_app.command("list")
+def registry_list(
+    ctx: typer.Context,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Only this model (default: all).")] = None,
+) -> None:
+    """Every version in the registry, oldest first, with its gate numbers."""
+    from trainers.registry import CheckpointRegistry
+
+    settings: FlywheelSettings = ctx.obj
+    registry = CheckpointRegistry(settings.trainers.registry)
+    manifests = registry.list(model)
+    if not manifests:
+        typer.echo(f"no checkpoints under {registry.root}")
+        return
+    typer.echo(f"{'model':<22} {'version':<20} {'status':<9} {'kind':<5} {'job':<6} {'IF':>6} {'viol':>6} {'win':>6}  created")
+    for m in manifests:
+        ev = m.eval
+
+        def num(v: float | None) -> str:
+            return "-" if v is None else f"{v:.3f}"
+
+        typer.echo(f"{m.model:<22} {m.version:<20} {m.status:<9} {m.kind:<5} {m.job_kind or '-':<6} "
+                   f"{num(ev.instruction_following if ev else None):>6} {num(ev.violation_rate if ev else None):>6} "
+                   f"{num(ev.win_rate if ev else None):>6}  {m.created_ts:%Y-%m-%d %H:%M:%S}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(trainers_app, name="trainers")
+    app.add_typer(registry_app, name="registry")

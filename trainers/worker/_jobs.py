@@ -1,0 +1,119 @@
+"""One job, by kind: samples in, a trained folder and its offline evaluation out."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from schemas import EvalReport, TrainerError, TrainJobRequest
+from trainers.bootstrap.catalogue import CHARACTERS_BY_ID, held_out_prompts, traffic_opener
+from trainers.bootstrap.corpus import make_item
+from trainers.common.data import (
+    Demonstration,
+    Pair,
+    Prompt,
+    demonstrations_from_samples,
+    labelled_from_samples,
+    pairs_from_samples,
+    prompt_of,
+)
+from trainers.common.train_config import TrainSettings
+from trainers.common.training import StepHook, TrainResult
+from trainers.common.loading import load_policy
+from trainers.dpo.dpo_trainer import DpoTrainer, best_vs_worst_pairs
+from trainers.evaluate.gate import OfflineGate
+from trainers.grpo.grpo_trainer import GrpoTrainer
+from trainers.reward.reward_trainer import RewardModelTrainer
+from trainers.reward.scoring import BlendedScorer, RewardModel
+from trainers.sft.sft_trainer import SftTrainer
+from trainers.worker._inputs import JobInputs
+from trainers.worker.worker_config import TrainerWorkerSettings
+
+
+@dataclass(frozen=True)
+class JobOutput:
+    result: TrainResult
+    settings: TrainSettings
+
+
+def _unique_prompts(inputs: JobInputs) -> list[Prompt]:
+    seen: dict[str, Prompt] = {}
+    for s in [*inputs.sft, *inputs.preference, *inputs.reward]:
+        p = prompt_of(s)
+        seen.setdefault("\x00".join(m.content for m in p.context), p)
+    return list(seen.values())
+
+
+def train_job(
+    job: TrainJobRequest, inputs: JobInputs, base_dir: Path, out_dir: Path, settings: TrainerWorkerSettings,
+    reward_model: RewardModel | None, on_step: StepHook | None,
+) -> JobOutput:
+    """Train ``job.kind`` from ``base_dir`` on ``inputs`` into ``out_dir``."""
+    scorer = BlendedScorer(reward_model)
+    if job.kind == "sft":
+        sft = settings.sft.with_overrides(job.config)
+        demos: list[Demonstration] = demonstrations_from_samples(inputs.sft)
+        # Contexts of other sample types are prompts too: rejection sampling fills in replies.
+        demos += [Demonstration(p, "") for p in _unique_prompts(JobInputs(preference=inputs.preference, reward=inputs.reward))]
+        if not demos:
+            raise TrainerError(f"job {job.job_id}: no samples to build SFT data from")
+        return JobOutput(SftTrainer(sft).train(base_dir, out_dir, demos, scorer=scorer, on_step=on_step), sft)
+    if job.kind == "dpo":
+        dpo = settings.dpo.with_overrides(job.config)
+        pairs: list[Pair] = pairs_from_samples(inputs.preference)
+        if not pairs and dpo.num_candidates < 2:
+            raise TrainerError(f"job {job.job_id}: no preference samples and num_candidates < 2")
+        if not pairs:  # best-vs-worst of the policy's own candidates only
+            prompts = _unique_prompts(inputs)
+            model, tokenizer = load_policy(base_dir)
+            pairs = best_vs_worst_pairs(model, tokenizer, prompts, scorer, dpo)
+        return JobOutput(DpoTrainer(dpo).train(base_dir, out_dir, pairs, scorer=scorer, on_step=on_step), dpo)
+    if job.kind == "grpo":
+        grpo = settings.grpo.with_overrides(job.config)
+        prompts = _unique_prompts(inputs)
+        if not prompts:
+            raise TrainerError(f"job {job.job_id}: no prompts")
+        return JobOutput(GrpoTrainer(grpo).train(base_dir, out_dir, prompts, reward_model=reward_model, scorer=scorer,
+                                                 on_step=on_step), grpo)
+    reward = settings.reward.with_overrides(job.config)
+    if reward.mode == "pointwise":
+        result = RewardModelTrainer(reward).train(base_dir, out_dir, labelled=labelled_from_samples(inputs.reward), on_step=on_step)
+    else:
+        result = RewardModelTrainer(reward).train(base_dir, out_dir, pairs=pairs_from_samples(inputs.preference), on_step=on_step)
+    return JobOutput(result, reward)
+
+
+def held_out_pairs(n_per_character: int = 8, seed: int = 99) -> list[Pair]:
+    """Pairs on held-out prompts with a checkable preference (compliant and clean vs not)."""
+    rng = random.Random(seed)
+    out: list[Pair] = []
+    for p in held_out_prompts(per_character=n_per_character):
+        c = CHARACTERS_BY_ID[p.character_id]
+        topic, _ = traffic_opener(rng)
+        good = make_item(c, topic, p.user_message, rng, follow=True, violate=False)
+        bad = make_item(c, topic, p.user_message, rng, follow=False, violate=rng.random() < 0.5)
+        out.append(Pair(Prompt(good.context, c.instructions, c.id), good.reply, bad.reply))
+    return out
+
+
+def gate_reward_model(path: Path, settings: TrainerWorkerSettings) -> EvalReport:
+    """A reward model passes if it ranks held-out pairs correctly often enough. The policy
+    rates are not applicable and reported as 0; the accuracy is ``reward_score``."""
+    rm = RewardModel.load(path)
+    pairs = held_out_pairs()
+    chosen = rm.score([p.prompt for p in pairs], [p.chosen for p in pairs])
+    rejected = rm.score([p.prompt for p in pairs], [p.rejected for p in pairs])
+    accuracy = sum(c > r for c, r in zip(chosen, rejected)) / len(pairs)
+    passed = accuracy >= settings.min_reward_accuracy
+    return EvalReport(
+        baseline_version=None, prompts=len(pairs), instruction_following=0.0, violation_rate=0.0,
+        reward_score=round(accuracy, 4), passed=passed,
+        reasons=() if passed else (f"held-out pairwise accuracy {accuracy:.3f} < {settings.min_reward_accuracy:.2f}",),
+        flags=("reward model: reward_score is held-out pairwise accuracy",),
+    )
+
+
+def gate_policy(candidate: Path, baseline: Path | None, baseline_version: str | None, settings: TrainerWorkerSettings,
+                reward_model: RewardModel | None) -> EvalReport:
+    return OfflineGate(settings.gate).evaluate(candidate, baseline, baseline_version, reward_model)

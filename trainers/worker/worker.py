@@ -1,0 +1,275 @@
+"""The trainer worker: trainer.jobs in, gated checkpoints out.
+
+Per job: lease (Redis) → read the exact sample ranges → train → offline gate →
+publish to the registry (atomic, idempotent version) → CheckpointManifest on
+models.checkpoints → commit the job's offset → release the lease. A worker killed at
+any point leaves the job uncommitted; another worker redoes it and, because the
+version id comes from the job id and publishing is idempotent, exactly one version
+results.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from schemas import CheckpointManifest, FlywheelError, SchemaError, Topics, TrainJobRequest, parse_message
+from streams import Bus, Consumer, Producer, Record, TopicPartition
+from trainers.bootstrap.base_model import ensure_base_model
+from trainers.registry.registry import Checkpoint, CheckpointRefusedError, CheckpointRegistry, version_for_job
+from trainers.reward.scoring import RewardModel
+from trainers.worker._inputs import latest_deployment, read_ranges
+from trainers.worker._jobs import gate_policy, gate_reward_model, train_job
+from trainers.worker._progress import StepReporter
+from trainers.worker.lease import LeaseKeeper, LeaseLostError, LeaseStore
+from trainers.worker.worker_config import TrainerWorkerSettings
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["published", "rejected", "failed", "invalid", "skipped_leased", "already_published"]
+
+jobs_total = Counter("flywheel_trainers_jobs_total", "Training jobs by kind and outcome.", ["kind", "outcome"])
+job_duration_seconds = Histogram(
+    "flywheel_trainers_job_duration_seconds", "Wall time of a training job, read to publish.", ["kind"],
+    buckets=(5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200),
+)
+train_steps_per_second = Gauge("flywheel_trainers_steps_per_second", "Optimiser steps per second of the latest job.", ["kind"])
+train_loss = Gauge("flywheel_trainers_loss", "Latest training loss.", ["kind"])
+eval_metric = Gauge("flywheel_trainers_eval", "Offline-gate results of the latest checkpoint, by metric.", ["kind", "metric"])
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What happened to one job record."""
+
+    job_id: str | None
+    outcome: Outcome
+    manifest: CheckpointManifest | None = None
+    error: str | None = None
+
+
+class TrainerWorker:
+    """Consume ``trainer.jobs`` in a consumer group and turn each job into one checkpoint.
+
+    Use ``run_once()`` to process at most one job (the in-process demo steps it), or
+    ``start()`` / ``stop()`` for a background loop.
+    """
+
+    def __init__(
+        self, bus: Bus, topics: Topics, settings: TrainerWorkerSettings, leases: LeaseStore,
+        registry: CheckpointRegistry | None = None, worker_id: str | None = None,
+    ) -> None:
+        self.bus = bus
+        self.topics = topics
+        self.settings = settings
+        self.leases = leases
+        self.registry = registry or CheckpointRegistry(settings.registry)
+        self.worker_id = worker_id or f"trainer-{uuid.uuid4().hex[:8]}"
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    # -- lifecycle ---------------------------------------------------------------
+    def _ensure_clients(self) -> tuple[Consumer, Producer]:
+        if self._consumer is None or self._producer is None:
+            s = self.settings
+            self._consumer = self.bus.consumer(
+                s.group_id, **{"session.timeout.ms": s.session_timeout_ms, "max.poll.interval.ms": s.max_poll_interval_ms})
+            self._consumer.subscribe([self.topics.trainer_jobs])
+            self._producer = self.bus.producer()
+        return self._consumer, self._producer
+
+    def start(self) -> None:
+        """Process jobs on a background thread until ``stop()``."""
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._loop, name=self.worker_id, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.run_once(timeout_s=1.0)
+            except Exception:  # never let one bad job kill the worker; the job is redone
+                log.exception("trainer worker %s: job failed", self.worker_id)
+                time.sleep(self.settings.retry_backoff_s)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+        if self._producer is not None:
+            self._producer.close()
+            self._producer = None
+
+    def __enter__(self) -> "TrainerWorker":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    # -- one job -----------------------------------------------------------------
+    def run_once(self, timeout_s: float = 1.0) -> JobOutcome | None:
+        """Wait up to ``timeout_s`` for a job and process it; None if none came."""
+        consumer, producer = self._ensure_clients()
+        records = consumer.consume(1, timeout_s)
+        if not records:
+            return None
+        record = records[0]
+        outcome = self._handle(record, consumer, producer)
+        if outcome.outcome == "skipped_leased":
+            # Another live worker holds it: read it again later, do not commit.
+            consumer.seek(record.tp, record.offset)
+            time.sleep(self.settings.retry_backoff_s)
+        return outcome
+
+    def _commit(self, consumer: Consumer, record: Record) -> None:
+        consumer.commit({TopicPartition(record.topic, record.partition): record.offset + 1})
+
+    def _handle(self, record: Record, consumer: Consumer, producer: Producer) -> JobOutcome:
+        try:
+            job = parse_message(TrainJobRequest, record.value)
+        except SchemaError as exc:
+            log.warning("trainer.jobs %s/%d: unreadable job skipped: %s", record.topic, record.offset, exc)
+            jobs_total.labels("unknown", "invalid").inc()
+            self._commit(consumer, record)
+            return JobOutcome(None, "invalid", error=str(exc))
+        s = self.settings
+        if not self.leases.acquire(job.job_id, self.worker_id, s.lease_ttl_s):
+            jobs_total.labels(job.kind, "skipped_leased").inc()
+            return JobOutcome(job.job_id, "skipped_leased")
+        started = time.monotonic()
+        try:
+            with LeaseKeeper(self.leases, job.job_id, self.worker_id, s.lease_ttl_s, s.lease_renew_s) as keeper:
+                manifest, outcome = self._process(job, keeper)
+                if keeper.lost.is_set():
+                    raise LeaseLostError(f"lease of job {job.job_id} lost before publishing")
+                producer.produce(self.topics.models_checkpoints, manifest.to_json_bytes(), key=manifest.version)
+                producer.flush()
+            self._commit(consumer, record)
+        except LeaseLostError as exc:
+            jobs_total.labels(job.kind, "failed").inc()
+            return JobOutcome(job.job_id, "failed", error=str(exc))
+        except FlywheelError as exc:
+            # A job that cannot succeed (data deleted, nothing to train on): record and move on.
+            log.error("job %s failed: %s", job.job_id, exc)
+            jobs_total.labels(job.kind, "failed").inc()
+            self._commit(consumer, record)
+            self.leases.release(job.job_id, self.worker_id)
+            return JobOutcome(job.job_id, "failed", error=str(exc))
+        self.leases.release(job.job_id, self.worker_id)
+        job_duration_seconds.labels(job.kind).observe(time.monotonic() - started)
+        jobs_total.labels(job.kind, outcome).inc()
+        return JobOutcome(job.job_id, outcome, manifest)
+
+    def _process(self, job: TrainJobRequest, keeper: LeaseKeeper) -> tuple[CheckpointManifest, Outcome]:
+        s = self.settings
+        is_reward = job.kind == "reward"
+        model_name = job.model + s.reward_model_suffix if is_reward else job.model
+        version = version_for_job(job.job_id)
+        if self.registry.exists(model_name, version):
+            # A retry after a crash between publish and commit: re-announce, do not retrain.
+            return self.registry.open(model_name, version).manifest, "already_published"
+        base_version, base_dir = self._resolve_base(job)
+        inputs = read_ranges(self.bus, job.inputs, s.read_timeout_s)
+        reward_model = self._latest_reward_model(job.model)
+        out_dir = s.work_dir / f"{version}-{self.worker_id}"
+        shutil.rmtree(out_dir, ignore_errors=True)
+        reporter = StepReporter(job.kind, f"{job.kind} {version}", keeper)
+        try:
+            output = train_job(job, inputs, base_dir, out_dir, s, reward_model, reporter)
+            reporter.close()
+            result = output.result
+            train_steps_per_second.labels(job.kind).set(result.steps_per_s)
+            if result.final_loss is not None:
+                train_loss.labels(job.kind).set(result.final_loss)
+            if keeper.lost.is_set():
+                raise LeaseLostError(f"lease of job {job.job_id} lost during training")
+            if is_reward:
+                report = gate_reward_model(out_dir, s)
+            else:
+                baseline_dir = base_dir
+                report = gate_policy(out_dir, baseline_dir, base_version, s, reward_model)
+            for metric in ("instruction_following", "violation_rate", "reward_score", "win_rate"):
+                value = getattr(report, metric)
+                if value is not None:
+                    eval_metric.labels(job.kind, metric).set(value)
+            status: Literal["published", "rejected"] = "published" if report.passed else "rejected"
+            training: dict[str, str | int | float | bool | None] = {
+                "steps": result.steps, "train_s": round(result.train_s, 3), "final_loss": result.final_loss,
+                "base_dir": str(base_dir), "invalid_samples": inputs.invalid, "samples": len(inputs),
+                **{f"metric.{k}": v for k, v in result.metrics.items()},
+                **{f"config.{k}": v for k, v in _flat(output.settings.model_dump()).items()},
+            }
+            manifest = CheckpointManifest(
+                model=model_name, version=version, parent=None if is_reward else base_version, kind=result.kind,
+                job_id=job.job_id, job_kind=job.kind, training=training, lineage=job.inputs, eval=report,
+                status=status, created_ts=datetime.now(UTC),
+            )
+            if keeper.lost.is_set():
+                raise LeaseLostError(f"lease of job {job.job_id} lost before publishing")
+            published = self.registry.publish(out_dir, manifest)
+        finally:
+            reporter.close()
+            shutil.rmtree(out_dir, ignore_errors=True)
+        return published.manifest, status
+
+    def _resolve_base(self, job: TrainJobRequest) -> tuple[str, Path]:
+        """The checkpoint to start from: the job's, else the serving baseline (latest
+        DeploymentState), else the bootstrap base model (registered as ``base``)."""
+        version = job.base_version
+        if version is None:
+            state = latest_deployment(self.bus, self.topics.serving_deployments, job.model)
+            version = state.baseline_version if state is not None else None
+        if version is None or version == self.settings.base_version:
+            return self.settings.base_version, self.ensure_base(job.model).path
+        return version, self.registry.open(job.model, version).path
+
+    def ensure_base(self, model: str) -> Checkpoint:
+        """The bootstrap base model, published once as ``<model>/base`` (idempotent)."""
+        return register_base_model(self.registry, model, self.settings)
+
+    def _latest_reward_model(self, model: str) -> RewardModel | None:
+        published = [m for m in self.registry.list(model + self.settings.reward_model_suffix) if m.status == "published"]
+        if not published:
+            return None
+        return RewardModel.load(self.registry.open(published[-1].model, published[-1].version).path)
+
+
+def register_base_model(registry: CheckpointRegistry, model: str, settings: TrainerWorkerSettings) -> Checkpoint:
+    """Build (or reuse) the bootstrap base model and publish it as ``<model>/<base_version>``."""
+    if registry.exists(model, settings.base_version):
+        return registry.open(model, settings.base_version)
+    path = ensure_base_model(settings.bootstrap)
+    manifest = CheckpointManifest(
+        model=model, version=settings.base_version, parent=None, kind="full", job_id=f"bootstrap:{path.name}",
+        training={"source": "bootstrap", "build": path.name}, status="published", created_ts=datetime.now(UTC),
+    )
+    return registry.publish(path, manifest)
+
+
+def _flat(d: dict[str, object], prefix: str = "") -> dict[str, str | int | float | bool | None]:
+    out: dict[str, str | int | float | bool | None] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out |= _flat(v, key + ".")
+        elif isinstance(v, (str, int, float, bool)) or v is None:
+            out[key] = v
+        else:
+            out[key] = str(v)
+    return out
+

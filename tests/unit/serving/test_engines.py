@@ -37,6 +37,7 @@ def _req(i: int, max_tokens: int = 12, temperature: float = 0.0) -> GenerationRe
                              SamplingParams(max_tokens=max_tokens, temperature=temperature))
 
 
+@pytest.mark.slow
 def test_embedded_engine_batches_and_streams(tiny_llama: Path) -> None:
     engine = EmbeddedEngine(EmbeddedEngineConfig(device="cpu", max_batch_size=8, batch_wait_ms=20))
 
@@ -65,6 +66,7 @@ def test_embedded_engine_batches_and_streams(tiny_llama: Path) -> None:
     asyncio.run(run())
 
 
+@pytest.mark.slow
 def test_embedded_engine_refuses_pickles_and_bad_digests(tiny_llama: Path, tmp_path: Path) -> None:
     import shutil
 
@@ -129,6 +131,7 @@ def test_vllm_engine_against_the_compat_server(tmp_path: Path) -> None:
         asyncio.run(run())
 
 
+@pytest.mark.slow
 def test_hot_swap_with_the_embedded_engine_verifies_before_serving(tiny_llama: Path, tmp_path: Path) -> None:
     import shutil
 

@@ -86,6 +86,7 @@ async def _settle(hs: HotSwapController, until: object, timeout_s: float = 10.0)
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_swaps_under_load_drop_nothing(topics: Topics) -> None:
     bus = EmbeddedBus()
     bus.create_topics(topics.specs())

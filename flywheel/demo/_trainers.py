@@ -17,35 +17,56 @@ if TYPE_CHECKING:
 
 
 def base_model_dir() -> Path:
-    """The locally built tiny base model (cached by content hash)."""
+    """The locally built tiny base model (cached by content hash; built on first use)."""
     from trainers.bootstrap.base_model import ensure_base_model
+    from trainers.bootstrap.base_model_config import BaseModelSettings
 
-    return ensure_base_model()
-
-
-def registry(runtime: "DemoRuntime") -> "CheckpointRegistry":
-    from trainers.registry import CheckpointRegistry, RegistrySettings
-
-    return CheckpointRegistry(RegistrySettings(root=runtime.work_dir / "registry"))
+    return ensure_base_model(BaseModelSettings())
 
 
-def gate_settings(runtime: "DemoRuntime") -> "GateSettings":
+def worker_settings(runtime: "DemoRuntime") -> "TrainerWorkerSettings":
+    """The production worker's settings, pointed at this run's registry and scratch space."""
     from trainers.evaluate import GateSettings
+    from trainers.registry import RegistrySettings
+    from trainers.reward.reward_config import RewardSettings
+    from trainers.worker import TrainerWorkerSettings
 
-    return GateSettings(prompts_per_character=runtime.config.gate_prompts_per_character)
+    cfg = runtime.config
+    return TrainerWorkerSettings(
+        group_id=f"demo-{runtime.run_id}-trainers", lease_prefix=f"flywheel:demo:{runtime.run_id}:lease:",
+        registry=RegistrySettings(root=runtime.work_dir / "registry"), work_dir=runtime.work_dir / "trainer-work",
+        gate=GateSettings(prompts_per_character=cfg.gate_prompts_per_character),
+        # The engagement reward model: P(continued | context, reply) from samples.reward.
+        reward=RewardSettings(mode="pointwise"),
+    )
+
+
+def start_worker(runtime: "DemoRuntime") -> "TrainerWorker":
+    from trainers.worker import InMemoryLeaseStore, RedisLeaseStore
+    from trainers.worker.worker import TrainerWorker
+
+    settings = runtime.worker_settings
+    leases = (RedisLeaseStore(runtime.settings.redis_url, prefix=settings.lease_prefix) if runtime.kafka
+              else InMemoryLeaseStore())
+    worker = TrainerWorker(runtime.bus, runtime.topics, settings, leases)
+    worker.start()
+    return worker
 
 
 def publish_base(runtime: "DemoRuntime", version: str) -> CheckpointManifest:
-    """Held-out numbers of the base model (the gate with no baseline), then publish it
-    to the registry like any checkpoint; returns the manifest to announce."""
+    """Register the bootstrap base model in the registry (as the worker would), evaluate it
+    on the held-out prompts (the gate with no baseline), and return its manifest with
+    those numbers, ready to announce on models.checkpoints."""
     from trainers.evaluate import OfflineGate
+    from trainers.registry import CheckpointRegistry
+    from trainers.worker.worker import register_base_model
 
-    report = OfflineGate(gate_settings(runtime)).evaluate(runtime.base_model_dir, None, None)
-    manifest = CheckpointManifest(
-        model=runtime.config.model, version=version, parent=None, kind="full", status="published", eval=report,
-        training={"source": "trainers.bootstrap (locally built base model)"}, created_ts=datetime.now(UTC),
-    )
-    return registry(runtime).publish(runtime.base_model_dir, manifest).manifest
+    settings = runtime.worker_settings
+    if version != settings.base_version:
+        raise ValueError(f"the worker registers the base model as {settings.base_version!r}, not {version!r}")
+    checkpoint = register_base_model(CheckpointRegistry(settings.registry), runtime.config.model, settings)
+    report = OfflineGate(settings.gate).evaluate(checkpoint.path, None, None)
+    return checkpoint.manifest.model_copy(update={"eval": report})
 
 
 def plant_bad_job(runtime: "DemoRuntime", n_pairs: int = 400) -> str:

@@ -33,6 +33,8 @@ from streams import Bus, ChatEventProducer, EmbeddedBus, KafkaBus
 if TYPE_CHECKING:
     from flywheel.demo.progress import Progress
     from schemas import EvalReport
+    from trainers.worker import TrainerWorkerSettings
+    from trainers.worker.worker import TrainerWorker
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +107,8 @@ class DemoRuntime:
         self.bus: Bus = KafkaBus(settings.kafka) if kafka else EmbeddedBus()
         self._on_turn = on_turn
         self._runners: list[object] = []
+        self._worker_settings: "TrainerWorkerSettings | None" = None
+        self.worker: "TrainerWorker | None" = None
         # The registry and trainer scratch space of this run (removed on stop).
         self.work_dir = Path(tempfile.mkdtemp(prefix=f"flywheel-demo-{self.run_id}-"))
 
@@ -167,6 +171,20 @@ class DemoRuntime:
         self.users = SimThread(self.simulator, client)
         self.users.start()
 
+    # -- trainers -----------------------------------------------------------------------
+    @property
+    def worker_settings(self) -> "TrainerWorkerSettings":
+        from flywheel.demo import _trainers
+
+        if self._worker_settings is None:
+            self._worker_settings = _trainers.worker_settings(self)
+        return self._worker_settings
+
+    def start_trainer(self) -> None:
+        from flywheel.demo import _trainers
+
+        self.worker = _trainers.start_worker(self)
+
     # -- the base model ---------------------------------------------------------------
     def bootstrap_base(self, progress: "Progress | None" = None, timeout_s: float = 120.0) -> tuple[str, "EvalReport"]:
         """Evaluate the base model on the held-out prompts, publish it to the registry and
@@ -193,7 +211,10 @@ class DemoRuntime:
 
     # -- stop -------------------------------------------------------------------------
     def stop(self) -> None:
-        for step in (self.users.stop, self.serving.stop, *[r.stop for r in reversed(self._runners)]):  # type: ignore[attr-defined]
+        steps = [self.users.stop, self.serving.stop, *[r.stop for r in reversed(self._runners)]]  # type: ignore[attr-defined]
+        if self.worker is not None:
+            steps.insert(1, self.worker.stop)
+        for step in steps:
             try:
                 step()
             except Exception:

@@ -1,0 +1,54 @@
+"""The trainer worker on the embedded bus with in-memory leases (the demo's wiring)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from schemas import CheckpointManifest, Topics
+from streams import EmbeddedBus, TopicPartition
+from tests.unit.trainers.worker_helpers import produce_sft_samples, small_worker_settings, submit_job
+from trainers.registry import CheckpointRegistry, version_for_job
+from trainers.worker import InMemoryLeaseStore
+from trainers.worker.worker import TrainerWorker
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def _manifests(bus: EmbeddedBus, topics: Topics) -> list[CheckpointManifest]:
+    consumer = bus.consumer(None)
+    consumer.assign({TopicPartition(topics.models_checkpoints, 0): 0})
+    return [CheckpointManifest.model_validate_json(r.value) for r in consumer.consume(1000, 0.2)]
+
+
+def test_one_job_gives_one_gated_checkpoint_with_exact_lineage(tmp_path: Path) -> None:
+    topics = Topics("unit-worker")
+    bus = EmbeddedBus()
+    bus.create_topics(topics.specs())
+    ranges = produce_sft_samples(bus, topics, 24)
+    job = submit_job(bus, topics, "job-embedded-1", ranges)
+    settings = small_worker_settings(tmp_path)
+    leases = InMemoryLeaseStore()
+    with TrainerWorker(bus, topics, settings, leases, worker_id="w1") as worker:
+        outcome = worker.run_once(timeout_s=5)
+        assert outcome is not None and outcome.manifest is not None
+        assert worker.run_once(timeout_s=0.2) is None  # committed: not delivered again
+    m = outcome.manifest
+    assert m.version == version_for_job(job.job_id) and m.parent == "base"
+    assert m.lineage == job.inputs
+    assert m.eval is not None and m.eval.baseline_version == "base" and m.eval.prompts == 4 * 6
+    assert m.status == ("published" if m.eval.passed else "rejected") == outcome.outcome
+    assert m.training["samples"] == 24
+    registry = CheckpointRegistry(settings.registry)
+    assert registry.open("tiny", m.version).manifest == m
+    assert [x.version for x in _manifests(bus, topics)] == [m.version]
+    assert leases.holder(job.job_id) is None
+
+    # The same job again (a redelivery after a crash before commit): the same version, no retraining.
+    submit_job(bus, topics, job.job_id, ranges)
+    with TrainerWorker(bus, topics, settings, leases, worker_id="w2") as worker:
+        again = worker.run_once(timeout_s=5)
+    assert again is not None and again.outcome == "already_published" and again.manifest == m
+    assert {x.version for x in _manifests(bus, topics)} == {m.version}
+    assert [x.version for x in registry.list("tiny") if x.version != "base"] == [m.version]

@@ -63,7 +63,9 @@ SERVING_TRAFFIC = [
     p("Requests/s per arm and outcome", (rate(REQ, "arm, outcome"), "{{arm}} {{outcome}}"), unit="reqps"),
     p("Error ratio per arm", (SERVING_ERROR_RATIO, "{{arm}}"), unit="percentunit",
       description="Share of chat completions that failed, per arm (alert: FlywheelGatewayErrorRateHigh)."),
-    p("Errors/s by type", (rate("flywheel_serving_errors_total", "arm, error"), "{{arm}} {{error}}"), unit="reqps"),
+    p("Errors/s per arm and type",
+      (f'{rate("flywheel_serving_errors_total", "arm, error")} or {rate(REQ, "arm")} * 0', "{{arm}} {{error}}"),
+      unit="reqps", description="By exception type; an arm with traffic and no failure shows 0."),
 ]
 SERVING_LATENCY = [
     p("Time to first token p50 / p95 per arm",
@@ -145,6 +147,30 @@ STREAMS_QUALITY = [
 ]
 
 
+# --- trainers -------------------------------------------------------------------------------
+TR = "flywheel_trainers"
+TRAINING = [
+    p("Training jobs by outcome (in range)",
+      (f"sum by (kind, outcome) (increase({TR}_jobs_total[$__range]))", "{{kind}} {{outcome}}"),
+      (f"sum by (reason) (increase({TR}_registry_refusals_total[$__range]))", "registry refused: {{reason}}"),
+      kind="stat", description="published / rejected by the offline gate / failed; the registry refuses tampered "
+                               "or half-written checkpoints."),
+    p("Offline gate of the latest checkpoint", (f"max by (kind, metric) ({TR}_eval)", "{{kind}} {{metric}}"),
+      description="Instruction-following rate, violation rate, reward score and win rate against the serving "
+                  "baseline on held-out prompts (alert: FlywheelCheckpointRejected)."),
+    p("Job duration p50 / max (in range)",
+      (f"histogram_quantile(0.5, sum by (le, kind) (increase({TR}_job_duration_seconds_bucket[$__range])))", "p50 {{kind}}"),
+      (f"histogram_quantile(1, sum by (le, kind) (increase({TR}_job_duration_seconds_bucket[$__range])))", "max {{kind}}"),
+      unit="s"),
+    p("Training steps/s (live)", (rate(f"{TR}_train_steps_total", "kind"), "{{kind}}"),
+      description="Optimiser steps per second right now; flat at zero while jobs are requested means a stuck "
+                  "worker (alert: FlywheelTrainerJobStuck)."),
+    p("Steps/s of the latest job", (f"max by (kind) ({TR}_steps_per_second)", "{{kind}}")),
+    p("Final loss of the latest job", (f"max by (kind) ({TR}_loss)", "{{kind}}")),
+    p("Gate numbers of the latest candidate", (f"max by (metric) ({TR}_gate_result)", "{{metric}}")),
+]
+
+
 def _grid(panels: list[Panel], y: int) -> tuple[list[dict[str, Any]], int]:
     out, x, row_h = [], 0, 8
     for panel in panels:
@@ -197,6 +223,7 @@ def dashboards() -> dict[str, dict[str, Any]]:
             ("Engagement per arm", ENGAGEMENT[:3]),
             ("Quality per arm", ENGAGEMENT[3:5] + [SERVING_TRAFFIC[1]]),
             ("Canary", CANARY[:3]),
+            ("Training", [TRAINING[0], TRAINING[1], TRAINING[2]]),
             ("Serving per arm", [SERVING_LATENCY[0], SERVING_LATENCY[1], SERVING_TRAFFIC[2]]),
         ], "The loop at a glance: traffic, engagement and quality per arm, canary, training, serving."),
         "flywheel-streams.json": dashboard("flywheel-streams", "Flywheel streams", [
@@ -204,6 +231,10 @@ def dashboards() -> dict[str, dict[str, Any]]:
             ("Engagement windows", ENGAGEMENT),
             ("Processor quality and outputs", STREAMS_QUALITY),
         ], "Stream processors: signals, curation, buffer."),
+        "flywheel-trainers.json": dashboard("flywheel-trainers", "Flywheel trainers", [
+            ("Jobs and gate", TRAINING[:3]),
+            ("Progress", TRAINING[3:]),
+        ], "Trainer workers, offline gate and checkpoint registry."),
         "flywheel-serving.json": dashboard("flywheel-serving", "Flywheel serving", [
             ("Traffic", SERVING_TRAFFIC),
             ("Latency", SERVING_LATENCY),

@@ -4,7 +4,9 @@ of calling the same engine directly, at a fixed concurrency.
 
 The engine is the deterministic scripted engine (fixed per-token delay), so its own
 cost is known and stable and the difference is the gateway's. The gateway runs in a
-separate process (uvicorn on 127.0.0.1), as in production; the client is httpx.
+separate process (uvicorn on 127.0.0.1), as in production; the client is a minimal
+keep-alive HTTP/1.1 client on asyncio streams, so a client library's own cost is not
+counted as gateway overhead.
 Last line printed: one JSON object.
 """
 
@@ -85,24 +87,61 @@ async def _direct() -> list[float]:
     return latencies
 
 
+class _RawHttp:
+    """A minimal keep-alive HTTP/1.1 client on asyncio streams: it costs the benchmark
+    almost nothing, so the measured time is the gateway's and the loopback's, not a
+    client library's."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        lower = head.lower()
+        if b"transfer-encoding: chunked" in lower:
+            parts = []
+            while True:
+                size = int((await self.reader.readuntil(b"\r\n"))[:-2], 16)
+                data = await self.reader.readexactly(size + 2)
+                if size == 0:
+                    break
+                parts.append(data[:-2])
+            return status, b"".join(parts)
+        length = int(lower.split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
+        return status, await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
 async def _gateway(url: str, stream: bool) -> list[float]:
     latencies: list[float] = []
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_keepalive_connections=CONCURRENCY * 2)) as client:
-        async def one(i: int) -> None:
-            body = {"model": "policy", "user": f"user-{i % 500}", "max_tokens": TOKENS, "stream": stream,
-                    "messages": [{"role": "user", "content": "hello"}]}
-            t = time.perf_counter()
-            if stream:
-                async with client.stream("POST", "/v1/chat/completions", json=body) as r:
-                    async for _ in r.aiter_raw():
-                        pass
-                    assert r.status_code == 200
-            else:
-                r = await client.post("/v1/chat/completions", json=body)
-                assert r.status_code == 200
-            latencies.append(time.perf_counter() - t)
+    host, port = url.removeprefix("http://").split(":")
+    clients = [_RawHttp(host, int(port)) for _ in range(CONCURRENCY)]
+    free = list(clients)
 
-        await _run(one, warmup=100)
+    async def one(i: int) -> None:
+        client = free.pop()
+        body = json.dumps({"model": "policy", "user": f"user-{i % 500}", "max_tokens": TOKENS, "stream": stream,
+                           "messages": [{"role": "user", "content": "hello"}]}).encode()
+        t = time.perf_counter()
+        status, payload = await client.post("/v1/chat/completions", body)
+        latencies.append(time.perf_counter() - t)
+        free.append(client)
+        assert status == 200 and (payload.endswith(b"data: [DONE]\n\n") if stream else payload.startswith(b"{")), payload[:200]
+
+    await _run(one, warmup=100)
+    for c in clients:
+        await c.close()
     return latencies
 
 

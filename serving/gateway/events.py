@@ -1,22 +1,23 @@
 """Chat-event logging off the request path.
 
-Requests put events into a bounded in-memory buffer (never blocking); a background thread
-drains it into the bus. A slow broker therefore never adds latency to a request, and the
-buffer absorbs it; only when the buffer is full are events dropped, and every drop is
-counted (``flywheel_serving_event_buffer_overflow_total``) and reported by ``stats()``.
+Requests append events to a bounded in-memory buffer (never blocking, no lock handed
+between threads per event); a background thread drains it into the bus in batches. A
+slow broker therefore never adds latency to a request, and the buffer absorbs it; only
+when the buffer is full are events dropped, and every drop is counted
+(``flywheel_serving_event_buffer_overflow_total``) and reported by ``stats()`` and ``/health``.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 from schemas import ChatEventBase, FlywheelError
-from streams import Producer
 from serving import _metrics as m
+from streams import Producer
 
 log = logging.getLogger(__name__)
 
@@ -31,32 +32,33 @@ class EventLogStats:
 
 class EventLogger:
     def __init__(self, producer: Producer, topic: str, capacity: int = 10_000, batch: int = 500,
-                 flush_interval_s: float = 0.05, max_attempts: int = 5) -> None:
+                 flush_interval_s: float = 0.02, max_attempts: int = 5) -> None:
         self._producer = producer
         self._topic = topic
-        self._queue: queue.Queue[ChatEventBase] = queue.Queue(maxsize=capacity)
+        self._capacity = capacity
+        # deque.append / popleft are atomic in CPython: the request path takes no lock.
+        self._buffer: deque[ChatEventBase] = deque()
         self._batch = batch
         self._flush_interval_s = flush_interval_s
         self._max_attempts = max_attempts
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._draining = 0
         self.sent = 0
         self.overflowed = 0
         self.failed = 0
 
     def log(self, event: ChatEventBase) -> bool:
-        """Queue ``event``; False (and counted) when the buffer is full. Never blocks."""
-        try:
-            self._queue.put_nowait(event)
-        except queue.Full:
+        """Buffer ``event``; False (and counted) when the buffer is full. Never blocks."""
+        if len(self._buffer) >= self._capacity:
             self.overflowed += 1
             m.EVENTS_OVERFLOW.inc()
             return False
-        m.EVENT_BUFFER.set(self._queue.qsize())
+        self._buffer.append(event)
         return True
 
     def stats(self) -> EventLogStats:
-        return EventLogStats(self._queue.qsize(), self.sent, self.overflowed, self.failed)
+        return EventLogStats(len(self._buffer), self.sent, self.overflowed, self.failed)
 
     def start(self) -> None:
         if self._thread is None:
@@ -76,33 +78,34 @@ class EventLogger:
             log.warning("final flush of chat events failed: %s", exc)
 
     def flush(self, timeout_s: float = 10.0) -> None:
-        """Wait until everything queued so far was handed to the bus and delivered."""
+        """Wait until everything buffered so far was handed to the bus and delivered."""
         deadline = time.monotonic() + timeout_s
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+        while (self._buffer or self._draining) and time.monotonic() < deadline:
             time.sleep(0.005)
         self._producer.flush(max(0.1, deadline - time.monotonic()))
 
     def _run(self) -> None:
-        while not (self._stop.is_set() and self._queue.empty()):
-            try:
-                first = self._queue.get(timeout=self._flush_interval_s)
-            except queue.Empty:
+        while True:
+            if not self._buffer:
+                if self._stop.is_set():
+                    return
+                m.EVENT_BUFFER.set(0)
+                self._stop.wait(self._flush_interval_s)
                 continue
-            batch = [first]
-            while len(batch) < self._batch:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            for event in batch:
-                self._send(event)
+            self._draining = 1
             try:
-                self._producer.flush(30.0)
-            except FlywheelError as exc:
-                log.warning("chat events delivery failed: %s", exc)
-            for _ in batch:
-                self._queue.task_done()
-            m.EVENT_BUFFER.set(self._queue.qsize())
+                batch: list[ChatEventBase] = []
+                while self._buffer and len(batch) < self._batch:
+                    batch.append(self._buffer.popleft())
+                for event in batch:
+                    self._send(event)
+                try:
+                    self._producer.flush(30.0)
+                except FlywheelError as exc:
+                    log.warning("chat events delivery failed: %s", exc)
+                m.EVENT_BUFFER.set(len(self._buffer))
+            finally:
+                self._draining = 0
 
     def _send(self, event: ChatEventBase) -> None:
         # The gateway builds its events as validated models; serialise once, no second validation.

@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -93,8 +94,49 @@ def caller_from(body: ChatCompletionRequest, headers: Mapping[str, str]) -> Call
                   event_time, regenerated)
 
 
+_ids = random.Random()  # seeded from os.urandom once; ids need uniqueness, not secrecy
+
+
+def _event_id() -> uuid.UUID:
+    """A random (version 4) UUID without a getrandom() system call per id."""
+    return uuid.UUID(int=_ids.getrandbits(128), version=4)
+
+
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+@dataclass(frozen=True)
+class _RouteMetrics:
+    """Metric children of one (model, arm, version), looked up once instead of per request."""
+
+    ok: Any
+    cancelled: Any
+    error: Any
+    ttft: Any
+    e2e: Any
+    prompt_tokens: Any
+    completion_tokens: Any
+    in_flight: Any
+
+    @classmethod
+    def of(cls, r: Route) -> "_RouteMetrics":
+        labels = (r.model, r.arm, r.version)
+        return cls(m.REQUESTS.labels(*labels, "ok"), m.REQUESTS.labels(*labels, "cancelled"), m.REQUESTS.labels(*labels, "error"),
+                   m.TTFT.labels(*labels), m.E2E.labels(*labels), m.TOKENS.labels(*labels, "prompt"),
+                   m.TOKENS.labels(*labels, "completion"), m.IN_FLIGHT.labels(*labels))
+
+
+_route_metrics: dict[Route, _RouteMetrics] = {}
+
+
+def route_metrics(r: Route) -> _RouteMetrics:
+    found = _route_metrics.get(r)
+    if found is None:
+        if len(_route_metrics) > 1000:  # versions come and go; never grow without bound
+            _route_metrics.clear()
+        found = _route_metrics[r] = _RouteMetrics.of(r)
+    return found
 
 
 @dataclass
@@ -189,7 +231,7 @@ class ChatHandler:
             parts = [opened.first.text]
             last = opened.first
             outcome = "error"
-            gauge = m.IN_FLIGHT.labels(opened.route.model, opened.route.arm, opened.route.version)
+            gauge = route_metrics(opened.route).in_flight
             gauge.inc()
             try:
                 if last.finish_reason is None:
@@ -251,7 +293,7 @@ class ChatHandler:
         rid, created = request.request_id, int(time.time())
         name, fp = f"{r.model}@{r.version}", f"{r.arm}:{r.version}"
         parts: list[str] = state["text"]
-        gauge = m.IN_FLIGHT.labels(r.model, r.arm, r.version)
+        gauge = route_metrics(r).in_flight
         gauge.inc()
         try:
             yield _sse(chunk_body(rid, created, name, fp, {"role": "assistant", "content": opened.first.text}))
@@ -288,7 +330,7 @@ class ChatHandler:
             log.debug("ignoring unknown request fields %s", extra)
         caller = caller_from(body, headers)
         messages = tuple({"role": "system" if msg.role == "developer" else msg.role, "content": msg.text()} for msg in body.messages)
-        request = GenerationRequest(f"chatcmpl-{uuid.uuid4().hex}", messages, self.sampling(body))
+        request = GenerationRequest(f"chatcmpl-{_event_id().hex}", messages, self.sampling(body))
         return caller, request
 
     def _log_request(self, caller: Caller, r: Route) -> None:
@@ -306,24 +348,25 @@ class ChatHandler:
         if caller.regenerated:
             return  # the user message of this turn was logged with the first reply
         if caller.turn == 1:
-            self.events.log(SessionStartedEvent(event_id=uuid.uuid4(), arm=r.arm, model_version=r.version, **common))
-        self.events.log(UserMessageEvent(event_id=uuid.uuid4(), turn=caller.turn, text=caller.last_user_text, **common))
+            self.events.log(SessionStartedEvent(event_id=_event_id(), arm=r.arm, model_version=r.version, **common))
+        self.events.log(UserMessageEvent(event_id=_event_id(), turn=caller.turn, text=caller.last_user_text, **common))
 
     def _finish(self, opened: _Open, caller: Caller, request: GenerationRequest, outcome: str, text: str, last: Delta) -> None:
         r = opened.route
         elapsed = time.perf_counter() - opened.started
-        m.REQUESTS.labels(r.model, r.arm, r.version, outcome).inc()
-        m.TTFT.labels(r.model, r.arm, r.version).observe(opened.ttft_s)
+        rm = route_metrics(r)
+        getattr(rm, outcome).inc()
+        rm.ttft.observe(opened.ttft_s)
         if outcome != "ok":
             return
-        m.E2E.labels(r.model, r.arm, r.version).observe(elapsed)
-        m.TOKENS.labels(r.model, r.arm, r.version, "prompt").inc(last.prompt_tokens)
-        m.TOKENS.labels(r.model, r.arm, r.version, "completion").inc(last.completion_tokens)
+        rm.e2e.observe(elapsed)
+        rm.prompt_tokens.inc(last.prompt_tokens)
+        rm.completion_tokens.inc(last.completion_tokens)
         if self.events is None or caller.user_id is None:
             return
         try:
             event = ModelResponseEvent(
-                event_id=uuid.uuid4(), ts=caller.ts(elapsed), user_id=caller.user_id, conversation_id=caller.conversation_id,
+                event_id=_event_id(), ts=caller.ts(elapsed), user_id=caller.user_id, conversation_id=caller.conversation_id,
                 character_id=caller.character_id, surface=self.config.surface, turn=caller.turn, text=text,
                 model_version=r.version, arm=r.arm, request_id=request.request_id, latency_ms=elapsed * 1000.0,
                 prompt_tokens=last.prompt_tokens, completion_tokens=last.completion_tokens, instructions=caller.instructions,

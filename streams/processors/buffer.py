@@ -100,7 +100,7 @@ class BufferProcessor(ProcessorBase):
             return []
         count = sum(b["n"] for _, b in bufs)
         oldest = min((b["first_wall_ms"] for _, b in bufs if b["first_wall_ms"]), default=None)
-        if count >= self.config.min_samples:
+        if count >= self.config.min_samples_per_topic.get(topic, self.config.min_samples):
             trigger = "count"
         elif oldest is not None and self._now_ms and self._now_ms - oldest >= self.config.max_age_s * 1000:
             trigger = "age"

@@ -107,7 +107,7 @@ class HotSwapController:
         if state is not None and state.baseline_version and not self.slots.is_ready(state.baseline_version):
             # A restarted gateway: bring back what the routing state names.
             events += await self._restore(state.baseline_version)
-        newest = self._next_candidate(state)
+        newest = self._next_candidate()
         if newest is not None:
             self._pending.remove(newest)
             self._done.add(newest)
@@ -130,7 +130,7 @@ class HotSwapController:
         events += await self._unload_unrouted()
         return events
 
-    def _next_candidate(self, state: object) -> str | None:
+    def _next_candidate(self) -> str | None:
         """The newest pending version, once no experiment is running; older pending ones are skipped."""
         st = self.canary.state()
         if st is not None and (st.candidate_version is not None or st.status != "idle"):

@@ -107,15 +107,16 @@ def _result(name: str, role: Role, mb: float, mc: float, nb: int, nc: int, var: 
     var = max(var, 1e-12)  # a degenerate arm (all 0 or all 1) still has sampling uncertainty
     level = alpha if role == "goal" else 2 * alpha  # guardrails: one-sided α from the two-sided 2α mixture
     p_now = float(stats.msprt_p_value(lift, var, tau2))
-    p = min(p_min.get(name, 1.0), p_now)
-    p_min[name] = p
+    # Running minima per direction, so evidence of a gain is never read as evidence of a loss.
+    up = p_min[f"{name}:+"] = min(p_min.get(f"{name}:+", 1.0), p_now if lift > 0 else 1.0)
+    down = p_min[f"{name}:-"] = min(p_min.get(f"{name}:-", 1.0), p_now if lift < 0 else 1.0)
+    p = p_min[name] = min(up, down)
     half = float(stats.confidence_halfwidth(var, tau2, level))
-    significant = p <= level
     if role == "goal":
-        verdict = ("better" if lift > 0 else "worse") if significant else "inconclusive"
+        verdict = "worse" if down <= level else "better" if up <= level else "inconclusive"
     else:
-        harm = harm_sign * lift
-        verdict = "breach" if significant and harm > 0 else "inconclusive"
+        harm_p = up if harm_sign > 0 else down
+        verdict = "breach" if harm_p <= level else "inconclusive"
     return MetricResult(name=name, role=role, baseline=mb, candidate=mc, lift=lift, ci_low=lift - half, ci_high=lift + half,  # type: ignore[arg-type]
                         p_value=p, n_baseline=nb, n_candidate=nc, verdict=verdict)  # type: ignore[arg-type]
 

@@ -31,6 +31,14 @@ def _bernoulli_paths(rng: np.random.Generator, p_b: float, p_c: float, batch: in
     return n, cb / n, cc / n
 
 
+def _directional(delta: np.ndarray, p_now: np.ndarray, level: float) -> np.ndarray:
+    """+1 / −1 from the look where the running minimum of p in that direction reaches
+    ``level`` (as the analysis keeps it), 0 before; a loss wins over a gain."""
+    up = np.minimum.accumulate(np.where(delta > 0, p_now, 1.0), axis=1) <= level
+    down = np.minimum.accumulate(np.where(delta < 0, p_now, 1.0), axis=1) <= level
+    return np.where(down, -1.0, np.where(up, 1.0, 0.0))
+
+
 def _crossings(rng: np.random.Generator, lift: float, batch: int) -> dict[str, np.ndarray]:
     """First look index (or K) at which each test decides; sign of the estimate there."""
     out: dict[str, np.ndarray] = {}
@@ -39,22 +47,20 @@ def _crossings(rng: np.random.Generator, lift: float, batch: int) -> dict[str, n
     for name, (p, d, mde) in goals.items():
         n, pb, pc = _bernoulli_paths(rng, p, p + d, batch)
         var = stats.bernoulli_diff_var(pb, n, pc, n)
-        pv = np.minimum.accumulate(stats.msprt_p_value(pc - pb, var, stats.tau2_for_mde(mde)), axis=1)
-        out[name] = np.where(pv <= ga, np.sign(pc - pb), 0.0)
+        out[name] = _directional(pc - pb, stats.msprt_p_value(pc - pb, var, stats.tau2_for_mde(mde)), ga)
     # depth: mean of per-session turns (overdispersed counts), normal approximation per look
     sessions = np.arange(1, K + 1) * batch
     sb = rng.normal(3.0, math.sqrt(4.0 / batch), (E, K)).cumsum(1) / np.arange(1, K + 1)
     sc = rng.normal(3.0, math.sqrt(4.0 / batch), (E, K)).cumsum(1) / np.arange(1, K + 1)
     var = stats.mean_diff_var(4.0, sessions, 4.0, sessions)
-    pv = np.minimum.accumulate(stats.msprt_p_value(sc - sb, var, stats.tau2_for_mde(CONFIG.mde["depth"])), axis=1)
-    out["depth"] = np.where(pv <= ga, np.sign(sc - sb), 0.0)
+    out["depth"] = _directional(sc - sb, stats.msprt_p_value(sc - sb, var, stats.tau2_for_mde(CONFIG.mde["depth"])), ga)
     guards = {"violation_rate": (P_VIOLATION, 1.0), "instruction_following_rate": (P_IF, -1.0), "latency_over_baseline_p95": (P_SLOW, 1.0)}
     for name, (p, harm_sign) in guards.items():
         n, pb, pc = _bernoulli_paths(rng, p, p, batch)
         var = stats.bernoulli_diff_var(pb, n, pc, n)
-        pv = np.minimum.accumulate(stats.msprt_p_value(pc - pb, var, stats.tau2_for_mde(CONFIG.tolerance[name])), axis=1)
-        # one-sided: the two-sided mixture at 2α, rejecting only on harm
-        out[name] = np.where((pv <= 2 * gr) & (harm_sign * (pc - pb) > 0), -1.0, 0.0)
+        # one-sided: the two-sided mixture at 2α, with the running minimum over harmful looks only
+        harm = harm_sign * (pc - pb)
+        out[name] = np.where(_directional(harm, stats.msprt_p_value(pc - pb, var, stats.tau2_for_mde(CONFIG.tolerance[name])), 2 * gr) > 0, -1.0, 0.0)
     return out
 
 
@@ -101,8 +107,8 @@ def test_a_bad_candidate_is_caught_by_the_violation_guardrail() -> None:
     rng = np.random.default_rng(3)
     n, pb, pc = _bernoulli_paths(rng, P_VIOLATION, P_VIOLATION + CONFIG.tolerance["violation_rate"], 400)
     var = stats.bernoulli_diff_var(pb, n, pc, n)
-    pv = np.minimum.accumulate(stats.msprt_p_value(pc - pb, var, stats.tau2_for_mde(CONFIG.tolerance["violation_rate"])), axis=1)
-    caught = ((pv <= 2 * CONFIG.guardrail_alpha) & (pc > pb)).any(1).mean()
+    p_now = stats.msprt_p_value(pc - pb, var, stats.tau2_for_mde(CONFIG.tolerance["violation_rate"]))
+    caught = (_directional(pc - pb, p_now, 2 * CONFIG.guardrail_alpha) > 0).any(1).mean()
     assert caught >= 0.8
 
 

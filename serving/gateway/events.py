@@ -32,7 +32,7 @@ class EventLogStats:
 
 class EventLogger:
     def __init__(self, producer: Producer, topic: str, capacity: int = 10_000, batch: int = 500,
-                 flush_interval_s: float = 0.02, max_attempts: int = 5) -> None:
+                 flush_interval_s: float = 0.05, max_attempts: int = 5) -> None:
         self._producer = producer
         self._topic = topic
         self._capacity = capacity
@@ -42,6 +42,8 @@ class EventLogger:
         self._flush_interval_s = flush_interval_s
         self._max_attempts = max_attempts
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._sleeping = False
         self._thread: threading.Thread | None = None
         self._draining = 0
         self.sent = 0
@@ -55,6 +57,8 @@ class EventLogger:
             m.EVENTS_OVERFLOW.inc()
             return False
         self._buffer.append(event)
+        if self._sleeping:  # wake the drain thread only when it idles: no lock per event when busy
+            self._wake.set()
         return True
 
     def stats(self) -> EventLogStats:
@@ -69,6 +73,7 @@ class EventLogger:
     def stop(self, timeout_s: float = 10.0) -> None:
         """Drain what is buffered (up to ``timeout_s``), then stop."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
@@ -90,7 +95,11 @@ class EventLogger:
                 if self._stop.is_set():
                     return
                 m.EVENT_BUFFER.set(0)
-                self._stop.wait(self._flush_interval_s)
+                self._sleeping = True
+                if not self._buffer:  # an event appended before the flag was set is not missed
+                    self._wake.wait(self._flush_interval_s)
+                self._wake.clear()
+                self._sleeping = False
                 continue
             self._draining = 1
             try:

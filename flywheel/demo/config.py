@@ -42,7 +42,11 @@ class DemoConfig(BaseModel):
     canary_mde_continue_rate: float = Field(default=0.06, gt=0, description="Minimum detectable continue-rate lift (sets the mSPRT mixture).")
     gate_prompts_per_character: int = Field(default=12, gt=0, description="Held-out prompts per character in the offline "
                                             "gate of every candidate (and for the base model's numbers).")
-    buffer_min_samples: int = Field(default=300, gt=0, description="New samples of a topic that trigger a training job.")
+    buffer_min_samples: int = Field(default=250, gt=0, description="New SFT / preference samples that trigger a policy training job.")
+    buffer_min_reward_samples: int = Field(default=1000, gt=0, description="New engagement-labelled replies that trigger a "
+                                           "reward-model job (fewer of those: each one retrains the reward model from scratch).")
+    pause_traffic_while_training: bool = Field(default=True, description="Hold the simulated users while the trainer works "
+                                               "and no canary needs traffic (two cores cannot serve and train at full speed).")
     torch_threads: int = Field(default=1, ge=0, description="torch CPU threads of the process (engine and trainer share "
                                "them); 1 avoids oversubscribing a small machine, 0 = torch's default.")
     engine_max_batch_size: int = Field(default=32, gt=0, description="Requests the embedded engine generates together.")

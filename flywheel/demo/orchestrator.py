@@ -53,6 +53,38 @@ class _Outcomes:
         self.continued[o.model_version] = self.continued.get(o.model_version, 0) + int(o.continued)
 
 
+def _quiet_libraries() -> None:
+    """Keep the terminal for the progress line: transformers' load reports and trl's
+    per-run notices are not news in a demo."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+    except ImportError:  # datasets only comes with the trainers
+        pass
+    warnings.filterwarnings("ignore", module="trl")
+    warnings.filterwarnings("ignore", module="transformers")
+
+
+def _jobs_done() -> int:
+    """Training jobs the worker has finished (any outcome but a lease held elsewhere), from
+    its metrics in this process."""
+    from prometheus_client import REGISTRY
+
+    done = 0.0
+    for metric in REGISTRY.collect():
+        if metric.name == "flywheel_trainers_jobs":
+            done += sum(s.value for s in metric.samples
+                        if s.name.endswith("_total") and s.labels.get("outcome") != "skipped_leased")
+    return int(done)
+
+
 def _offline(report: EvalReport | None) -> OfflineMetrics:
     if report is None:
         return OfflineMetrics(instruction_following=0.0, violation_rate=1.0, rm_win_rate=None, passed=False,
@@ -149,6 +181,7 @@ def run_demo(settings: FlywheelSettings, config: DemoConfig | None = None, kafka
 
     config = config or settings.demo
     progress = progress or Progress()
+    _quiet_libraries()
     started = time.monotonic()
     progress.event("base model: building (first run, about a minute) or loading the cached tiny model")
     base_dir = _trainers.base_model_dir()
@@ -190,6 +223,9 @@ def _loop(runtime: "object", config: DemoConfig, progress: Progress, started: fl
     progress.event(f"{config.simulator.users} simulated users start talking")
     last_rate = (time.monotonic(), 0)
     rate = 0.0
+    jobs_before = _jobs_done()  # the worker's counter is process-wide
+    last_hold: dict[str, str] = {}
+    last_stage = ""
     try:
         while True:
             now_s = time.monotonic() - started
@@ -208,8 +244,17 @@ def _loop(runtime: "object", config: DemoConfig, progress: Progress, started: fl
                     tracker.state = record
                     continue
                 g = tracker.on_decision(record, now_s)
-                if record.action in ("start", "advance") and record.candidate_version in tracker.generations:
-                    progress.event(f"canary {record.candidate_version}: {record.action} → {record.share_bp_after / 100:g}% of users")
+                if record.candidate_version in tracker.generations and record.action not in _FINAL:
+                    if record.action == "hold":
+                        if record.reason.split(":")[0] != last_hold.get(record.candidate_version):
+                            progress.event(f"canary {record.candidate_version}: hold at {record.share_bp_after / 100:g}% ({record.reason})")
+                        last_hold[record.candidate_version] = record.reason.split(":")[0]
+                    else:
+                        progress.event(f"canary {record.candidate_version}: {record.action} → {record.share_bp_after / 100:g}% "
+                                       f"of users ({record.reason})")
+                    if record.action == "halt":
+                        # An operator's move: a halted experiment is not trusted; take the candidate out.
+                        rt.canary.operator_action("rollback", "flywheel demo", f"experiment halted: {record.reason}")  # type: ignore[attr-defined]
                 if g is not None:
                     o = _online(g.metrics, g.share_bp)
                     lift = "" if o.continue_rate_lift is None else (
@@ -238,9 +283,18 @@ def _loop(runtime: "object", config: DemoConfig, progress: Progress, started: fl
                 rate = (requests - n) / (time.monotonic() - t)
                 last_rate = (time.monotonic(), requests)
             cand = tracker.in_canary()
+            training = counts["trainer.jobs"] > _jobs_done() - jobs_before
             stage = (f"canary {cand.manifest.version} {tracker.state.share_bp / 100:g}%" if cand and tracker.state
-                     else "training" if counts["trainer.jobs"] > len(tracker.generations) + tracker.reward_models
-                     else "collecting samples")
+                     else "training" if training else "collecting samples")
+            if stage != last_stage and not stage.startswith("canary"):
+                progress.event(f"stage: {stage} (jobs requested {counts['trainer.jobs']}, samples sft "
+                               f"{counts['samples.sft']}, preference {counts['samples.preference']}, reward {counts['samples.reward']})")
+            last_stage = stage
+            if config.pause_traffic_while_training and training and cand is None:
+                if rt.users.running:  # type: ignore[attr-defined]
+                    rt.users.pause(timeout_s=0.0)  # type: ignore[attr-defined]
+            elif not rt.users.running:  # type: ignore[attr-defined]
+                rt.users.resume()  # type: ignore[attr-defined]
             progress.status(gen=f"{len(decided) + (1 if cand or stage == 'training' else 0)}/{config.generations}", stage=stage,
                             day=rt.simulator.day + 1, requests=f"{requests} ({rate:.0f}/s)",  # type: ignore[attr-defined]
                             samples=f"sft {counts['samples.sft']} pref {counts['samples.preference']} rm {counts['samples.reward']}",

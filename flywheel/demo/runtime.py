@@ -27,7 +27,7 @@ from flywheel.demo._serving import ServingThread, utc_now
 from flywheel.demo.config import DemoConfig
 from flywheel.settings import FlywheelSettings
 from flywheel.sim import GatewayClient, Population, Simulator, TurnRecord, WallClock, shared_catalogue
-from schemas import SAMPLE_TOPICS, Topics
+from schemas import SAMPLE_TOPICS, SAMPLES_REWARD, Topics
 from streams import Bus, ChatEventProducer, EmbeddedBus, KafkaBus
 
 if TYPE_CHECKING:
@@ -145,7 +145,8 @@ class DemoRuntime:
         signals = SignalsProcessor(SignalsConfig(window_s=cfg.signals_window_s, grace_s=cfg.signals_grace_s),
                                    limits=self.settings.limits)
         curation = CurationProcessor(CurationConfig(), limits=self.settings.limits)
-        buffer = BufferProcessor(BufferConfig(min_samples=cfg.buffer_min_samples, model=cfg.model),
+        buffer = BufferProcessor(BufferConfig(min_samples=cfg.buffer_min_samples, model=cfg.model,
+                                              min_samples_per_topic={SAMPLES_REWARD: cfg.buffer_min_reward_samples}),
                                  topic_names={base: self.topics.name(base) for base in SAMPLE_TOPICS})
         for processor in (signals, curation, buffer):
             runner = EmbeddedRunner(self.bus, processor, self.topics, group_id=f"demo-{self.run_id}-{processor.name}")

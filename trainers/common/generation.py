@@ -58,3 +58,32 @@ def generate_replies(
         torch.random.set_rng_state(generator_state)
         model.train(was_training)
     return out
+
+
+def reply_logprobs(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+    conversations: Sequence[Sequence[dict[str, str]]], replies: Sequence[str], batch_size: int = 32,
+) -> list[float]:
+    """Sum of the policy's token log-probabilities of each reply (with its end-of-turn
+    token) after its conversation: what DPO moves apart for chosen vs rejected."""
+    device = next(model.parameters()).device
+    out: list[float] = []
+    for start in range(0, len(replies), batch_size):
+        rows, masks = [], []
+        for conv, reply in zip(conversations[start:start + batch_size], replies[start:start + batch_size], strict=True):
+            prompt = tokenizer.apply_chat_template(list(conv), add_generation_prompt=True, tokenize=False)
+            full = tokenizer.apply_chat_template([*conv, {"role": "assistant", "content": reply}], tokenize=False)
+            p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            ids = tokenizer(full, add_special_tokens=False)["input_ids"]
+            rows.append(ids)
+            masks.append([0] * len(p_ids) + [1] * (len(ids) - len(p_ids)))
+        width = max(len(r) for r in rows)
+        pad = int(tokenizer.pad_token_id)
+        ids_t = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)
+        attn = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
+        score_mask = torch.tensor([m + [0] * (width - len(m)) for m in masks], device=device)
+        with torch.no_grad():
+            logits = model(input_ids=ids_t, attention_mask=attn).logits.float()
+        logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids_t[:, 1:, None])[..., 0]
+        out.extend((logp * score_mask[:, 1:]).sum(-1).tolist())
+    return out

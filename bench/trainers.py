@@ -1,0 +1,102 @@
+"""Trainer wrappers vs plain trl: the same data, model and settings; steps per second of
+``train()`` for our SFT and DPO layers against SFTTrainer / DPOTrainer called directly.
+
+Usage: python bench/trainers.py [--repeats 3] [--examples 256]
+The last line of output is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import datasets  # noqa: E402
+import torch  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
+from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer  # noqa: E402
+
+from trainers.bootstrap import CHARACTERS_BY_ID, synthetic_corpus, synthetic_pairs  # noqa: E402
+from trainers.bootstrap.base_model import ensure_base_model  # noqa: E402
+from trainers.common import Demonstration, Pair, Prompt  # noqa: E402
+from trainers.dpo import DpoSettings  # noqa: E402
+from trainers.dpo.dpo_trainer import DpoTrainer  # noqa: E402
+from trainers.sft import SftSettings  # noqa: E402
+from trainers.sft.sft_trainer import SftTrainer  # noqa: E402
+
+
+def _prompt(cid: str, context: tuple) -> Prompt:  # type: ignore[type-arg]
+    return Prompt(context, CHARACTERS_BY_ID[cid].instructions, cid)
+
+
+def _plain_sft(base: Path, demos: list[Demonstration], s: SftSettings, work: Path) -> float:
+    rows = [{"messages": d.prompt.with_reply(d.reply)} for d in demos]
+    # Exactly the arguments a careful user would pass to trl on this machine.
+    config = SFTConfig(output_dir=str(work), num_train_epochs=s.epochs, per_device_train_batch_size=s.batch_size,
+                       learning_rate=s.learning_rate, warmup_steps=s.warmup_ratio, lr_scheduler_type="cosine", seed=s.seed,
+                       gradient_checkpointing=False, save_strategy="no", report_to=[], logging_steps=1,
+                       disable_tqdm=True, max_length=s.max_length, assistant_only_loss=True, packing=False,
+                       use_cpu=not torch.cuda.is_available(), bf16=False)
+    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(base), args=config,
+                         train_dataset=datasets.Dataset.from_list(rows), processing_class=AutoTokenizer.from_pretrained(base))
+    started = time.perf_counter()
+    trainer.train()
+    return trainer.state.global_step / (time.perf_counter() - started)
+
+
+def _plain_dpo(base: Path, pairs: list[Pair], s: DpoSettings, work: Path) -> float:
+    rows = [{"prompt": p.prompt.messages, "chosen": [{"role": "assistant", "content": p.chosen}],
+             "rejected": [{"role": "assistant", "content": p.rejected}]} for p in pairs]
+    config = DPOConfig(output_dir=str(work), num_train_epochs=s.epochs, per_device_train_batch_size=s.batch_size,
+                       learning_rate=s.learning_rate, warmup_steps=s.warmup_ratio, lr_scheduler_type="cosine", seed=s.seed,
+                       gradient_checkpointing=False, save_strategy="no", report_to=[], logging_steps=1,
+                       disable_tqdm=True, max_length=s.max_length, beta=s.beta,
+                       use_cpu=not torch.cuda.is_available(), bf16=False)
+    trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(base), args=config,
+                         train_dataset=datasets.Dataset.from_list(rows), processing_class=AutoTokenizer.from_pretrained(base))
+    started = time.perf_counter()
+    trainer.train()
+    return trainer.state.global_step / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--examples", type=int, default=256)
+    args = parser.parse_args()
+    base = ensure_base_model()
+    demos = [Demonstration(_prompt(i.character_id, i.context), i.reply) for i in synthetic_corpus(args.examples, seed=1)]
+    pairs = [Pair(_prompt(p.character_id, p.context), p.chosen, p.rejected) for p in synthetic_pairs(args.examples, seed=2)]
+    sft_s = SftSettings(epochs=1.0, num_candidates=0)
+    dpo_s = DpoSettings(epochs=1.0)
+    results: dict[str, list[float]] = {"sft_ours": [], "sft_trl": [], "dpo_ours": [], "dpo_trl": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for r in range(args.repeats):  # interleaved, so drift in machine load hits both sides alike
+            results["sft_trl"].append(_plain_sft(base, demos, sft_s, work / f"p{r}"))
+            results["sft_ours"].append(SftTrainer(sft_s).train(base, work / f"s{r}", demos).steps_per_s)
+            results["dpo_trl"].append(_plain_dpo(base, pairs, dpo_s, work / f"q{r}"))
+            results["dpo_ours"].append(DpoTrainer(dpo_s).train(base, work / f"d{r}", pairs).steps_per_s)
+            print(f"repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} steps/s" for k, v in results.items()), flush=True)
+    med = {k: statistics.median(v) for k, v in results.items()}
+    out = {
+        "bench": "trainers", "device": "cuda" if torch.cuda.is_available() else "cpu", "torch_threads": torch.get_num_threads(),
+        "examples": args.examples, "repeats": args.repeats,
+        **{f"{k}_steps_per_s": round(v, 3) for k, v in med.items()},
+        "sft_ratio": round(med["sft_ours"] / med["sft_trl"], 3), "dpo_ratio": round(med["dpo_ours"] / med["dpo_trl"], 3),
+        "target_ratio": 0.95,
+    }
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -91,6 +91,10 @@ class FaustRunner:
             topic_replication_factor=1, processing_guarantee="at_least_once", web_enabled=False,
             table_standby_replicas=0, consumer_auto_offset_reset="earliest",
             broker_commit_interval=self.config.commit_interval_s * 10, datadir=tempfile.mkdtemp(prefix="faust-"),
+            broker_session_timeout=self.config.session_timeout_s,
+            # No static membership here: with it, a restarted worker's table recovery was seen
+            # to stall (the changelog partitions were never fetched).
+            broker_heartbeat_interval=min(3.0, self.config.session_timeout_s / 5),
         )
         inputs = {self.topics.name(t): t for t in self.processor.inputs}
         source = app.topic(*inputs, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw")

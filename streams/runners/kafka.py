@@ -70,7 +70,8 @@ class KafkaRunner:
         self._producer = self.bus.producer(
             transactional_id=f"{self.group_id}-{self.config.instance_id}",
             **{"transaction.timeout.ms": self.config.transaction_timeout_ms})
-        self._consumer = self.bus.consumer(self.group_id)
+        self._consumer = self.bus.consumer(self.group_id, **{
+            "session.timeout.ms": int(self.config.session_timeout_s * 1000)})
         self._producer.begin_transaction()
         self._consumer.subscribe(list(self._inputs), on_assign=self._on_assign, on_revoke=self._on_revoke)
 

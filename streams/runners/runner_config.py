@@ -26,6 +26,8 @@ class RunnerConfig(BaseModel):
     metrics_port: int = Field(default=0, ge=0, le=65535, description="Serve /metrics on this port; 0 = do not.")
     faust_checkpoint_every: int = Field(default=2000, gt=0, description="Faust runner: persist state and ack "
                                         "records after this many records of a partition (and on a timer).")
+    session_timeout_s: float = Field(default=10.0, ge=6, description="A crashed process leaves its group after "
+                                     "this long and its partitions move on (the broker's minimum is 6 s).")
     faust_broker: str = Field(default="kafka://127.0.0.1:19092", description="Broker URL of the Faust runner.")
 
 

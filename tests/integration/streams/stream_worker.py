@@ -8,6 +8,7 @@ costs a second of imports, not the whole platform's.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -27,7 +28,9 @@ def main() -> None:
     bootstrap = os.environ.get("FLYWHEEL_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:19092")
     topics = Topics(namespace)
     processor = PROCESSORS[name]()
-    config = RunnerConfig(faust_broker=f"kafka://{bootstrap}", faust_checkpoint_every=500, commit_interval_s=0.05)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s: %(message)s")
+    config = RunnerConfig(faust_broker=f"kafka://{bootstrap}", faust_checkpoint_every=500, commit_interval_s=0.05,
+                          session_timeout_s=6.0)
     if runner == "faust":
         FaustRunner(processor, topics, group, config, partitions=8).run()
         return

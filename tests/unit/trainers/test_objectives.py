@@ -41,11 +41,11 @@ def _train_pairs(n: int, seed: int) -> list[Pair]:
 
 
 def test_rejection_sampled_sft_raises_held_out_instruction_following(base: Path, tmp_path: Path) -> None:
-    gate = OfflineGate(GateSettings(prompts_per_character=6))
+    gate = OfflineGate(GateSettings(prompts_per_character=8))
     before = gate.stats_of(base)
     items = synthetic_corpus(112, seed=11)  # traffic-like, mixed quality: rejection sampling must filter
     demos = [Demonstration(_prompt(i.character_id, i.context), i.reply) for i in items]
-    result = SftTrainer(SftSettings(num_candidates=1, epochs=1.0)).train(base, tmp_path / "sft", demos, scorer=BlendedScorer())
+    result = SftTrainer(SftSettings(num_candidates=1, epochs=2.0)).train(base, tmp_path / "sft", demos, scorer=BlendedScorer())
     after = gate.stats_of(result.output_dir)
     assert result.kind == "full" and result.metrics["kept"] < len(demos)
     print(f"SFT held-out IF {before.instruction_following:.3f} -> {after.instruction_following:.3f}, "

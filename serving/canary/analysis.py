@@ -98,6 +98,10 @@ def _bernoulli(name: str, role: Role, sb: int, nb: int, sc: int, nc: int, tau2: 
     return _result(name, role, pb, pc, nb, nc, var, tau2, alpha, p_min, harm_sign)
 
 
+MIN_UNITS = 30
+"""Units (responses, sessions, users) each arm needs before a metric can be judged."""
+
+
 def _result(name: str, role: Role, mb: float, mc: float, nb: int, nc: int, var: float, tau2: float, alpha: float,
             p_min: dict[str, float], harm_sign: float) -> MetricResult:
     lift = mc - mb
@@ -106,6 +110,12 @@ def _result(name: str, role: Role, mb: float, mc: float, nb: int, nc: int, var: 
                             p_value=p_min.get(name, 1.0), n_baseline=nb, n_candidate=nc, verdict="no_data")  # type: ignore[arg-type]
     var = max(var, 1e-12)  # a degenerate arm (all 0 or all 1) still has sampling uncertainty
     level = alpha if role == "goal" else 2 * alpha  # guardrails: one-sided α from the two-sided 2α mixture
+    if min(nb, nc) < MIN_UNITS:
+        # A plug-in variance from a handful of units is no variance at all (one session, p̂ = 0):
+        # report the numbers, judge nothing, and keep these looks out of the running p-values.
+        half = float(stats.confidence_halfwidth(var, tau2, level))
+        return MetricResult(name=name, role=role, baseline=mb, candidate=mc, lift=lift, ci_low=lift - half, ci_high=lift + half,  # type: ignore[arg-type]
+                            p_value=p_min.get(name, 1.0), n_baseline=nb, n_candidate=nc, verdict="inconclusive")  # type: ignore[arg-type]
     p_now = float(stats.msprt_p_value(lift, var, tau2))
     # Running minima per direction, so evidence of a gain is never read as evidence of a loss.
     up = p_min[f"{name}:+"] = min(p_min.get(f"{name}:+", 1.0), p_now if lift > 0 else 1.0)

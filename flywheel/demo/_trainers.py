@@ -29,6 +29,7 @@ def worker_settings(runtime: "DemoRuntime") -> "TrainerWorkerSettings":
     from trainers.evaluate import GateSettings
     from trainers.registry import RegistrySettings
     from trainers.reward.reward_config import RewardSettings
+    from trainers.sft.sft_config import SftSettings
     from trainers.worker import TrainerWorkerSettings
 
     cfg = runtime.config
@@ -38,6 +39,7 @@ def worker_settings(runtime: "DemoRuntime") -> "TrainerWorkerSettings":
         gate=GateSettings(prompts_per_character=cfg.gate_prompts_per_character),
         # The engagement reward model: P(continued | context, reply) from samples.reward.
         reward=RewardSettings(mode="pointwise"),
+        sft=SftSettings(num_candidates=cfg.sft_candidates),
     )
 
 

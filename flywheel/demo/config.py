@@ -43,7 +43,8 @@ class DemoConfig(BaseModel):
     gate_prompts_per_character: int = Field(default=12, gt=0, description="Held-out prompts per character in the offline "
                                             "gate of every candidate (and for the base model's numbers).")
     buffer_min_samples: int = Field(default=250, gt=0, description="New SFT / preference samples that trigger a policy training job.")
-    buffer_min_reward_samples: int = Field(default=1000, gt=0, description="New engagement-labelled replies that trigger a "
+    sft_candidates: int = Field(default=2, ge=0, description="Replies the SFT job samples per context for rejection sampling (the curated reply competes too).")
+    buffer_min_reward_samples: int = Field(default=1500, gt=0, description="New engagement-labelled replies that trigger a "
                                            "reward-model job (fewer of those: each one retrains the reward model from scratch).")
     pause_traffic_while_training: bool = Field(default=True, description="Hold the simulated users while the trainer works "
                                                "and no canary needs traffic (two cores cannot serve and train at full speed).")

@@ -33,7 +33,10 @@ COPY serving serving
 COPY flywheel flywheel
 
 FROM build AS build-streams
-RUN uv venv /opt/venv && uv pip install --no-cache -c requirements/lock.txt .
+# Core dependencies, plus the gateway's light HTTP packages: `flywheel` loads every part's
+# settings at start-up (serving's included), which imports them. No torch, no transformers.
+ARG STREAMS_EXTRA_PACKAGES="fastapi uvicorn httpx"
+RUN uv venv /opt/venv && uv pip install --no-cache -c requirements/lock.txt . ${STREAMS_EXTRA_PACKAGES}
 
 FROM build AS build-full
 RUN uv venv /opt/venv && uv pip install --no-cache -c requirements/lock.txt ".[train,serve]"

@@ -279,7 +279,7 @@ def test_dockerfile_builds_a_slim_streams_image_and_a_full_image() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     stages = re.findall(r"^FROM \S+ AS (\S+)$", dockerfile, flags=re.M)
     assert {"streams", "full"} <= set(stages)
-    assert re.search(r"uv pip install .*-c requirements/lock\.txt \.$", dockerfile, flags=re.M), "streams: core deps only"
+    assert re.search(r"uv pip install .*-c requirements/lock\.txt \. \$\{STREAMS_EXTRA_PACKAGES\}$", dockerfile, flags=re.M)
     assert re.search(r'uv pip install .*"\.\[train,serve\]"', dockerfile)
     for name, service in SERVICES.items():
         if "build" in service:
@@ -289,13 +289,13 @@ def test_dockerfile_builds_a_slim_streams_image_and_a_full_image() -> None:
     assert not {re.split(r"[<>=!\[ ]", d)[0].lower() for d in core} & heavy
 
 
-_BLOCK_HEAVY = """
+_STREAMS_IMPORTS = """
 import importlib.abc, json, sys
-HEAVY = {"torch", "transformers", "trl", "peft", "accelerate", "datasets", "fastapi", "uvicorn", "vllm"}
+BLOCKED = set(json.loads(sys.argv[2]))
 class _Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in HEAVY:
-            raise ImportError(f"{name} is not installed in the streams image")
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r} (not installed in the streams image)", name=name)
         return None
 sys.meta_path.insert(0, _Block())
 from typer.testing import CliRunner
@@ -308,9 +308,46 @@ for argv in json.loads(sys.argv[1]):
 """
 
 
-def test_streams_image_commands_start_without_torch() -> None:
-    """The slim image has no torch/transformers/fastapi: the commands it runs must not import them."""
+def _closure(requirements: list[str]) -> set[str]:
+    """Distributions installed by ``requirements`` (names normalised), dependencies included."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    seen: set[str] = set()
+    todo = [Requirement(r) for r in requirements]
+    while todo:
+        req = todo.pop()
+        name = canonicalize_name(req.name)
+        if name in seen or (req.marker is not None and not req.marker.evaluate({"extra": ""})):
+            continue
+        seen.add(name)
+        try:
+            todo.extend(Requirement(r) for r in requires(name) or [])
+        except PackageNotFoundError:
+            pass
+    return seen
+
+
+def test_streams_image_runs_its_commands_without_torch() -> None:
+    """The slim image (Dockerfile target `streams`) installs the core dependencies and the
+    packages named in STREAMS_EXTRA_PACKAGES: nothing of the torch stack. Its commands must
+    start with exactly that: every other installed package is made unimportable here."""
+    from importlib.metadata import packages_distributions
+
+    from packaging.utils import canonicalize_name
+
+    extra = re.search(r'ARG STREAMS_EXTRA_PACKAGES="([^"]*)"', (ROOT / "Dockerfile").read_text())
+    assert extra, "Dockerfile: ARG STREAMS_EXTRA_PACKAGES missing"
+    core = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    installed = _closure(core + extra.group(1).split())
+    assert not installed & {"torch", "transformers", "trl", "peft", "vllm"}, "the streams image would install the torch stack"
+    ours = {"schemas", "streams", "trainers", "serving", "flywheel", "tests"}
+    blocked = sorted(m for m, dists in packages_distributions().items()
+                     if m not in ours and not any(canonicalize_name(d) in installed for d in dists))
+    assert "torch" in blocked and "transformers" in blocked
     argvs = [flywheel_argv(SERVICES[name])[1:] for name in ("topics-init", *PROCESSORS)]
-    run = subprocess.run([sys.executable, "-c", _BLOCK_HEAVY, json.dumps(argvs)], capture_output=True, text=True,
-                         timeout=120, cwd=ROOT)
-    assert run.returncode == 0, run.stderr[-3000:]
+    run = subprocess.run([sys.executable, "-c", _STREAMS_IMPORTS, json.dumps(argvs), json.dumps(blocked)],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert run.returncode == 0, f"a streams-image command imports a package that image lacks:\n{run.stderr[-3000:]}"

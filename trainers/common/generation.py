@@ -45,7 +45,7 @@ def generate_replies(
             prompts = [tokenizer.apply_chat_template(list(c), add_generation_prompt=True, tokenize=False) for c in chunk]
             enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
             with torch.no_grad():
-                gen = model.generate(
+                gen = model.generate(  # type: ignore[operator]
                     **enc, do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0,
                     max_new_tokens=sampling.max_new_tokens, num_return_sequences=num_return_sequences,
                     pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,

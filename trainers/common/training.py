@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import torch
 from peft import LoraConfig, PeftModel
-from transformers import PreTrainedModel, PrinterCallback, PreTrainedTokenizerBase, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import PrinterCallback, PreTrainedTokenizerBase, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from trainers.common.train_config import TrainSettings
 
@@ -113,7 +113,7 @@ def run_trainer(trainer: Any, on_step: StepHook | None = None) -> tuple[int, flo
     return int(trainer.state.global_step), time.perf_counter() - started, progress.losses
 
 
-def save_model(model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase, out_dir: Path, merge: bool) -> Literal["full", "lora"]:
+def save_model(model: Any, tokenizer: PreTrainedTokenizerBase, out_dir: Path, merge: bool) -> Literal["full", "lora"]:
     """Save weights as safetensors (never pickle) with the tokenizer; return the kind."""
     out_dir.mkdir(parents=True, exist_ok=True)
     kind: Literal["full", "lora"] = "full"
@@ -122,6 +122,6 @@ def save_model(model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenize
             model = model.merge_and_unload()
         else:
             kind = "lora"
-    model.save_pretrained(out_dir, safe_serialization=True)
+    model.save_pretrained(str(out_dir), safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     return kind

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import datasets
+import datasets  # type: ignore[import-untyped]
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from trl import GRPOConfig, GRPOTrainer
 
@@ -30,7 +30,7 @@ def _text(completion: Any) -> str:
 
 
 def _prompt(messages: list[dict[str, str]], instructions_json: str) -> Prompt:
-    return Prompt(tuple(ChatMessage(**m) for m in messages),
+    return Prompt(tuple(ChatMessage.model_validate(m) for m in messages),
                   tuple(instruction_adapter.validate_python(i) for i in json.loads(instructions_json)))
 
 

@@ -7,12 +7,12 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import datasets
-import torch
+import datasets  # type: ignore[import-untyped]
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
+    PreTrainedModel,
     PreTrainedTokenizerBase,
     Trainer,
     TrainingArguments,
@@ -25,7 +25,7 @@ from trainers.common.training import StepHook, TrainResult, common_args, peft_co
 from trainers.reward.reward_config import RewardSettings
 
 
-def load_reward_backbone(model_dir: Path, tokenizer: PreTrainedTokenizerBase, pointwise: bool) -> torch.nn.Module:
+def load_reward_backbone(model_dir: Path, tokenizer: PreTrainedTokenizerBase, pointwise: bool) -> PreTrainedModel:
     """A sequence classifier with one output, initialised from a causal LM (or a reward model)."""
     kwargs = {"problem_type": "multi_label_classification"} if pointwise else {}
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1, **kwargs)
@@ -61,7 +61,7 @@ class RewardModelTrainer:
         return TrainResult(out_dir, kind, steps, seconds, losses,
                            {"examples": float(len(labelled) if pointwise else len(pairs))})
 
-    def _pairwise_trainer(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Pair], work: Path) -> RewardTrainer:
+    def _pairwise_trainer(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Pair], work: Path) -> RewardTrainer:
         s = self.settings
         rows = [{"chosen": p.prompt.with_reply(p.chosen), "rejected": p.prompt.with_reply(p.rejected)} for p in pairs]
         config = RewardConfig(**common_args(s, work), max_length=s.max_length,
@@ -69,12 +69,12 @@ class RewardModelTrainer:
         return RewardTrainer(model=model, args=config, train_dataset=datasets.Dataset.from_list(rows),
                              processing_class=tokenizer, peft_config=peft_config(s, "SEQ_CLS"))
 
-    def _pointwise_trainer(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, labelled: Sequence[Labelled], work: Path) -> Trainer:
+    def _pointwise_trainer(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, labelled: Sequence[Labelled], work: Path) -> Trainer:
         s = self.settings
         if s.lora.enabled:
             from peft import get_peft_model
 
-            model = get_peft_model(model, peft_config(s, "SEQ_CLS"))  # type: ignore[arg-type]
+            model = get_peft_model(model, peft_config(s, "SEQ_CLS"))  # type: ignore[arg-type,assignment]
         rows = []
         for ex in labelled:
             text = tokenizer.apply_chat_template(ex.prompt.with_reply(ex.reply), tokenize=False)

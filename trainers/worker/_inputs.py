@@ -60,8 +60,8 @@ def read_ranges(bus: Bus, ranges: Sequence[OffsetRange], timeout_s: float) -> Jo
             if time.monotonic() > deadline:
                 raise TrainerError(f"timed out reading {sorted(set(wanted) - done)}")
             for rec in consumer.consume(500, 0.5):
-                r = wanted.get(rec.tp)
-                if r is None or not (r.from_offset <= rec.offset < r.to_offset):
+                span = wanted.get(rec.tp)
+                if span is None or not (span.from_offset <= rec.offset < span.to_offset):
                     continue
                 try:
                     sample = _SAMPLE.validate_json(rec.value)

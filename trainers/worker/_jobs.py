@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas import EvalReport, TrainerError, TrainJobRequest
+from schemas import EvalReport, PreferenceSample, RewardSample, SftSample, TrainerError, TrainJobRequest
 from trainers.bootstrap.catalogue import CHARACTERS_BY_ID, held_out_prompts, traffic_opener
 from trainers.bootstrap.corpus import make_item
 from trainers.common.data import (
@@ -39,7 +39,8 @@ class JobOutput:
 
 def _unique_prompts(inputs: JobInputs) -> list[Prompt]:
     seen: dict[str, Prompt] = {}
-    for s in [*inputs.sft, *inputs.preference, *inputs.reward]:
+    samples: list[SftSample | PreferenceSample | RewardSample] = [*inputs.sft, *inputs.preference, *inputs.reward]
+    for s in samples:
         p = prompt_of(s)
         seen.setdefault("\x00".join(m.content for m in p.context), p)
     return list(seen.values())

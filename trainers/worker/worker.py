@@ -25,7 +25,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from schemas import CheckpointManifest, FlywheelError, SchemaError, Topics, TrainJobRequest, parse_message
 from streams import Bus, Consumer, Producer, Record, TopicPartition
 from trainers.bootstrap.base_model import ensure_base_model
-from trainers.registry.registry import Checkpoint, CheckpointRefusedError, CheckpointRegistry, version_for_job
+from trainers.registry.registry import Checkpoint, CheckpointRegistry, version_for_job
 from trainers.reward.scoring import RewardModel
 from trainers.worker._inputs import latest_deployment, read_ranges
 from trainers.worker._jobs import gate_policy, gate_reward_model, train_job

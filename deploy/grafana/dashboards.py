@@ -100,6 +100,9 @@ CANARY = [
     p("Always-valid p-value per metric", ("min by (metric) (flywheel_serving_canary_p_value)", "{{metric}}")),
     p("Sample-ratio-mismatch p-value", ("min by (model) (flywheel_serving_canary_srm_p_value)", "{{model}}"),
       description="Below 0.001 the split is broken and the experiment halts (alert: FlywheelCanarySampleRatioMismatch)."),
+    p("Operator actions (in range)", ("sum by (action, result) (increase(flywheel_serving_admin_actions_total[$__range]))",
+                                      "{{action}} {{result}}"), kind="stat",
+      description="pause / resume / promote / rollback through the admin API; refused = not allowed in that state."),
 ]
 
 # --- engagement (signals processor windows) ------------------------------------------------

@@ -53,6 +53,7 @@ TARGETS_DIR = Path(os.environ.get("FLYWHEEL_PROMETHEUS_TARGETS_DIR", "/tmp/flywh
 RULES_RUN_DIR = TARGETS_DIR.parent / "rules"
 FLYWHEEL = str(Path(sys.executable).parent / "flywheel")
 PROMTOOL = shutil.which("promtool")
+ADMIN_TOKEN = uuid.uuid4().hex
 
 
 def _free_port() -> int:
@@ -139,6 +140,7 @@ def _base_env(run_id: str, namespace: str, kafka: str, redis_url: str, tmp: Path
         "FLYWHEEL_TRAINERS__GATE__PROMPTS_PER_CHARACTER": "2",
         "FLYWHEEL_TRAINERS__GATE__MAX_NEW_TOKENS": "16",
         "FLYWHEEL_SERVING__CANARY__POLL_INTERVAL_S": "1",
+        "FLYWHEEL_SERVING__ADMIN__TOKEN": ADMIN_TOKEN,
     })
     return env
 
@@ -520,11 +522,13 @@ STAGES: dict[str, tuple[str, set[str]]] = {
         {"Training jobs by outcome (in range)", "Offline gate of the latest checkpoint",
          "Job duration p50 / max (in range)", "Gate numbers of the latest candidate"}),
     "a candidate on canary": (
-        'flywheel_serving_canary_share_ratio > 0',
+        'flywheel_serving_swaps_total{result="loaded"}',
         {"Candidate lift per metric", "Always-valid p-value per metric"}),
     # Users counted in both arms at the current step: no metric says so except this panel's own.
     "the canary counted users of both arms at its step": (
         'flywheel_serving_canary_srm_p_value', {"Sample-ratio-mismatch p-value"}),
+    # Verified by test_operator_rollback_fires_the_rollback_alert, which acts after this test.
+    "an operator acted": ('flywheel_serving_admin_actions_total', {"Operator actions (in range)"}),
 }
 
 
@@ -594,3 +598,33 @@ def test_dead_letter_burst_fires_the_dlq_alert(prom: Prometheus, driven: Run) ->
     # And the condition behind it is real: the dead letters are counted for this run.
     dlq = prom.query(f'sum(flywheel_streams_processor_dlq_total{{run="{driven.run_id}", processor="signals"}})')
     assert float(dlq[0]["value"][1]) >= 400
+
+
+def test_operator_rollback_fires_the_rollback_alert(prom: Prometheus, driven: Run) -> None:
+    """An operator rolls the candidate back through the admin API: the decision is counted,
+    the operator-actions panel shows it, and FlywheelCanaryRolledBack (short-window copy,
+    this run's series) fires."""
+    if "gateway" in driven.missing:
+        pytest.skip("no gateway in this build")
+    loaded = restrict('flywheel_serving_swaps_total{result="loaded"}', run=driven.run_id)
+    try:
+        prom.wait("a candidate on canary", lambda: prom.has_data(loaded), 30, every_s=1)
+    except AssertionError:
+        pytest.skip("no checkpoint reached the canary in this run (training did not finish in time)")
+    response = httpx.post(f"http://127.0.0.1:{driven.gateway_port}/admin/deployments/policy/rollback",
+                          headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                          json={"actor": "ops-test", "reason": "observability check"}, timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.json()["action"] == "rollback"
+
+    def firing() -> list[dict[str, Any]]:
+        return [a for a in prom.alerts() if a["labels"].get("ruleset") == driven.run_id
+                and a["labels"]["alertname"] == "FlywheelCanaryRolledBack" and a["state"] == "firing"]
+
+    alerts = prom.wait("FlywheelCanaryRolledBack to fire", firing, 30, every_s=1)
+    assert alerts[0]["labels"]["model"] == "policy"
+    panel = next(e for e in dashboard_exprs() if e.name == "Operator actions (in range)")
+    query = restrict(grafana_expand(panel.expr), run=driven.run_id)
+    assert prom.wait("the operator-actions panel", lambda: prom.has_data(query), 15)
+    done = prom.query(restrict('flywheel_serving_admin_actions_total{action="rollback", result="done"}', run=driven.run_id))
+    assert float(done[0]["value"][1]) == 1

@@ -88,6 +88,9 @@ class FaustRunner:
         app = faust.App(
             self.group_id, broker=self.config.faust_broker, store="memory://", autodiscover=False,
             value_serializer="raw", key_serializer="raw", topic_partitions=self.partitions,
+            # The table's changelog carries our own bytes: without these Faust decodes it as JSON
+            # on recovery, fails, and recovery never finishes.
+            table_key_serializer="raw", table_value_serializer="raw",
             topic_replication_factor=1, processing_guarantee="at_least_once", web_enabled=False,
             table_standby_replicas=0, consumer_auto_offset_reset="earliest",
             broker_commit_interval=self.config.commit_interval_s * 10, datadir=tempfile.mkdtemp(prefix="faust-"),

@@ -58,7 +58,7 @@ def _kill_repeatedly(bus: KafkaBus, runner: str, topics: Topics, group: str, log
 
 def test_kafka_runner_sigkilled_ten_times_equals_ground_truth(kafka_settings: KafkaSettings, topics: Topics,
                                                                 tmp_path: Path) -> None:
-    events = synthetic_events(24_000, seed=5)
+    events = synthetic_events(30_000, seed=5)
     expected, truth_processor, expected_dlq = embedded_truth(events, Topics("truth"))
     bus = KafkaBus(kafka_settings)
     bus.create_topics(topics.specs())
@@ -66,8 +66,8 @@ def test_kafka_runner_sigkilled_ten_times_equals_ground_truth(kafka_settings: Ka
     log = tmp_path / "worker.log"
     try:
         # Traffic keeps arriving while the runner is killed and restarted.
-        feeder = threading.Thread(target=lambda: [(produce(bus, topics.chat_events, events[i:i + 1000]),
-                                                   time.sleep(0.5)) for i in range(0, len(events), 1000)])
+        feeder = threading.Thread(target=lambda: [(produce(bus, topics.chat_events, events[i:i + 500]),
+                                                   time.sleep(1.0)) for i in range(0, len(events), 500)])
         feeder.start()
         progress = _kill_repeatedly(bus, "kafka", topics, group, log, kills=10, rng=random.Random(3))
         assert 0 < progress < len(events), "the kills must interrupt the run, not follow it"

@@ -56,7 +56,12 @@ def trainers_run(
     typer.echo(f"trainer worker {worker.worker_id}: waiting for jobs on {settings.topics.trainer_jobs}", err=True)
     try:
         while not stopping:
-            outcome = worker.run_once(timeout_s=1.0)
+            try:
+                outcome = worker.run_once(timeout_s=1.0)
+            except Exception:  # e.g. the commit failed after a rebalance: the job is redone, the worker lives on
+                log.exception("trainer worker %s: job not completed; it will be redelivered", worker.worker_id)
+                time.sleep(settings.trainers.retry_backoff_s)
+                continue
             if outcome is None or outcome.outcome == "skipped_leased":
                 if idle_exit_s is not None and time.monotonic() - last_job > idle_exit_s:
                     break

@@ -26,11 +26,11 @@ def trainers_run(
     idle_exit_s: Annotated[Optional[float], typer.Option("--idle-exit-s", help="Exit after this many seconds without a job.")] = None,
     worker_id: Annotated[Optional[str], typer.Option("--worker-id", help="Name of this worker in leases and logs (default: random).")] = None,
 ) -> None:
-    """Consume trainer.jobs in the trainers' consumer group: for each job take a lease in
-    Redis, read exactly the job's sample ranges, train, run the offline gate, publish the
-    checkpoint to the registry and its manifest to models.checkpoints, then commit.
+    """Train, gate and publish one checkpoint per job on trainer.jobs.
 
-    A worker killed at any point leaves its job to another worker; exactly one
+    For each job (consumer group): take a lease in Redis, read exactly the job's sample
+    ranges, train, run the offline gate, publish the checkpoint to the registry and its
+    manifest to models.checkpoints, then commit. A worker killed at any point leaves its job to another worker; exactly one
     checkpoint version results. SIGTERM / Ctrl-C stop after the current job.
     """
     from prometheus_client import start_http_server
@@ -85,8 +85,10 @@ def trainers_bootstrap(
     ctx: typer.Context,
     evaluate: Annotated[bool, typer.Option("--evaluate/--no-evaluate", help="Also measure it on the held-out prompts.")] = True,
 ) -> None:
-    """Build the tiny local base model (byte-level BPE + small Llama, no model hub), or
-    reuse the cached one, and print its folder. It loads with from_pretrained(folder)."""
+    """Build (or reuse) the tiny local base model and print its folder.
+
+    A byte-level BPE tokenizer and a small Llama trained on the synthetic corpus, no model
+    hub; cached by content hash. It loads with from_pretrained(folder)."""
     from trainers.bootstrap.base_model import ensure_base_model
     from trainers.evaluate import OfflineGate
 

@@ -571,7 +571,8 @@ def test_every_panel_shows_data_from_this_run(prom: Prometheus, driven: Run) -> 
             assert not [k for k in missing() if k[1] in titles], f"{stage}, yet panels show nothing: {missing()}"
         else:
             unverifiable |= {k for k in panels if k[1] in titles}
-            warnings.warn(UserWarning(f"this run did not reach '{stage}' in time: not verified: {sorted(titles)}"))
+            if stage != "an operator acted":  # that one is the next test's doing
+                warnings.warn(UserWarning(f"this run did not reach '{stage}' in time: not verified: {sorted(titles)}"))
     quiet = [f"{s}: {t} [{q}]" for (s, t), queries in panels.items() if (s, t) not in unverifiable
              for q in queries if not prom.has_data(q)]
     if quiet:  # a panel shows data, but one of its secondary targets had nothing to show in this run

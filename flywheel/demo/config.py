@@ -18,7 +18,11 @@ from flywheel.sim.config import SimulatorConfig
 def _simulator() -> SimulatorConfig:
     # A simulated day per ~6 s of wall time: think times of 15-90 simulated seconds take
     # 1-6 ms, so the engine, not the users, sets the pace.
-    return SimulatorConfig(users=240, concurrency=48, time_scale=14_400.0, active_window_s=1800.0, max_turns=6)
+    # Many users, each visiting on a minority of days: the sticky canary split is then
+    # close to its nominal share, as it is on real traffic (a few hundred users would
+    # drift from it by chance and trip the sample-ratio-mismatch check).
+    return SimulatorConfig(users=2000, concurrency=48, time_scale=14_400.0, active_window_s=1800.0, max_turns=6,
+                           visit_probability=0.3, return_base=0.3)
 
 
 class DemoConfig(BaseModel):
@@ -44,7 +48,7 @@ class DemoConfig(BaseModel):
                                             "gate of every candidate (and for the base model's numbers).")
     buffer_min_samples: int = Field(default=250, gt=0, description="New SFT / preference samples that trigger a policy training job.")
     sft_candidates: int = Field(default=2, ge=0, description="Replies the SFT job samples per context for rejection sampling (the curated reply competes too).")
-    buffer_min_reward_samples: int = Field(default=1500, gt=0, description="New engagement-labelled replies that trigger a "
+    buffer_min_reward_samples: int = Field(default=2500, gt=0, description="New engagement-labelled replies that trigger a "
                                            "reward-model job (fewer of those: each one retrains the reward model from scratch).")
     pause_traffic_while_training: bool = Field(default=True, description="Hold the simulated users while the trainer works "
                                                "and no canary needs traffic (two cores cannot serve and train at full speed).")

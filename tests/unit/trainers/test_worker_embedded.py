@@ -52,3 +52,20 @@ def test_one_job_gives_one_gated_checkpoint_with_exact_lineage(tmp_path: Path) -
     assert again is not None and again.outcome == "already_published" and again.manifest == m
     assert {x.version for x in _manifests(bus, topics)} == {m.version}
     assert [x.version for x in registry.list("tiny") if x.version != "base"] == [m.version]
+
+
+def test_unreadable_job_is_counted_skipped_and_committed(tmp_path: Path) -> None:
+    from prometheus_client import REGISTRY
+
+    topics = Topics("unit-worker-bad")
+    bus = EmbeddedBus()
+    bus.create_topics(topics.specs())
+    producer = bus.producer()
+    producer.produce(topics.trainer_jobs, b'{"job_id": "x", "kind": "astrology"}', key="x")
+    producer.flush()
+    before = REGISTRY.get_sample_value("flywheel_trainers_jobs_total", {"kind": "unknown", "outcome": "invalid"}) or 0.0
+    with TrainerWorker(bus, topics, small_worker_settings(tmp_path), InMemoryLeaseStore()) as worker:
+        outcome = worker.run_once(timeout_s=2)
+        assert outcome is not None and outcome.outcome == "invalid" and outcome.error
+        assert worker.run_once(timeout_s=0.2) is None
+    assert REGISTRY.get_sample_value("flywheel_trainers_jobs_total", {"kind": "unknown", "outcome": "invalid"}) == before + 1

@@ -2,13 +2,14 @@
 
 Deliberately conservative (see the Faust pitfalls in the docs): at-least-once, one agent
 with ``concurrency=1``, no windowed tables (windows live in the processor's state), no
-Faust exactly-once mode. The processor's entries live in a plain Faust table keyed
-``<input>|<partition>|<entry>``, written in the context of the source event, so every
-entry lands on the changelog partition of its source partition.
+Faust exactly-once mode. The processor's entries go to a compacted changelog topic keyed
+``<input>|<partition>|<entry>``, in the partition of their source partition; the runner
+restores a partition from it when the partition is first seen (not through Faust's table
+recovery, which was seen to stall for good after a SIGKILL).
 
 Records are acknowledged manually, at checkpoints (every ``faust_checkpoint_every``
 records of a partition, and on a timer): the producer is flushed (outputs delivered),
-then the entries changed since the last checkpoint are written to the table's changelog
+then the entries changed since the last checkpoint are written to the changelog
 partition of that source partition, then the records are acked, so Faust's committed
 offset never passes persisted state. Each entry is written as ``{"o": offset, "v": value,
 "p": previous value}`` with ``__meta__`` (last applied offset) last. A crash can deliver a
@@ -30,6 +31,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from schemas import CHAT_EVENTS_DLQ, Topics
+from schemas import TopicSpec
+from streams.bus import KafkaBus, KafkaSettings
+from streams.runners._changelog import read_changelog
 from streams.dlq import ERROR_TYPE, FIELD, REASON, SOURCE, error_reason_label
 from streams.processors import META, Processor, SourcePartition
 from streams.runners._metrics import runner_metrics, serve_metrics
@@ -39,7 +43,7 @@ log = logging.getLogger(__name__)
 
 
 def faust_table_topic(group_id: str, processor_name: str) -> str:
-    """Changelog topic Faust creates for the runner's state table."""
+    """The Faust runner's state changelog topic (compacted)."""
     return f"{group_id}-{processor_name}-state-changelog"
 
 
@@ -82,28 +86,24 @@ class FaustRunner:
         self._metrics = runner_metrics()
 
     def build(self) -> Any:
-        """Create the Faust app, its topics, table and agent. Returns the app."""
+        """Create the Faust app, its topics and agent. Returns the app."""
         import faust  # noqa: PLC0415 - deliberately late: importing faust has side effects
 
         app = faust.App(
             self.group_id, broker=self.config.faust_broker, store="memory://", autodiscover=False,
             value_serializer="raw", key_serializer="raw", topic_partitions=self.partitions,
-            # The table's changelog carries our own bytes: without these Faust decodes it as JSON
-            # on recovery, fails, and recovery never finishes.
-            table_key_serializer="raw", table_value_serializer="raw",
             topic_replication_factor=1, processing_guarantee="at_least_once", web_enabled=False,
             table_standby_replicas=0, consumer_auto_offset_reset="earliest",
             broker_commit_interval=self.config.commit_interval_s * 10, datadir=tempfile.mkdtemp(prefix="faust-"),
             broker_session_timeout=self.config.session_timeout_s,
-            # No static membership here: with it, a restarted worker's table recovery was seen
-            # to stall (the changelog partitions were never fetched).
             broker_heartbeat_interval=min(3.0, self.config.session_timeout_s / 5),
         )
         inputs = {self.topics.name(t): t for t in self.processor.inputs}
         source = app.topic(*inputs, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw")
-        table = app.Table(f"{self.processor.name}-state", default=None, partitions=self.partitions,
-                          key_type=str, value_type=bytes)
-        self._table = table
+        # The state changelog is a plain compacted topic that this runner writes and restores
+        # itself: Faust's table recovery was seen to stall for good after a SIGKILL.
+        self._changelog = app.topic(self.table_topic, key_serializer="raw", value_serializer="raw",
+                                    partitions=self.partitions)
         out_topics: dict[str, Any] = {}
         dlq = app.topic(self.topics.name(CHAT_EVENTS_DLQ), value_serializer="raw", key_serializer="raw")
         processor = self.processor
@@ -176,17 +176,14 @@ class FaustRunner:
         return app
 
     def _restore(self, src: SourcePartition) -> None:
-        prefix = f"{src.topic}|{src.partition}|"
-        raw: dict[str, bytes] = {}
-        for k, v in self._table.items():
-            k = k.decode() if isinstance(k, bytes) else k
-            if k.startswith(prefix) and v is not None:
-                raw[k[len(prefix):]] = v if isinstance(v, bytes) else str(v).encode()
-        entries = unwrap_partition(raw)
+        """Read the changelog partition of ``src`` to its end (blocking: it happens once per assignment)."""
+        raw = read_changelog(self._bus, self.table_topic, src.partition).get(src.topic, {})
+        prefix = f"{src.partition}|"
+        entries = unwrap_partition({k[len(prefix):]: v for k, v in raw.items() if k.startswith(prefix)})
         self.processor.restore(src, entries)
         self._written[src] = {k: v.decode() for k, v in entries.items()}
-        log.info("%s: restored %s[%d] from the Faust table (%d entries)", self.processor.name, src.topic,
-                 src.partition, len(entries))
+        log.info("%s: restored %s[%d] from %s (%d entries)", self.processor.name, src.topic, src.partition,
+                 self.table_topic, len(entries))
 
     async def _persist(self, src: SourcePartition, offset: int) -> None:
         """Write the entries changed since the last checkpoint to the table's changelog
@@ -198,14 +195,9 @@ class FaustRunner:
         prefix = f"{src.topic}|{src.partition}|"
         meta = changes.pop(META, None)
         items = list(changes.items()) + ([(META, meta)] if meta is not None else [])  # META last: marks completeness
-        table = self._table
-        changelog = table.changelog_topic
         for key, value in items:
             doc = wrap(offset, value, written.get(key))
-            table.data[prefix + key] = doc
-            # Straight to the producer (batched), not Table.__setitem__'s one-by-one buffer.
-            await changelog.send(key=(prefix + key).encode(), value=doc, partition=src.partition,
-                                 key_serializer="raw", value_serializer="raw")
+            await self._changelog.send(key=(prefix + key).encode(), value=doc, partition=src.partition)
             written[key] = None if value is None else value.decode()
 
     def run(self) -> None:
@@ -213,6 +205,10 @@ class FaustRunner:
         import faust  # noqa: PLC0415
 
         serve_metrics(self.config.metrics_port)
+        bootstrap = self.config.faust_broker.split("://", 1)[-1].replace(";", ",")
+        self._bus = KafkaBus(KafkaSettings(bootstrap_servers=bootstrap))
+        self._bus.create_topics([TopicSpec(self.table_topic, "<input>|<partition>|<state key>", "wrapped JSON entry",
+                                           self.partitions, "compact")])
         app = self.build()
         worker = faust.Worker(app, loglevel="WARNING", quiet=True)
         worker.execute_from_commandline()

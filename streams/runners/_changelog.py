@@ -19,7 +19,16 @@ def changelog_topic(topics: Topics, group_id: str) -> str:
 
 def ensure_changelog(bus: Bus, topic: str, inputs: Sequence[str]) -> int:
     """Create the changelog topic (compacted) with as many partitions as the widest input."""
-    partitions = max(bus.partitions(t) for t in inputs)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            partitions = max(bus.partitions(t) for t in inputs)
+            break
+        except StreamError:
+            # A topic created a moment ago may not be in every broker's metadata yet.
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
     bus.create_topics([TopicSpec(topic, "<input>|<state key>", "JSON state entry", partitions, "compact",
                                  config={"min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"})])
     return partitions

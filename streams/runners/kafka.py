@@ -70,7 +70,10 @@ class KafkaRunner:
         self._producer = self.bus.producer(
             transactional_id=f"{self.group_id}-{self.config.instance_id}",
             **{"transaction.timeout.ms": self.config.transaction_timeout_ms})
+        # Static membership: a restarted instance takes its partitions back at once instead
+        # of waiting for its crashed predecessor's session to expire.
         self._consumer = self.bus.consumer(self.group_id, **{
+            "group.instance.id": f"{self.group_id}-{self.config.instance_id}",
             "session.timeout.ms": int(self.config.session_timeout_s * 1000)})
         self._producer.begin_transaction()
         self._consumer.subscribe(list(self._inputs), on_assign=self._on_assign, on_revoke=self._on_revoke)
@@ -129,8 +132,16 @@ class KafkaRunner:
     def poll_once(self, max_records: int | None = None, timeout_s: float | None = None) -> int:
         """Consume and process one batch; commit if the interval has passed. Returns records consumed."""
         assert self._consumer is not None and self._producer is not None, "call start() first"
-        records = self._consumer.consume(max_records or self.config.max_batch,
-                                         self.config.poll_timeout_s if timeout_s is None else timeout_s)
+        try:
+            records = self._consumer.consume(max_records or self.config.max_batch,
+                                             self.config.poll_timeout_s if timeout_s is None else timeout_s)
+        except StreamError as exc:
+            if not exc.retriable:
+                raise
+            # Leader moves and broker hiccups pass; librdkafka retries underneath.
+            log.warning("%s: consume failed, retrying: %s", self.processor.name, exc)
+            self._metrics.commit_failures.labels(self.processor.name, "consume").inc()
+            records = []
         if records:
             started = time.perf_counter()
             self._process(records)

@@ -66,8 +66,8 @@ def test_kafka_runner_sigkilled_ten_times_equals_ground_truth(kafka_settings: Ka
     log = tmp_path / "worker.log"
     try:
         # Traffic keeps arriving while the runner is killed and restarted.
-        feeder = threading.Thread(target=lambda: [(produce(bus, topics.chat_events, events[i:i + 500]),
-                                                   time.sleep(1.0)) for i in range(0, len(events), 500)])
+        feeder = threading.Thread(target=lambda: [(produce(bus, topics.chat_events, events[i:i + 600]),
+                                                   time.sleep(0.5)) for i in range(0, len(events), 600)])
         feeder.start()
         progress = _kill_repeatedly(bus, "kafka", topics, group, log, kills=10, rng=random.Random(3))
         assert 0 < progress < len(events), "the kills must interrupt the run, not follow it"

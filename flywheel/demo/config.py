@@ -16,12 +16,12 @@ from flywheel.sim.config import SimulatorConfig
 
 
 def _simulator() -> SimulatorConfig:
-    # A simulated day per ~6 s of wall time: think times of 15-90 simulated seconds take
-    # 1-6 ms, so the engine, not the users, sets the pace.
-    # Many users, each visiting on a minority of days: the sticky canary split is then
-    # close to its nominal share, as it is on real traffic (a few hundred users would
-    # drift from it by chance and trip the sample-ratio-mismatch check).
-    return SimulatorConfig(users=2000, concurrency=48, time_scale=14_400.0, active_window_s=1800.0, max_turns=6,
+    # Many users, each visiting on a minority of days, arriving all through the day: the
+    # sticky canary split then holds in every window, as on real traffic (a few hundred
+    # users, or everyone arriving at once, trips the sample-ratio-mismatch check). A
+    # simulated minute lasts a real second: think times of 15-90 s take 0.25-1.5 s, and
+    # a day's arrivals spread over a minute.
+    return SimulatorConfig(users=4000, concurrency=48, time_scale=60.0, active_window_s=3600.0, max_turns=6,
                            visit_probability=0.3, return_base=0.3)
 
 

@@ -8,6 +8,8 @@ tests/unit/deploy checks the names against the code and tests/integration/deploy
 expression against a real Prometheus scraping real processes.
 Ratios are built from counts summed over all processes (sum(a) / sum(b)), never by
 averaging per-process ratios, so they stay right when processors are scaled out.
+Counts of rare events ("since start") are the counters themselves: increase() over a range
+misses an event that creates its labelled series (the series is born at 1).
 """
 
 from __future__ import annotations
@@ -93,14 +95,14 @@ SERVING_EVENTS = [
 CANARY = [
     p("Candidate share of users", ("max by (model) (flywheel_serving_canary_share_ratio)", "{{model}}"), unit="percentunit",
       description="The canary's current traffic step (0 = no candidate, 1 = promoted)."),
-    p("Canary decisions (in range)", ("sum by (action) (increase(flywheel_serving_canary_decisions_total[$__range]))", "{{action}}"),
+    p("Canary decisions (since start)", ("sum by (action) (flywheel_serving_canary_decisions_total)", "{{action}}"),
       kind="stat"),
-    p("Checkpoint swaps (in range)", ("sum by (result) (increase(flywheel_serving_swaps_total[$__range]))", "{{result}}"), kind="stat"),
+    p("Checkpoint swaps (since start)", ("sum by (result) (flywheel_serving_swaps_total)", "{{result}}"), kind="stat"),
     p("Candidate lift per metric", ("max by (metric) (flywheel_serving_canary_lift)", "{{metric}}")),
     p("Always-valid p-value per metric", ("min by (metric) (flywheel_serving_canary_p_value)", "{{metric}}")),
     p("Sample-ratio-mismatch p-value", ("min by (model) (flywheel_serving_canary_srm_p_value)", "{{model}}"),
       description="Below 0.001 the split is broken and the experiment halts (alert: FlywheelCanarySampleRatioMismatch)."),
-    p("Operator actions (in range)", ("sum by (action, result) (increase(flywheel_serving_admin_actions_total[$__range]))",
+    p("Operator actions (since start)", ("sum by (action, result) (flywheel_serving_admin_actions_total)",
                                       "{{action}} {{result}}"), kind="stat",
       description="pause / resume / promote / rollback through the admin API; refused = not allowed in that state."),
 ]
@@ -142,7 +144,7 @@ STREAMS_QUALITY = [
     p("Dropped/s by reason", (rate("flywheel_streams_processor_dropped_total", "processor, reason"), "{{processor}} {{reason}}"),
       unit="ops"),
     p("Samples emitted/s by kind", (rate("flywheel_streams_processor_samples_total", "kind"), "{{kind}}"), unit="ops"),
-    p("Training jobs triggered (in range)", ("sum by (kind, trigger) (increase(flywheel_streams_processor_jobs_triggered_total[$__range]))",
+    p("Training jobs triggered (since start)", ("sum by (kind, trigger) (flywheel_streams_processor_jobs_triggered_total)",
                                             "{{kind}} {{trigger}}"), kind="stat"),
     p("Style of emitted samples", ("avg by (stream, stat) (flywheel_streams_processor_style_stat)", "{{stream}} {{stat}}"),
       description="Running means of words, emoji, questions and stock phrases per sample stream: a drift here is "
@@ -153,17 +155,17 @@ STREAMS_QUALITY = [
 # --- trainers -------------------------------------------------------------------------------
 TR = "flywheel_trainers"
 TRAINING = [
-    p("Training jobs by outcome (in range)",
-      (f"sum by (kind, outcome) (increase({TR}_jobs_total[$__range]))", "{{kind}} {{outcome}}"),
-      (f"sum by (reason) (increase({TR}_registry_refusals_total[$__range]))", "registry refused: {{reason}}"),
+    p("Training jobs by outcome (since start)",
+      (f"sum by (kind, outcome) ({TR}_jobs_total)", "{{kind}} {{outcome}}"),
+      (f"sum by (reason) ({TR}_registry_refusals_total)", "registry refused: {{reason}}"),
       kind="stat", description="published / rejected by the offline gate / failed; the registry refuses tampered "
                                "or half-written checkpoints."),
     p("Offline gate of the latest checkpoint", (f"max by (kind, metric) ({TR}_eval)", "{{kind}} {{metric}}"),
       description="Instruction-following rate, violation rate, reward score and win rate against the serving "
                   "baseline on held-out prompts (alert: FlywheelCheckpointRejected)."),
-    p("Job duration p50 / max (in range)",
-      (f"histogram_quantile(0.5, sum by (le, kind) (increase({TR}_job_duration_seconds_bucket[$__range])))", "p50 {{kind}}"),
-      (f"histogram_quantile(1, sum by (le, kind) (increase({TR}_job_duration_seconds_bucket[$__range])))", "max {{kind}}"),
+    p("Job duration p50 / max (since start)",
+      (f"histogram_quantile(0.5, sum by (le, kind) ({TR}_job_duration_seconds_bucket))", "p50 {{kind}}"),
+      (f"histogram_quantile(1, sum by (le, kind) ({TR}_job_duration_seconds_bucket))", "max {{kind}}"),
       unit="s"),
     p("Training steps/s (live)", (rate(f"{TR}_train_steps_total", "kind"), "{{kind}}"),
       description="Optimiser steps per second right now; flat at zero while jobs are requested means a stuck "

@@ -221,11 +221,13 @@ class KafkaConsumer:
         for m in messages:
             err = m.error()
             if err is not None:
-                if err.fatal() or not err.retriable():
-                    if err.code() in (KafkaError._PARTITION_EOF, KafkaError._MAX_POLL_EXCEEDED):
-                        continue
+                # Only fatal errors end a consumer. The rest (a topic whose leader is not
+                # elected yet, a broker restarting, an end-of-partition notice) librdkafka
+                # recovers from by itself: a long-running processor must outlive them.
+                if err.fatal():
                     raise StreamError(f"consume: {err}", topic=m.topic())
-                log.warning("kafka consumer: %s", err)
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("kafka consumer (%s): %s", m.topic(), err)
                 continue
             key = m.key()
             headers = m.headers()

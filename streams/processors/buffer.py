@@ -51,6 +51,8 @@ class BufferProcessor(ProcessorBase):
     def __init__(self, config: BufferConfig | None = None, topic_names: dict[str, str] | None = None) -> None:
         super().__init__()
         self.config = config or BufferConfig()
+        # A sample topic without a job kind is not trained on, so not read at all.
+        self.inputs = tuple(t for t in type(self).inputs if t in self.config.kinds)
         # Job inputs name real topics (with namespace) so the trainer can read them back.
         self._names = topic_names or {}
         self._metrics = processor_metrics()

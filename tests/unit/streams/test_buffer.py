@@ -57,3 +57,9 @@ def test_age_trigger_and_flush_map_kinds() -> None:
     reward = SourcePartition("samples.reward", 2)
     proc.restore(reward, {})
     assert proc.advance_to(0) == []
+
+
+def test_topics_without_a_job_kind_are_not_read() -> None:
+    buffer = BufferProcessor(BufferConfig(kinds={"samples.sft": "sft"}))
+    assert buffer.inputs == ("samples.sft",)
+    assert buffer.advance_to(0) == []  # nothing buffered, and no KeyError for the other topics

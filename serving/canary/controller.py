@@ -195,7 +195,9 @@ class CanaryController:
                 totals.requests, totals.errors = max(0, req - req0), max(0, err - err0)
         step_b = [a for a in base_aggs if a.window_start >= exp.step_started]
         step_c = [a for a in cand_aggs if a.window_start >= exp.step_started]
-        users = (sum(a.users_assigned or a.sessions for a in step_b), sum(a.users_assigned or a.sessions for a in step_c))
+        # Assignments only: sessions ending in a window may have started before the step
+        # (all on the baseline), which reads as a sample-ratio mismatch that is not there.
+        users = (sum(a.users_assigned for a in step_b), sum(a.users_assigned for a in step_c))
         return base, cand, users, sum(a.responses for a in step_c)
 
     def _error_snapshot(self, state: DeploymentState) -> dict[str, tuple[int, int]]:

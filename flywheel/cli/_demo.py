@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -107,6 +109,12 @@ def demo(
     except FlywheelError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    # The report is written and every component stopped; native worker threads left by
+    # torch can abort interpreter teardown ("terminate called without an active
+    # exception"), which would turn a finished demo into exit status 134.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def register(app: typer.Typer) -> None:

@@ -193,7 +193,8 @@ def analyse(base: ArmTotals, cand: ArmTotals, config: CanaryConfig, p_min: dict[
                 r = r.model_copy(update={"verdict": "ok"})
         final.append(r)
     srm = None
-    if step_users is not None and 0 < share_bp < 10_000 and sum(step_users) > 0:
+    expected_min = sum(step_users) * min(share_bp, 10_000 - share_bp) / 10_000 if step_users else 0.0
+    if step_users is not None and 0 < share_bp < 10_000 and expected_min >= config.srm_min_expected:
         srm = stats.srm_p_value([step_users[0], step_users[1]], [10_000 - share_bp, share_bp])
     rate = base.continued / base.responses if base.responses else 0.5
     return Analysis(tuple(final), srm, base.responses, cand.responses, horizon_n(config, rate))
@@ -205,6 +206,8 @@ def decide(analysis: Analysis, config: CanaryConfig, step_index: int, step_sampl
         return "halt", f"sample ratio mismatch (p={analysis.srm_p_value:.2g} < {config.srm_alpha}): assignment or logging is broken"
     by_verdict: dict[str, list[str]] = {}
     for r in analysis.metrics:
+        if r.role == "goal" and r.name not in config.deciding_goals:
+            continue  # reported, not deciding
         by_verdict.setdefault(r.verdict, []).append(r.name)
     if by_verdict.get("breach"):
         return "rollback", f"guardrail breach: {', '.join(by_verdict['breach'])}"
@@ -217,7 +220,7 @@ def decide(analysis: Analysis, config: CanaryConfig, step_index: int, step_sampl
     if step_samples < config.min_samples_per_step:
         return "hold", f"collecting: {step_samples}/{config.min_samples_per_step} candidate responses at this step"
     guard_ok = all(analysis.metric(n).verdict in ("ok", "no_data") for n in GUARDRAILS)
-    gains = [n for n in GOALS if analysis.metric(n).verdict == "better"]
+    gains = [n for n in GOALS if n in config.deciding_goals and analysis.metric(n).verdict == "better"]
     next_share = config.steps_bp[step_index + 1] if step_index + 1 < len(config.steps_bp) else 10_000
     last_step = next_share >= 10_000
     if guard_ok and last_step:

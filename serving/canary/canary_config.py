@@ -24,6 +24,12 @@ class CanaryConfig(BaseModel):
     tolerance: dict[str, float] = Field(default_factory=lambda: {"violation_rate": 0.03, "instruction_following_rate": 0.03,
                                                                  "error_rate": 0.01, "latency_over_baseline_p95": 0.05},
                                         description="Largest harm per guardrail still acceptable; an advance needs the interval of the harm below it.")
+    srm_min_expected: float = Field(default=10.0, gt=0, description="The sample-ratio check runs once each arm expects at "
+                                    "least this many users at the step (the chi-square approximation needs counts).")
+    deciding_goals: tuple[str, ...] = Field(default=("continue_rate", "depth"), description="Goals whose verdict may promote "
+                                            "or roll back. Breadth is reported but does not decide by default: its window "
+                                            "denominator counts users assigned in the window, and users engaged in a window "
+                                            "may have been assigned in an earlier one.")
     min_samples_per_step: int = Field(default=200, gt=0, description="Candidate responses needed at a step before it may advance.")
     horizon_factor: float = Field(default=2.5, gt=0, description="Experiment ends inconclusive when the candidate has this many times the fixed-horizon sample of the continue-rate MDE.")
     promote_on: Literal["gain", "non_inferior"] = Field(default="gain", description="gain: a goal must be significantly better to promote; non_inferior: guardrails and goals not worse.")
@@ -39,6 +45,9 @@ class CanaryConfig(BaseModel):
         for name in GOALS:
             if self.mde.get(name, 0) <= 0:
                 raise ValueError(f"mde[{name!r}] must be > 0 (got {self.mde.get(name)}); set it in canary.mde")
+        unknown = [g for g in self.deciding_goals if g not in GOALS]
+        if unknown:
+            raise ValueError(f"deciding_goals {unknown} are not goals; choose from {GOALS}")
         for name in GUARDRAILS:
             if self.tolerance.get(name, -1) < 0:
                 raise ValueError(f"tolerance[{name!r}] must be >= 0; set it in canary.tolerance")

@@ -11,6 +11,7 @@ import logging
 import random
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from typing import Any
 import anyio
 from pydantic import TypeAdapter, ValidationError
 
-from schemas import FlywheelError, Instruction, ModelResponseEvent, SessionStartedEvent, UserMessageEvent
+from schemas import DeploymentState, FlywheelError, Instruction, ModelResponseEvent, SessionStartedEvent, UserMessageEvent
 from serving import _metrics as m
 from serving._errors import EngineUnavailableError, InvalidRequestError, ModelNotFoundError, OverloadedError
 from serving.engines.base import Delta, GenerationRequest, SamplingParams
@@ -157,15 +158,35 @@ class ChatHandler:
         self.slots = slots
         self.events = events
         self._in_flight = 0
+        # conversation id -> version it started on. A conversation stays on its version
+        # while that version is still deployed: when a canary opens or advances, talks
+        # under way must not jump arms mid-conversation (their late turns would be
+        # credited to the new arm and bias its per-response metrics).
+        self._pins: OrderedDict[str, str] = OrderedDict()
 
     # -- routing ----------------------------------------------------------------------
-    def resolve(self, model: str, user_id: str | None) -> Route:
+    def resolve(self, model: str, user_id: str | None, conversation_id: str | None = None, turn: int = 1) -> Route:
         public = model.split("@", 1)[0]
         if public not in self.config.models:
             raise ModelNotFoundError(f"the model {model!r} does not exist; this gateway serves {list(self.config.models)}")
         state = self.store.get(public)
         if state is None:
             raise ModelNotFoundError(f"model {public!r} has no version deployed yet")
+        pinned = self._pins.get(conversation_id) if conversation_id and turn > 1 else None
+        if pinned is not None and self.slots.is_ready(pinned):
+            if pinned == state.baseline_version:
+                return Route(public, "baseline", pinned)
+            if pinned == state.candidate_version:
+                return Route(public, "candidate", pinned)
+        chosen = self._route(public, state, user_id)
+        if conversation_id:
+            self._pins[conversation_id] = chosen.version
+            self._pins.move_to_end(conversation_id)
+            if len(self._pins) > self.config.max_pinned_conversations:
+                self._pins.popitem(last=False)
+        return chosen
+
+    def _route(self, public: str, state: DeploymentState, user_id: str | None) -> Route:
         chosen = route(state, user_id)
         if chosen.arm == "candidate" and not self.slots.is_ready(chosen.version) and state.baseline_version:
             m.ROUTING_FALLBACKS.labels(public).inc()
@@ -185,7 +206,7 @@ class ChatHandler:
         last: Exception | None = None
         started = time.perf_counter()
         for attempt in range(self.config.engine_attempts):
-            chosen = self.resolve(body.model, caller.user_id)
+            chosen = self.resolve(body.model, caller.user_id, caller.conversation_id, caller.turn)
             try:
                 lease = self.slots.lease(chosen.version)
                 lease.__enter__()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import UTC, datetime
 from collections.abc import Iterator
 
 import httpx
@@ -204,3 +205,32 @@ def test_disconnect_during_a_non_streaming_request_cancels_the_engine(env: Env) 
     while not env.engine.cancelled and time.monotonic() < deadline:
         time.sleep(0.02)
     assert len(env.engine.cancelled) == 1
+
+
+def test_a_conversation_keeps_its_version_when_the_canary_opens() -> None:
+    from schemas import DeploymentState
+    from serving.gateway.gateway_config import GatewayConfig
+    from serving.gateway.handler import ChatHandler
+    from serving.routing import MemoryRoutingStore
+    from serving.routing.assignment import route
+
+    class _Ready:
+        def is_ready(self, version: str) -> bool:
+            return True
+
+    store = MemoryRoutingStore()
+    now = datetime.now(UTC)
+    store.put(DeploymentState(model="policy", baseline_version="v1", experiment_salt="s", updated_ts=now))
+    handler = ChatHandler(GatewayConfig(), store, _Ready(), None)  # type: ignore[arg-type]
+    users = [f"user-{i}" for i in range(400)]
+    for u in users:
+        assert handler.resolve("policy", u, f"conv-{u}", turn=1).version == "v1"
+    canary = DeploymentState(model="policy", baseline_version="v1", candidate_version="v2", share_bp=5000,
+                             status="canary", experiment_salt="s", updated_ts=now)
+    store.put(canary)
+    moved = [u for u in users if route(canary, u).arm == "candidate"]
+    assert moved  # these users' new conversations go to the candidate...
+    assert all(handler.resolve("policy", u, f"conv-{u}", turn=2).version == "v1" for u in moved)  # ...not running ones
+    assert all(handler.resolve("policy", u, f"new-{u}", turn=1).version == "v2" for u in moved)
+    store.put(canary.model_copy(update={"candidate_version": None, "share_bp": 0, "status": "idle"}))
+    assert all(handler.resolve("policy", u, f"new-{u}", turn=2).version == "v1" for u in moved)  # rolled back: re-routed

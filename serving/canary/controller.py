@@ -195,9 +195,13 @@ class CanaryController:
                 totals.requests, totals.errors = max(0, req - req0), max(0, err - err0)
         step_b = [a for a in base_aggs if a.window_start >= exp.step_started]
         step_c = [a for a in cand_aggs if a.window_start >= exp.step_started]
-        # Assignments only: sessions ending in a window may have started before the step
-        # (all on the baseline), which reads as a sample-ratio mismatch that is not there.
-        users = (sum(a.users_assigned for a in step_b), sum(a.users_assigned for a in step_c))
+        # Compare like with like: only windows that both arms have published (one arm's
+        # window may be closed while the other's is still open), and assignments only:
+        # sessions ending in a window may have started before the step (all on the
+        # baseline), which reads as a sample-ratio mismatch that is not there.
+        both = {a.window_start for a in step_b} & {a.window_start for a in step_c}
+        users = (sum(a.users_assigned for a in step_b if a.window_start in both),
+                 sum(a.users_assigned for a in step_c if a.window_start in both))
         return base, cand, users, sum(a.responses for a in step_c)
 
     def _error_snapshot(self, state: DeploymentState) -> dict[str, tuple[int, int]]:

@@ -47,6 +47,13 @@ def window_ratio(num: str, den: str) -> str:
     return f'sum by (arm) ({stat}{{stat="{num}"}}) / sum by (arm) ({stat}{{stat="{den}"}})'
 
 
+def version_ratio(num: str) -> str:
+    """Per-arm-and-version share of responses of the signals processor's latest windows."""
+    stat = "flywheel_streams_processor_window_version_stat"
+    return (f'sum by (arm, model_version) ({stat}{{stat="{num}"}}) '
+            f'/ sum by (arm, model_version) ({stat}{{stat="responses"}})')
+
+
 def quantile(q: float, metric: str, by: str) -> str:
     return f"histogram_quantile({q}, sum by (le, {by}) (rate({metric}_bucket[{RI}])))"
 
@@ -117,6 +124,9 @@ ENGAGEMENT = [
       unit="percentunit"),
     p("Violation rate per arm", (window_ratio("violations", "responses"), "{{arm}}"), unit="percentunit",
       description="Alert FlywheelViolationRateHigh fires above 5 % in any arm."),
+    p("Instruction-following rate per arm and version",
+      (version_ratio("instruction_following"), "{{arm}} {{model_version}}"), unit="percentunit"),
+    p("Violation rate per arm and version", (version_ratio("violations"), "{{arm}} {{model_version}}"), unit="percentunit"),
     p("Sessions per arm (latest window)", ('sum by (arm) (flywheel_streams_processor_window_stat{stat="sessions"})', "{{arm}}")),
 ]
 
@@ -226,7 +236,7 @@ def dashboards() -> dict[str, dict[str, Any]]:
         "flywheel-overview.json": dashboard("flywheel-overview", "Flywheel overview", [
             ("Traffic", [STREAMS_FLOW[0], STREAMS_FLOW[1], SERVING_TRAFFIC[0]]),
             ("Engagement per arm", ENGAGEMENT[:3]),
-            ("Quality per arm", ENGAGEMENT[3:5] + [SERVING_TRAFFIC[1]]),
+            ("Quality per arm and version", ENGAGEMENT[3:7] + [SERVING_TRAFFIC[1]]),
             ("Canary", CANARY[:3]),
             ("Training", [TRAINING[0], TRAINING[1], TRAINING[2]]),
             ("Serving per arm", [SERVING_LATENCY[0], SERVING_LATENCY[1], SERVING_TRAFFIC[2]]),

@@ -19,6 +19,10 @@ class ProcessorMetrics:
         self.window_stat = Gauge(
             "flywheel_streams_processor_window_stat",
             "Latest closed event-time window per arm, summed over this process's partitions.", ["arm", "stat"])
+        self.window_version_stat = Gauge(
+            "flywheel_streams_processor_window_version_stat",
+            "Latest closed event-time window per arm and model version (responses, instruction_following, "
+            "violations), summed over this process's partitions.", ["arm", "model_version", "stat"])
         self.samples = Counter(
             "flywheel_streams_processor_samples_total", "Training samples emitted, by kind.", ["kind"])
         self.jobs = Counter(

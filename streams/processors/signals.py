@@ -80,6 +80,7 @@ class SignalsProcessor(ProcessorBase):
         self._windows: dict[SourcePartition, set[str]] = {}
         self._metrics = processor_metrics()
         self._latest_window: dict[str, tuple[int, dict[str, float]]] = {}
+        self._latest_version_window: dict[tuple[str, str], tuple[int, dict[str, float]]] = {}
 
     # -- restore ---------------------------------------------------------------------
     def _on_restore(self, source: SourcePartition, state: PartitionState) -> None:
@@ -330,6 +331,7 @@ class SignalsProcessor(ProcessorBase):
 
     def _observe(self, agg: ArmWindowAggregate, start: int) -> None:
         """Export the latest closed window per arm, summed over this process's partitions."""
+        self._observe_version(agg, start)
         prev = self._latest_window.get(agg.arm)
         if prev is None or prev[0] < start:
             prev = (start, {})
@@ -350,6 +352,19 @@ class SignalsProcessor(ProcessorBase):
             gauge.labels(agg.arm, "mean_depth").set(sums["user_turns"] / sums["sessions"])
         if sums["users_assigned"]:
             gauge.labels(agg.arm, "breadth").set(sums["users_engaged"] / sums["users_assigned"])
+
+    def _observe_version(self, agg: ArmWindowAggregate, start: int) -> None:
+        """The per-response rates again, per model version: guardrails are judged per version."""
+        key = (agg.arm, agg.model_version)
+        prev = self._latest_version_window.get(key)
+        if prev is None or prev[0] < start:
+            prev = (start, {})
+            self._latest_version_window[key] = prev
+        elif prev[0] > start:
+            return
+        for field in ("responses", "instruction_following", "violations"):
+            prev[1][field] = prev[1].get(field, 0) + getattr(agg, field)
+            self._metrics.window_version_stat.labels(agg.arm, agg.model_version, field).set(prev[1][field])
 
     def _advance_to(self, source: SourcePartition, state: PartitionState, ts_ms: int) -> list[Output]:
         out: list[Output] = []

@@ -105,12 +105,13 @@ class EmbeddedEngine:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self._device = device
+        dtype = self._dtype(device)
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(source.path))
             if source.kind == "lora":
                 model = self._load_lora(source)
             else:
-                model = AutoModelForCausalLM.from_pretrained(str(source.path), use_safetensors=True)
+                model = AutoModelForCausalLM.from_pretrained(str(source.path), use_safetensors=True, dtype=dtype)
         except ServingError:
             raise
         except Exception as exc:  # any loader failure is a load failure of this checkpoint
@@ -120,9 +121,16 @@ class EmbeddedEngine:
         tokenizer.padding_side = "left"  # decoder-only batches pad on the left
         if getattr(tokenizer, "chat_template", None) is None:
             raise ModelLoadError(f"checkpoint {source.version}: tokenizer has no chat template", version=source.version)
-        model.to(device)
+        model.to(device=device, dtype=dtype)
         model.eval()
         return _Loaded(model, tokenizer)
+
+    def _dtype(self, device: str) -> Any:
+        import torch
+
+        if self.config.dtype == "auto":
+            return torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+        return getattr(torch, self.config.dtype)
 
     def _load_lora(self, source: ModelSource) -> Any:
         """A LoRA checkpoint is merged into its parent's weights (adapter_config names the base folder)."""

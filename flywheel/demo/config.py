@@ -41,6 +41,8 @@ class DemoConfig(BaseModel):
     signals_window_s: int = Field(default=5, gt=0, description="Window of the per-arm aggregates the canary reads (event time = wall time).")
     signals_grace_s: int = Field(default=1, ge=0, description="Grace for late events in those windows.")
     canary_steps_bp: tuple[int, ...] = Field(default=(2000, 5000, 10_000), description="Candidate share per canary step (basis points).")
+    canary_burn_in_s: float = Field(default=20.0, ge=0, description="Windows this long after each canary step are left out "
+                                    "of the comparison (a simulated session lasts up to about 20 s of wall time).")
     canary_min_samples_per_step: int = Field(default=150, gt=0, description="Candidate responses before a canary step may advance.")
     canary_alpha: float = Field(default=0.1, gt=0, lt=0.5, description="Family-wise error rate of the canary's decisions.")
     canary_mde_continue_rate: float = Field(default=0.06, gt=0, description="Minimum detectable continue-rate lift (sets the mSPRT mixture).")
@@ -50,6 +52,9 @@ class DemoConfig(BaseModel):
     sft_candidates: int = Field(default=2, ge=0, description="Replies the SFT job samples per context for rejection sampling (the curated reply competes too).")
     buffer_min_reward_samples: int = Field(default=2500, gt=0, description="New engagement-labelled replies that trigger a "
                                            "reward-model job (fewer of those: each one retrains the reward model from scratch).")
+    pause_training_during_canary: bool = Field(default=True, description="The trainer takes no new job while a candidate "
+                                               "is in canary (a job under way finishes): the canary's traffic gets the CPU, and "
+                                               "each generation is decided before the next one is trained.")
     pause_traffic_while_training: bool = Field(default=True, description="Hold the simulated users while the trainer works "
                                                "and no canary needs traffic (two cores cannot serve and train at full speed).")
     torch_threads: int = Field(default=1, ge=0, description="torch CPU threads of the process (engine and trainer share "

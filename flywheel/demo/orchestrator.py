@@ -165,6 +165,11 @@ class _Tracker:
     def decided(self) -> list[_Generation]:
         return [g for g in self.generations.values() if g.decision is not None]
 
+    def awaiting_canary(self, now_s: float, within_s: float = 30.0) -> bool:
+        """A generation passed the gate in the last ``within_s`` and has no decision yet:
+        the hot-swap controller is loading it."""
+        return any(g.decision is None and now_s - g.seen_s < within_s for g in self.generations.values())
+
     def in_canary(self) -> _Generation | None:
         s = self.state
         if s is None or s.candidate_version is None:
@@ -290,6 +295,10 @@ def _loop(runtime: "object", config: DemoConfig, progress: Progress, started: fl
                 progress.event(f"stage: {stage} (jobs requested {counts['trainer.jobs']}, samples sft "
                                f"{counts['samples.sft']}, preference {counts['samples.preference']}, reward {counts['samples.reward']})")
             last_stage = stage
+            if config.pause_training_during_canary:
+                busy = cand is not None or tracker.awaiting_canary(now_s)
+                if busy != rt.worker.paused:  # type: ignore[attr-defined]
+                    rt.worker.pause() if busy else rt.worker.resume()  # type: ignore[attr-defined]
             if config.pause_traffic_while_training and training and cand is None:
                 if rt.users.running:  # type: ignore[attr-defined]
                     rt.users.pause(timeout_s=0.0)  # type: ignore[attr-defined]

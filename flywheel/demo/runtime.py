@@ -135,7 +135,7 @@ class DemoRuntime:
         self.gateway = Gateway(GatewayConfig(models=(cfg.model,), surface="demo"), self.store, self.slots, self.event_logger)
         canary_config = CanaryConfig(
             steps_bp=cfg.canary_steps_bp, alpha=cfg.canary_alpha, min_samples_per_step=cfg.canary_min_samples_per_step,
-            mde={"continue_rate": cfg.canary_mde_continue_rate, "depth": 0.3, "breadth": 0.03},
+            mde={"continue_rate": cfg.canary_mde_continue_rate, "depth": 0.3, "breadth": 0.03}, burn_in_s=cfg.canary_burn_in_s,
             poll_interval_s=cfg.control_interval_s,
         )
         self.canary = CanaryController(canary_config, cfg.model, self.store, self.bus, self.topics,

@@ -26,10 +26,17 @@ class CanaryConfig(BaseModel):
                                         description="Largest harm per guardrail still acceptable; an advance needs the interval of the harm below it.")
     srm_min_expected: float = Field(default=10.0, gt=0, description="The sample-ratio check runs once each arm expects at "
                                     "least this many users at the step (the chi-square approximation needs counts).")
-    deciding_goals: tuple[str, ...] = Field(default=("continue_rate", "depth"), description="Goals whose verdict may promote "
-                                            "or roll back. Breadth is reported but does not decide by default: its window "
-                                            "denominator counts users assigned in the window, and users engaged in a window "
-                                            "may have been assigned in an earlier one.")
+    deciding_goals: tuple[str, ...] = Field(default=("continue_rate",), description="Goals whose verdict may promote or "
+                                            "roll back; the others are reported with their intervals. Continue rate is a "
+                                            "per-reply outcome decided within seconds. Depth counts a session in the window "
+                                            "where it ends and breadth counts users engaged in a window over users assigned "
+                                            "in it, so while an arm is growing both lean towards the older arm's longer, "
+                                            "earlier sessions; add them here once sessions are far shorter than a step.")
+    burn_in_s: float = Field(default=1800.0, ge=0, description="Windows overlapping the first burn_in_s after the canary "
+                             "opens or a step changes are left out of every metric, for both arms. Right after a change the "
+                             "arm that gains users has only young conversations (early turns, short sessions) while the other "
+                             "has all ages: comparing them then measures conversation age, not the model. Set it to about the "
+                             "longest session.")
     min_samples_per_step: int = Field(default=200, gt=0, description="Candidate responses needed at a step before it may advance.")
     horizon_factor: float = Field(default=2.5, gt=0, description="Experiment ends inconclusive when the candidate has this many times the fixed-horizon sample of the continue-rate MDE.")
     promote_on: Literal["gain", "non_inferior"] = Field(default="gain", description="gain: a goal must be significantly better to promote; non_inferior: guardrails and goals not worse.")

@@ -67,6 +67,20 @@ class _Experiment:
     step_started: datetime
     p_min: dict[str, float] = field(default_factory=dict)
     errors_at_start: dict[str, tuple[int, int]] = field(default_factory=dict)
+    changes: list[datetime] = field(default_factory=list)
+    """When the candidate's share changed (opening, each step, a resume): burn-in starts there."""
+
+    def __post_init__(self) -> None:
+        if not self.changes:
+            self.changes.append(self.started)
+
+    def new_step(self, now: datetime) -> None:
+        self.step_started = now
+        self.changes.append(now)
+
+    def in_burn_in(self, agg: ArmWindowAggregate, burn_in: timedelta) -> bool:
+        end = agg.window_start + timedelta(seconds=agg.window_s)
+        return any(agg.window_start < change + burn_in and end > change for change in self.changes)
 
 
 class CanaryController:
@@ -187,7 +201,10 @@ class CanaryController:
         base_aggs = [a for a in self._aggs.values() if a.arm == "baseline" and a.model_version == state.baseline_version
                      and a.window_start + timedelta(seconds=a.window_s) > start]
         cand_aggs = [a for a in self._aggs.values() if a.arm == "candidate" and a.model_version == state.candidate_version]
-        base, cand = merge(base_aggs), merge(cand_aggs)
+        burn_in = timedelta(seconds=self.config.burn_in_s)
+        settled_b = [a for a in base_aggs if not exp.in_burn_in(a, burn_in)]
+        settled_c = [a for a in cand_aggs if not exp.in_burn_in(a, burn_in)]
+        base, cand = merge(settled_b), merge(settled_c)
         if self._error_counts is not None:
             for arm, totals, version in (("baseline", base, state.baseline_version), ("candidate", cand, state.candidate_version)):
                 req, err = self._error_counts(arm, version or "")
@@ -202,7 +219,7 @@ class CanaryController:
         both = {a.window_start for a in step_b} & {a.window_start for a in step_c}
         users = (sum(a.users_assigned for a in step_b if a.window_start in both),
                  sum(a.users_assigned for a in step_c if a.window_start in both))
-        return base, cand, users, sum(a.responses for a in step_c)
+        return base, cand, users, sum(a.responses for a in step_c if not exp.in_burn_in(a, burn_in))
 
     def _error_snapshot(self, state: DeploymentState) -> dict[str, tuple[int, int]]:
         if self._error_counts is None:
@@ -222,7 +239,7 @@ class CanaryController:
             else:
                 update.update(step_index=nxt, share_bp=share)
                 if self._exp is not None:
-                    self._exp.step_started = now
+                    self._exp.new_step(now)
         if action == "promote":
             update.update(baseline_version=state.candidate_version, candidate_version=None, share_bp=0, step_index=-1, status="idle")
         elif action == "rollback":
@@ -235,7 +252,7 @@ class CanaryController:
             share = self.config.steps_bp[max(state.step_index, 0)]
             update.update(status="canary", share_bp=share, step_index=max(state.step_index, 0))
             if self._exp is not None:
-                self._exp.step_started = now  # the SRM test restarts with the share now in force
+                self._exp.new_step(now)  # the SRM test and the burn-in restart with the share now in force
         if action == "hold":
             decision = self._decision(state, state, "hold", reason, now, actor, analysis)
             if reason != self._last_hold_reason:  # don't flood the compacted topic with identical holds

@@ -78,6 +78,7 @@ class TrainerWorker:
         self._producer: Producer | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._paused = threading.Event()
 
     # -- lifecycle ---------------------------------------------------------------
     def _ensure_clients(self) -> tuple[Consumer, Producer]:
@@ -95,8 +96,24 @@ class TrainerWorker:
         self._thread = threading.Thread(target=self._loop, name=self.worker_id, daemon=True)
         self._thread.start()
 
+    def pause(self) -> None:
+        """Take no new job until ``resume()`` (a job under way finishes). For a machine that
+        cannot train and serve at once; a long pause on Kafka outlives max.poll.interval.ms and
+        hands the partitions to other workers, which is what should happen."""
+        self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused.is_set()
+
     def _loop(self) -> None:
         while not self._stopping.is_set():
+            if self._paused.is_set():
+                self._stopping.wait(0.2)
+                continue
             try:
                 self.run_once(timeout_s=1.0)
             except Exception:  # never let one bad job kill the worker; the job is redone

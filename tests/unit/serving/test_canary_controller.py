@@ -18,7 +18,7 @@ from tests._serving import window_aggregate
 
 pytestmark = pytest.mark.timeout(60)
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)
-CONFIG = CanaryConfig(mde={"continue_rate": 0.05, "depth": 0.5, "breadth": 0.05}, min_samples_per_step=300)
+CONFIG = CanaryConfig(mde={"continue_rate": 0.05, "depth": 0.5, "breadth": 0.05}, min_samples_per_step=300, burn_in_s=120)
 
 
 @pytest.fixture
@@ -85,6 +85,25 @@ def test_bad_candidate_rolls_back_at_the_first_step(setup) -> None:  # noqa: ANN
     assert "violation_rate" in decisions[-1].reason
     assert max(d.share_bp_after for d in decisions[:-1]) == CONFIG.steps_bp[0]
     assert store.get("policy").candidate_version is None and store.get("policy").baseline_version == "v1"
+
+
+def test_windows_in_the_burn_in_after_each_change_are_left_out(setup) -> None:  # noqa: ANN001
+    """Right after the canary opens (and after each step) the candidate looks far better
+    (its conversations are all young); those windows must not decide anything."""
+    bus, store, ctl, topics = setup
+    ctl.start_canary("v2", T0 + timedelta(seconds=30))
+    rng = np.random.default_rng(5)
+    for i in range(3):  # windows overlapping [0:30, 2:30): in the burn-in
+        start = T0 + timedelta(minutes=i)
+        _publish(bus, topics, [window_aggregate(rng, "baseline", "v1", start, 4750, p_continue=0.4),
+                               window_aggregate(rng, "candidate", "v2", start, 250, partition=1, p_continue=0.8)])
+    d = ctl.evaluate_once(T0 + timedelta(minutes=3, seconds=30))
+    assert d.action == "hold" and d.reason.startswith("no data")
+    assert ctl.last_analysis.n_candidate == 0 and ctl.last_analysis.n_baseline == 0
+    settled = T0 + timedelta(minutes=3)  # the first window wholly after the burn-in counts
+    _publish(bus, topics, [window_aggregate(rng, "baseline", "v1", settled, 1900), window_aggregate(rng, "candidate", "v2", settled, 100, partition=1)])
+    d = ctl.evaluate_once(settled + timedelta(seconds=90))
+    assert 0 < ctl.last_analysis.n_candidate < 1000 and next(r for r in d.metrics if r.name == "continue_rate").verdict != "better"
 
 
 def test_no_data_holds_and_srm_halts(setup) -> None:  # noqa: ANN001

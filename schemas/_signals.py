@@ -68,8 +68,10 @@ class ArmWindowAggregate(Message):
     window_s: int = Field(gt=0)
     partition: int | None = Field(default=None, description="Source partition of a partial; None once merged.")
     sessions: int = 0
-    users_assigned: int = 0
-    users_engaged: int = 0
+    users_assigned: int = Field(default=0, description="Distinct users whose session on this arm started in the window (the sample-ratio check counts these).")
+    users_engaged: int = Field(default=0, description="Distinct users who sent a message on this arm in the window.")
+    users_active: int = Field(default=0, description="Distinct users with any event of a session on this arm in the window "
+                              "(started, wrote, or got a reply); the denominator of breadth, so breadth <= 1.")
     user_turns: int = 0
     user_turns_sq: int = Field(default=0, description="Sum over sessions of user_turns squared.")
     responses: int = 0
@@ -90,7 +92,7 @@ class ArmWindowAggregate(Message):
 
     @property
     def breadth(self) -> float:
-        return self.users_engaged / self.users_assigned if self.users_assigned else 0.0
+        return self.users_engaged / self.users_active if self.users_active else 0.0
 
     @property
     def instruction_following_rate(self) -> float:

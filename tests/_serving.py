@@ -102,7 +102,7 @@ def window_aggregate(rng: Any, arm: str, version: str, start: datetime, users: i
     buckets[5] = n_slow
     return ArmWindowAggregate(
         arm=arm, model_version=version, window_start=start, window_s=window_s, partition=partition,  # type: ignore[arg-type]
-        sessions=users, users_assigned=users, users_engaged=users, user_turns=int(turns.sum()),
+        sessions=users, users_assigned=users, users_engaged=users, users_active=users, user_turns=int(turns.sum()),
         user_turns_sq=int((turns ** 2).sum()), responses=responses, continued=int(rng.binomial(responses, p_continue)),
         instruction_following=int(rng.binomial(responses, p_if)), violations=int(rng.binomial(responses, p_violation)),
         latency_ms_sum=float(responses * 80), latency_buckets=tuple(buckets),

@@ -116,7 +116,7 @@ CANARY = [
 
 # --- engagement (signals processor windows) ------------------------------------------------
 ENGAGEMENT = [
-    p("Breadth per arm (users engaged / assigned)", (window_ratio("users_engaged", "users_assigned"), "{{arm}}"),
+    p("Breadth per arm (users engaged / active)", (window_ratio("users_engaged", "users_active"), "{{arm}}"),
       unit="percentunit"),
     p("Depth per arm (user turns / session)", (window_ratio("user_turns", "sessions"), "{{arm}}")),
     p("Continue rate per arm", (window_ratio("continued", "responses"), "{{arm}}"), unit="percentunit"),

@@ -1,7 +1,7 @@
 """From per-arm window aggregates to metric results and a decision. Pure: no I/O.
 
 Goals (two-sided mSPRT, τ = MDE): continue rate (per response), depth (user turns per
-session), breadth (engaged / assigned users). Guardrails (one-sided: the two-sided
+session), breadth (users engaged / users active on the arm, per window). Guardrails (one-sided: the two-sided
 mixture at 2α, rejecting only in the harmful direction; τ = tolerance): violation rate,
 instruction-following rate, error rate, and the share of responses slower than the
 baseline's p95 latency bucket.
@@ -20,7 +20,7 @@ from serving.canary import stats
 from serving.canary.canary_config import GOALS, GUARDRAILS, CanaryConfig
 
 Role = Literal["goal", "guardrail"]
-_SUM_FIELDS = ("sessions", "users_assigned", "users_engaged", "user_turns", "user_turns_sq", "responses", "continued",
+_SUM_FIELDS = ("sessions", "users_assigned", "users_engaged", "users_active", "user_turns", "user_turns_sq", "responses", "continued",
                "instruction_following", "violations")
 # Guardrail → sign of harm: +1 when a higher candidate value is worse.
 _HARM_SIGN = {"violation_rate": 1.0, "instruction_following_rate": -1.0, "error_rate": 1.0, "latency_over_baseline_p95": 1.0}
@@ -33,6 +33,7 @@ class ArmTotals:
     sessions: int = 0
     users_assigned: int = 0
     users_engaged: int = 0
+    users_active: int = 0
     user_turns: int = 0
     user_turns_sq: int = 0
     responses: int = 0
@@ -167,8 +168,9 @@ def analyse(base: ArmTotals, cand: ArmTotals, config: CanaryConfig, p_min: dict[
     var = float(stats.mean_diff_var(vb, base.sessions, vc, cand.sessions))
     results.append(_result("depth", "goal", mb, mc, base.sessions, cand.sessions, var,
                            stats.tau2_for_mde(config.mde["depth"]), ga, p_min, 0.0))
-    results.append(_bernoulli("breadth", "goal", base.users_engaged, base.users_assigned, cand.users_engaged,
-                              cand.users_assigned, stats.tau2_for_mde(config.mde["breadth"]), ga, p_min))
+    results.append(_bernoulli("breadth", "goal", min(base.users_engaged, base.users_active), base.users_active,
+                              min(cand.users_engaged, cand.users_active), cand.users_active,
+                              stats.tau2_for_mde(config.mde["breadth"]), ga, p_min))
     tol = config.tolerance
 
     def t2(name: str) -> float:

@@ -29,9 +29,9 @@ class CanaryConfig(BaseModel):
     deciding_goals: tuple[str, ...] = Field(default=("continue_rate",), description="Goals whose verdict may promote or "
                                             "roll back; the others are reported with their intervals. Continue rate is a "
                                             "per-reply outcome decided within seconds. Depth counts a session in the window "
-                                            "where it ends and breadth counts users engaged in a window over users assigned "
-                                            "in it, so while an arm is growing both lean towards the older arm's longer, "
-                                            "earlier sessions; add them here once sessions are far shorter than a step.")
+                                            "where it ends, so while an arm is young its ended sessions are its short ones "
+                                            "(its long ones have not ended yet): add depth here only when sessions are far "
+                                            "shorter than a canary step.")
     burn_in_s: float = Field(default=1800.0, ge=0, description="Windows overlapping the first burn_in_s after the canary "
                              "opens or a step changes are left out of every metric, for both arms. Right after a change the "
                              "arm that gains users has only young conversations (early turns, short sessions) while the other "

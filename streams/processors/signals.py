@@ -56,7 +56,7 @@ def _bucket(latency_ms: float) -> int:
 
 
 def _new_window() -> dict[str, Any]:
-    return {"s": 0, "ua": {}, "ue": {}, "ut": 0, "ut2": 0, "r": 0, "c": 0, "if": 0, "v": 0, "lat": 0.0,
+    return {"s": 0, "ua": {}, "ue": {}, "uact": {}, "ut": 0, "ut2": 0, "r": 0, "c": 0, "if": 0, "v": 0, "lat": 0.0,
             "lb": [0] * _N_BUCKETS, "late": 0}
 
 
@@ -134,7 +134,7 @@ class SignalsProcessor(ProcessorBase):
                 self._learn_arm(source, state, sess, event.arm, event.model_version)
                 w = self._window(source, state, event.arm, sess["mv"], t)
                 if w is not None:
-                    w["ua"][sess["u"]] = 1
+                    w["ua"][sess["u"]] = w["uact"][sess["u"]] = 1
         elif isinstance(event, SessionEndedEvent):
             self._on_end(source, state, skey, sess, t, event.reason, out)
         if t > meta["wm"]:
@@ -149,7 +149,7 @@ class SignalsProcessor(ProcessorBase):
         for ts in sess["eng"]:
             w = self._window(source, state, arm, mv, ts)
             if w is not None:
-                w["ue"][sess["u"]] = 1
+                w["ue"][sess["u"]] = w["uact"][sess["u"]] = 1
         sess["eng"] = []
 
     def _on_message(self, source: SourcePartition, state: PartitionState, skey: str, sess: dict[str, Any],
@@ -167,7 +167,7 @@ class SignalsProcessor(ProcessorBase):
         else:
             w = self._window(source, state, sess["arm"], sess["mv"], t)
             if w is not None:
-                w["ue"][sess["u"]] = 1
+                w["ue"][sess["u"]] = w["uact"][sess["u"]] = 1
         prev = [(r["ts"], req) for req, r in sess["r"].items() if r["t"] == event.turn - 1]
         if prev:
             latest = max(prev)[1]
@@ -183,6 +183,9 @@ class SignalsProcessor(ProcessorBase):
             self._metrics.dropped.labels(self.name, "duplicate_response").inc()
             return
         self._learn_arm(source, state, sess, event.arm, event.model_version)
+        w = self._window(source, state, event.arm, event.model_version, t)
+        if w is not None:  # the user is present on the arm in this window, engaged or not
+            w["uact"][sess["u"]] = 1
         sess["nr"] += 1
         turn = str(event.turn)
         sess["r"][req] = {
@@ -321,6 +324,7 @@ class SignalsProcessor(ProcessorBase):
             agg = ArmWindowAggregate.model_construct(
                 arm=arm, model_version=mv, window_start=from_ms(start), window_s=self.config.window_s,
                 partition=source.partition, sessions=w["s"], users_assigned=len(w["ua"]), users_engaged=len(w["ue"]),
+                users_active=len(w.get("uact", w["ue"])),
                 user_turns=w["ut"], user_turns_sq=w["ut2"], responses=w["r"], continued=w["c"],
                 instruction_following=w["if"], violations=w["v"], latency_ms_sum=w["lat"],
                 latency_buckets=tuple(w["lb"]), late_events=late)
@@ -339,7 +343,7 @@ class SignalsProcessor(ProcessorBase):
         elif prev[0] > start:
             return
         sums = prev[1]
-        for field in ("sessions", "users_assigned", "users_engaged", "user_turns", "responses", "continued",
+        for field in ("sessions", "users_assigned", "users_engaged", "users_active", "user_turns", "responses", "continued",
                       "instruction_following", "violations"):
             sums[field] = sums.get(field, 0) + getattr(agg, field)
         gauge = self._metrics.window_stat
@@ -350,8 +354,8 @@ class SignalsProcessor(ProcessorBase):
             gauge.labels(agg.arm, "violation_rate").set(sums["violations"] / sums["responses"])
         if sums["sessions"]:
             gauge.labels(agg.arm, "mean_depth").set(sums["user_turns"] / sums["sessions"])
-        if sums["users_assigned"]:
-            gauge.labels(agg.arm, "breadth").set(sums["users_engaged"] / sums["users_assigned"])
+        if sums["users_active"]:
+            gauge.labels(agg.arm, "breadth").set(sums["users_engaged"] / sums["users_active"])
 
     def _observe_version(self, agg: ArmWindowAggregate, start: int) -> None:
         """The per-response rates again, per model version: guardrails are judged per version."""

@@ -42,7 +42,7 @@ MESSAGES = [
     SessionSummary(user_id="u", conversation_id="c", character_id="ch", arm="candidate", model_version="v2",
                    started_ts=NOW, ended_ts=NOW, user_turns=3, responses=3, duration_s=40.0, end_reason="user_left"),
     ArmWindowAggregate(arm="baseline", model_version="v1", window_start=NOW, window_s=3600, partition=2, sessions=4,
-                       users_assigned=5, users_engaged=4, user_turns=9, user_turns_sq=25, responses=9, continued=5),
+                       users_assigned=5, users_engaged=4, users_active=5, user_turns=9, user_turns_sq=25, responses=9, continued=5),
     RewardSample(sample_id="s1", conversation_id="c", character_id="ch", context=CTX, ts=NOW, response="ok?",
                  labels=EngagementLabels(continued=True, instruction_following=True, violation=False),
                  model_version="v1", arm="baseline"),

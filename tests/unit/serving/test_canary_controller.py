@@ -144,7 +144,7 @@ def test_repeated_partials_replace_not_add(setup) -> None:  # noqa: ANN001
 
 
 def _totals(responses: int, continued: int, violations: int) -> ArmTotals:
-    t = ArmTotals(sessions=responses // 2, users_assigned=responses // 2, users_engaged=responses // 2,
+    t = ArmTotals(sessions=responses // 2, users_assigned=responses // 2, users_engaged=responses // 2, users_active=responses // 2,
                   user_turns=responses, user_turns_sq=responses * 2, responses=responses, continued=continued,
                   instruction_following=int(responses * 0.8), violations=violations)
     t.latency_buckets[2] = responses

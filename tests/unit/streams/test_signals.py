@@ -133,7 +133,7 @@ def test_window_aggregate_hand_computed(make_event: Any) -> None:
     (agg,) = feed.advance(3600 + 60)
     assert isinstance(agg, ArmWindowAggregate)
     assert (agg.arm, agg.model_version, agg.window_start, agg.partition) == ("baseline", "v1", T0, 0)
-    assert (agg.sessions, agg.users_assigned, agg.users_engaged) == (2, 2, 1)
+    assert (agg.sessions, agg.users_assigned, agg.users_engaged, agg.users_active) == (2, 2, 1, 2)
     assert (agg.user_turns, agg.user_turns_sq) == (2, 4)
     assert (agg.responses, agg.continued, agg.instruction_following, agg.violations) == (2, 1, 1, 1)
     assert agg.latency_ms_sum == 730.0

@@ -50,7 +50,7 @@ def start_worker(runtime: "DemoRuntime") -> "TrainerWorker":
     settings = runtime.worker_settings
     leases = (RedisLeaseStore(runtime.settings.redis_url, prefix=settings.lease_prefix) if runtime.kafka
               else InMemoryLeaseStore())
-    worker = TrainerWorker(runtime.bus, runtime.topics, settings, leases)
+    worker = TrainerWorker(runtime.bus, runtime.topics, settings, leases, load_lock=runtime.load_lock)
     worker.start()
     return worker
 
@@ -67,7 +67,8 @@ def publish_base(runtime: "DemoRuntime", version: str) -> CheckpointManifest:
     if version != settings.base_version:
         raise ValueError(f"the worker registers the base model as {settings.base_version!r}, not {version!r}")
     checkpoint = register_base_model(CheckpointRegistry(settings.registry), runtime.config.model, settings)
-    report = OfflineGate(settings.gate).evaluate(checkpoint.path, None, None)
+    with runtime.load_lock:
+        report = OfflineGate(settings.gate).evaluate(checkpoint.path, None, None)
     return checkpoint.manifest.model_copy(update={"eval": report})
 
 

@@ -111,6 +111,9 @@ class DemoRuntime:
         self.worker: "TrainerWorker | None" = None
         # The registry and trainer scratch space of this run (removed on stop).
         self.work_dir = Path(tempfile.mkdtemp(prefix=f"flywheel-demo-{self.run_id}-"))
+        # Serving and training load models in one process here: one load at a time
+        # (transformers' from_pretrained patches process-wide state while it runs).
+        self.load_lock = threading.Lock()
 
     # -- build ----------------------------------------------------------------------
     def start(self) -> None:
@@ -129,7 +132,7 @@ class DemoRuntime:
         self.store = (RedisRoutingStore(self.settings.redis_url, prefix=f"flywheel:demo:{self.run_id}") if self.kafka
                       else MemoryRoutingStore())
         self.engine = EmbeddedEngine(EmbeddedEngineConfig(max_batch_size=cfg.engine_max_batch_size, max_new_tokens=128,
-                                                          threads=cfg.torch_threads))
+                                                          threads=cfg.torch_threads), load_lock=self.load_lock)
         self.slots = ModelSlots(self.engine)
         self.event_logger = EventLogger(self.bus.producer(), self.topics.chat_events)
         self.gateway = Gateway(GatewayConfig(models=(cfg.model,), surface="demo"), self.store, self.slots, self.event_logger)

@@ -58,8 +58,13 @@ class _Loaded:
 class EmbeddedEngine:
     """Serve several versions from local checkpoint folders with transformers."""
 
-    def __init__(self, config: EmbeddedEngineConfig | None = None) -> None:
+    def __init__(self, config: EmbeddedEngineConfig | None = None, load_lock: threading.Lock | None = None) -> None:
+        """``load_lock``: held while a checkpoint loads. transformers' ``from_pretrained``
+        patches process-wide state while it builds a model (default dtype, weight tying,
+        meta-device creation), so two loads in one process must not overlap; share the lock
+        with anything else in the process that loads models (the demo's trainer worker)."""
         self.config = config or EmbeddedEngineConfig()
+        self._load_lock = load_lock or threading.Lock()
         self._models: dict[str, _Loaded] = {}
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._held: deque[_Job] = deque()
@@ -88,9 +93,13 @@ class EmbeddedEngine:
     async def load(self, source: ModelSource) -> None:
         if source.version in self._models:
             return
-        loaded = await asyncio.to_thread(self._load_sync, source)
+        loaded = await asyncio.to_thread(self._load_locked, source)
         self._models[source.version] = loaded
         self._ensure_thread()
+
+    def _load_locked(self, source: ModelSource) -> _Loaded:
+        with self._load_lock:
+            return self._load_sync(source)
 
     def _load_sync(self, source: ModelSource) -> _Loaded:
         import torch
@@ -112,6 +121,7 @@ class EmbeddedEngine:
                 model = self._load_lora(source)
             else:
                 model = AutoModelForCausalLM.from_pretrained(str(source.path), use_safetensors=True, dtype=dtype)
+            model.to(device=device, dtype=dtype)
         except ServingError:
             raise
         except Exception as exc:  # any loader failure is a load failure of this checkpoint
@@ -121,7 +131,6 @@ class EmbeddedEngine:
         tokenizer.padding_side = "left"  # decoder-only batches pad on the left
         if getattr(tokenizer, "chat_template", None) is None:
             raise ModelLoadError(f"checkpoint {source.version}: tokenizer has no chat template", version=source.version)
-        model.to(device=device, dtype=dtype)
         model.eval()
         return _Loaded(model, tokenizer)
 

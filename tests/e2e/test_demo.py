@@ -28,8 +28,9 @@ def demo_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     report_dir = tmp_path_factory.mktemp("demo-report")
     settings = FlywheelSettings(bus="embedded")
     config = settings.demo.model_copy(update={
-        "generations": 2, "plant_bad_generation": 2, "report_dir": report_dir, "max_wall_s": 600.0,
-        # Small: one honest SFT generation, then the planted one; no reward-model job.
+        "generations": 2, "plant_bad_generation": 1, "report_dir": report_dir, "max_wall_s": 600.0,
+        # Small: the planted generation first (queued before any honest job), then one honest
+        # SFT generation; no reward-model job.
         "buffer_min_samples": 150, "buffer_min_reward_samples": 1_000_000, "gate_prompts_per_character": 8,
         "canary_min_samples_per_step": 100,
     })
@@ -49,15 +50,8 @@ def test_every_stage_emitted_and_two_generations_were_decided(demo_report: dict)
     assert (Path(demo_report["_dir"]) / "report.png").stat().st_size > 10_000
 
 
-KNOWN_CANARY_DEFECT = pytest.mark.xfail(strict=False, reason=(
-    "in the demo the canary does not yet reach a promotion: it holds on the latency guardrail and on few "
-    "candidate responses per step, so no generation is promoted and the planted one may not be reached in "
-    "the wall budget"))
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-@KNOWN_CANARY_DEFECT
 def test_planted_bad_generation_is_never_promoted(demo_report: dict) -> None:
     planted = [g for g in demo_report["generations"] if g["planted_bad"]]
     assert planted, "the corrupted-preference generation was not produced"
@@ -66,7 +60,6 @@ def test_planted_bad_generation_is_never_promoted(demo_report: dict) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-@KNOWN_CANARY_DEFECT
 def test_promoted_model_beats_the_base_offline_and_online(demo_report: dict) -> None:
     promoted = [g for g in demo_report["generations"] if g["decision"] == "promoted"]
     assert promoted and not any(g["planted_bad"] for g in promoted)

@@ -10,6 +10,7 @@ results.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import threading
@@ -67,7 +68,11 @@ class TrainerWorker:
     def __init__(
         self, bus: Bus, topics: Topics, settings: TrainerWorkerSettings, leases: LeaseStore,
         registry: CheckpointRegistry | None = None, worker_id: str | None = None,
+        load_lock: threading.Lock | None = None,
     ) -> None:
+        """``load_lock``: held while a job loads, trains and evaluates models, for a process
+        that also serves (the demo): transformers' ``from_pretrained`` patches process-wide
+        state, so model loads in two threads must not overlap."""
         self.bus = bus
         self.topics = topics
         self.settings = settings
@@ -79,6 +84,7 @@ class TrainerWorker:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._paused = threading.Event()
+        self._load_lock = load_lock
 
     # -- lifecycle ---------------------------------------------------------------
     def _ensure_clients(self) -> tuple[Consumer, Producer]:
@@ -202,12 +208,15 @@ class TrainerWorker:
             return self.registry.open(model_name, version).manifest, "already_published"
         base_version, base_dir = self._resolve_base(job)
         inputs = read_ranges(self.bus, job.inputs, s.read_timeout_s)
-        reward_model = self._latest_reward_model(job.model)
         out_dir = s.work_dir / f"{version}-{self.worker_id}"
         shutil.rmtree(out_dir, ignore_errors=True)
         reporter = StepReporter(job.kind, f"{job.kind} {version}", keeper)
         try:
-            output = train_job(job, inputs, base_dir, out_dir, s, reward_model, reporter)
+            with self._load_lock or contextlib.nullcontext():
+                reward_model = self._latest_reward_model(job.model)
+                output = train_job(job, inputs, base_dir, out_dir, s, reward_model, reporter)
+                report = (gate_reward_model(out_dir, s) if is_reward
+                          else gate_policy(out_dir, base_dir, base_version, s, reward_model))
             reporter.close()
             result = output.result
             train_steps_per_second.labels(job.kind).set(result.steps_per_s)
@@ -215,11 +224,6 @@ class TrainerWorker:
                 train_loss.labels(job.kind).set(result.final_loss)
             if keeper.lost.is_set():
                 raise LeaseLostError(f"lease of job {job.job_id} lost during training")
-            if is_reward:
-                report = gate_reward_model(out_dir, s)
-            else:
-                baseline_dir = base_dir
-                report = gate_policy(out_dir, baseline_dir, base_version, s, reward_model)
             for metric in ("instruction_following", "violation_rate", "reward_score", "win_rate"):
                 value = getattr(report, metric)
                 if value is not None:

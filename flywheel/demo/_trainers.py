@@ -50,7 +50,8 @@ def start_worker(runtime: "DemoRuntime") -> "TrainerWorker":
     settings = runtime.worker_settings
     leases = (RedisLeaseStore(runtime.settings.redis_url, prefix=settings.lease_prefix) if runtime.kafka
               else InMemoryLeaseStore())
-    worker = TrainerWorker(runtime.bus, runtime.topics, settings, leases, load_lock=runtime.load_lock)
+    worker = TrainerWorker(runtime.bus, runtime.topics, settings, leases, load_lock=runtime.load_lock,
+                           hold_after_publish=runtime.config.pause_training_during_canary)
     worker.start()
     return worker
 

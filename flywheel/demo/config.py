@@ -36,7 +36,7 @@ class DemoConfig(BaseModel):
     simulator: SimulatorConfig = Field(default_factory=_simulator, description="The simulated user population.")
     plant_bad_generation: int | None = Field(default=None, ge=1, description="Train this generation on deliberately "
                                              "corrupted preferences (chosen and rejected swapped): the gate or the canary must stop it.")
-    max_wall_s: float = Field(default=900.0, gt=0, description="Stop the loop (and report what was decided) after this long.")
+    max_wall_s: float = Field(default=600.0, gt=0, description="Stop the loop (and report what was decided) after this long.")
     control_interval_s: float = Field(default=0.5, gt=0, description="How often the hot-swap and canary controllers run.")
     signals_window_s: int = Field(default=5, gt=0, description="Window of the per-arm aggregates the canary reads (event time = wall time).")
     signals_grace_s: int = Field(default=1, ge=0, description="Grace for late events in those windows.")
@@ -45,6 +45,9 @@ class DemoConfig(BaseModel):
                                     "of the comparison (a simulated session lasts up to about 20 s of wall time).")
     canary_min_samples_per_step: int = Field(default=150, gt=0, description="Candidate responses before a canary step may advance.")
     canary_alpha: float = Field(default=0.1, gt=0, lt=0.5, description="Family-wise error rate of the canary's decisions.")
+    canary_horizon_factor: float = Field(default=0.6, gt=0, description="A canary without a significant result ends "
+                                         "(rolled back as inconclusive) once the candidate has this many times the "
+                                         "fixed-horizon sample of the continue-rate MDE: about 760 replies, 2 minutes here.")
     canary_mde_continue_rate: float = Field(default=0.06, gt=0, description="Minimum detectable continue-rate lift (sets the mSPRT mixture).")
     gate_prompts_per_character: int = Field(default=12, gt=0, description="Held-out prompts per character in the offline "
                                             "gate of every candidate (and for the base model's numbers).")

@@ -139,6 +139,7 @@ class DemoRuntime:
         canary_config = CanaryConfig(
             steps_bp=cfg.canary_steps_bp, alpha=cfg.canary_alpha, min_samples_per_step=cfg.canary_min_samples_per_step,
             mde={"continue_rate": cfg.canary_mde_continue_rate, "depth": 0.3, "breadth": 0.03}, burn_in_s=cfg.canary_burn_in_s,
+            horizon_factor=cfg.canary_horizon_factor,
             poll_interval_s=cfg.control_interval_s,
         )
         self.canary = CanaryController(canary_config, cfg.model, self.store, self.bus, self.topics,

@@ -68,11 +68,13 @@ class TrainerWorker:
     def __init__(
         self, bus: Bus, topics: Topics, settings: TrainerWorkerSettings, leases: LeaseStore,
         registry: CheckpointRegistry | None = None, worker_id: str | None = None,
-        load_lock: threading.Lock | None = None,
+        load_lock: threading.Lock | None = None, hold_after_publish: bool = False,
     ) -> None:
         """``load_lock``: held while a job loads, trains and evaluates models, for a process
         that also serves (the demo): transformers' ``from_pretrained`` patches process-wide
-        state, so model loads in two threads must not overlap."""
+        state, so model loads in two threads must not overlap. ``hold_after_publish``: pause
+        after each published policy checkpoint until ``resume()`` (whoever serves it decides
+        when the next generation may be trained)."""
         self.bus = bus
         self.topics = topics
         self.settings = settings
@@ -85,6 +87,7 @@ class TrainerWorker:
         self._stopping = threading.Event()
         self._paused = threading.Event()
         self._load_lock = load_lock
+        self._hold_after_publish = hold_after_publish
 
     # -- lifecycle ---------------------------------------------------------------
     def _ensure_clients(self) -> tuple[Consumer, Producer]:
@@ -183,6 +186,8 @@ class TrainerWorker:
                 producer.produce(self.topics.models_checkpoints, manifest.to_json_bytes(), key=manifest.version)
                 producer.flush()
             self._commit(consumer, record)
+            if self._hold_after_publish and job.kind != "reward" and manifest.status == "published":
+                self._paused.set()
         except LeaseLostError as exc:
             jobs_total.labels(job.kind, "failed").inc()
             return JobOutcome(job.job_id, "failed", error=str(exc))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,28 @@ def test_unreadable_job_is_counted_skipped_and_committed(tmp_path: Path) -> None
         assert outcome is not None and outcome.outcome == "invalid" and outcome.error
         assert worker.run_once(timeout_s=0.2) is None
     assert REGISTRY.get_sample_value("flywheel_trainers_jobs_total", {"kind": "unknown", "outcome": "invalid"}) == before + 1
+
+
+def test_hold_after_publish_takes_no_new_job_until_resumed(tmp_path: Path) -> None:
+    """A process that serves and trains (the demo) lets the server decide when the next
+    generation may be trained: after a published policy checkpoint the worker waits."""
+    topics = Topics("unit-worker-hold")
+    bus = EmbeddedBus()
+    bus.create_topics(topics.specs())
+    ranges = produce_sft_samples(bus, topics, 16)
+    submit_job(bus, topics, "job-hold-1", ranges)
+    submit_job(bus, topics, "job-hold-2", ranges)
+    settings = small_worker_settings(tmp_path, gate={"prompts_per_character": 2, "if_tolerance": 1.0, "violation_tolerance": 1.0})
+    with TrainerWorker(bus, topics, settings, InMemoryLeaseStore(), hold_after_publish=True) as worker:
+        worker.start()
+        deadline = time.monotonic() + 300
+        while not _manifests(bus, topics) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        first = _manifests(bus, topics)
+        assert [m.status for m in first] == ["published"] and worker.paused
+        time.sleep(2.0)
+        assert len(_manifests(bus, topics)) == 1  # held: the second job waits
+        worker.resume()
+        while len(_manifests(bus, topics)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(_manifests(bus, topics)) == 2

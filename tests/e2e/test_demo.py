@@ -66,5 +66,10 @@ def test_promoted_model_beats_the_base_offline_and_online(demo_report: dict) -> 
     base, final = demo_report["base"], demo_report["final"]
     assert final["instruction_following"] >= base["instruction_following"] + IF_MARGIN
     assert final["violation_rate"] <= base["violation_rate"] - VIOLATION_MARGIN
-    online = demo_report["final_vs_base"]
-    assert online["continue_rate_lift"] > 0 and online["ci_low"] > 0
+    # Online: the canary's randomized, concurrent comparison of the promoted model with the
+    # base model (its baseline, the first promotion of the run) has its interval above zero.
+    first = promoted[0]["online"]
+    assert first["continue_rate_lift"] > 0 and first["ci_low"] > 0
+    # All replies of the final model vs all of the base model's (not concurrent: only the
+    # direction is asserted; the run ends soon after the promotion).
+    assert demo_report["final_vs_base"]["continue_rate_lift"] > 0

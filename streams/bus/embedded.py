@@ -272,7 +272,7 @@ class EmbeddedConsumer:
             self._apply_rebalance()
             return list(self._positions)
 
-    def watermarks(self, tp: TopicPartition) -> tuple[int, int]:
+    def watermarks(self, tp: TopicPartition, cached: bool = False) -> tuple[int, int]:
         with self._bus._lock:
             return 0, len(self._bus._log(tp.topic)[tp.partition])
 

@@ -261,8 +261,8 @@ class KafkaConsumer:
     def assignment(self) -> list[TopicPartition]:
         return [TopicPartition(p.topic, p.partition) for p in self._consumer.assignment()]
 
-    def watermarks(self, tp: TopicPartition) -> tuple[int, int]:
-        return self._consumer.get_watermark_offsets(_RawTP(tp.topic, tp.partition), timeout=10)
+    def watermarks(self, tp: TopicPartition, cached: bool = False) -> tuple[int, int]:
+        return self._consumer.get_watermark_offsets(_RawTP(tp.topic, tp.partition), timeout=10, cached=cached)
 
     def close(self) -> None:
         if not self._closed:

@@ -22,9 +22,7 @@ def from_ms(ms: int) -> datetime:
 
 def iso_ms(ms: int) -> str:
     """The JSON form pydantic gives a UTC datetime ("…T12:00:00Z" or "…T12:00:00.123000Z")."""
-    dt = _EPOCH + timedelta(milliseconds=ms)
-    base = dt.strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{base}.{dt.microsecond:06d}Z" if dt.microsecond else base + "Z"
+    return (_EPOCH + timedelta(milliseconds=ms)).isoformat()[:-6] + "Z"  # drop "+00:00"
 
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode

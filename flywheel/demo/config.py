@@ -36,7 +36,8 @@ class DemoConfig(BaseModel):
     simulator: SimulatorConfig = Field(default_factory=_simulator, description="The simulated user population.")
     plant_bad_generation: int | None = Field(default=None, ge=1, description="Train this generation on deliberately "
                                              "corrupted preferences (chosen and rejected swapped): the gate or the canary must stop it.")
-    max_wall_s: float = Field(default=600.0, gt=0, description="Stop the loop (and report what was decided) after this long.")
+    max_wall_s: float = Field(default=560.0, gt=0, description="Stop the loop (and report what was decided) after this long; "
+                              "with start-up and the report the default run stays within 10 minutes.")
     control_interval_s: float = Field(default=0.5, gt=0, description="How often the hot-swap and canary controllers run.")
     signals_window_s: int = Field(default=5, gt=0, description="Window of the per-arm aggregates the canary reads (event time = wall time).")
     signals_grace_s: int = Field(default=1, ge=0, description="Grace for late events in those windows.")

@@ -88,6 +88,8 @@ def test_hold_after_publish_takes_no_new_job_until_resumed(tmp_path: Path) -> No
         while not _manifests(bus, topics) and time.monotonic() < deadline:
             time.sleep(0.2)
         first = _manifests(bus, topics)
+        while not worker.paused and time.monotonic() < deadline:  # it pauses right after committing
+            time.sleep(0.05)
         assert [m.status for m in first] == ["published"] and worker.paused
         time.sleep(2.0)
         assert len(_manifests(bus, topics)) == 1  # held: the second job waits

@@ -168,9 +168,8 @@ def analyse(base: ArmTotals, cand: ArmTotals, config: CanaryConfig, p_min: dict[
     var = float(stats.mean_diff_var(vb, base.sessions, vc, cand.sessions))
     results.append(_result("depth", "goal", mb, mc, base.sessions, cand.sessions, var,
                            stats.tau2_for_mde(config.mde["depth"]), ga, p_min, 0.0))
-    results.append(_bernoulli("breadth", "goal", min(base.users_engaged, base.users_active), base.users_active,
-                              min(cand.users_engaged, cand.users_active), cand.users_active,
-                              stats.tau2_for_mde(config.mde["breadth"]), ga, p_min))
+    results.append(_bernoulli("breadth", "goal", base.users_engaged, base.users_active, cand.users_engaged,
+                              cand.users_active, stats.tau2_for_mde(config.mde["breadth"]), ga, p_min))
     tol = config.tolerance
 
     def t2(name: str) -> float:

@@ -219,7 +219,7 @@ class CanaryController:
         both = {a.window_start for a in step_b} & {a.window_start for a in step_c}
         users = (sum(a.users_assigned for a in step_b if a.window_start in both),
                  sum(a.users_assigned for a in step_c if a.window_start in both))
-        return base, cand, users, sum(a.responses for a in step_c if not exp.in_burn_in(a, burn_in))
+        return base, cand, users, sum(a.responses for a in settled_c if a.window_start >= exp.step_started)
 
     def _error_snapshot(self, state: DeploymentState) -> dict[str, tuple[int, int]]:
         if self._error_counts is None:

@@ -168,10 +168,12 @@ class SignalsProcessor(ProcessorBase):
             w = self._window(source, state, sess["arm"], sess["mv"], t)
             if w is not None:
                 w["ue"][sess["u"]] = w["uact"][sess["u"]] = 1
-        prev = [(r["ts"], req) for req, r in sess["r"].items() if r["t"] == event.turn - 1]
+        # Replies to the previous turn (a regeneration adds one), oldest first; replies stamped
+        # in the same millisecond keep their arrival order (dicts, also restored ones, keep it).
+        prev = [(r["ts"], i, req) for i, (req, r) in enumerate(sess["r"].items()) if r["t"] == event.turn - 1]
         if prev:
-            latest = max(prev)[1]
-            for _, req in sorted(prev):
+            latest = max(prev)[2]
+            for _, _, req in sorted(prev):
                 resp = sess["r"][req]
                 continued = req == latest and t - resp["ts"] <= self._cw
                 self._finalise(source, state, sess, req, continued, "next_message", t, out)

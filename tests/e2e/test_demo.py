@@ -67,9 +67,12 @@ def test_promoted_model_beats_the_base_offline_and_online(demo_report: dict) -> 
     assert final["instruction_following"] >= base["instruction_following"] + IF_MARGIN
     assert final["violation_rate"] <= base["violation_rate"] - VIOLATION_MARGIN
     # Online: the canary's randomized, concurrent comparison of the promoted model with the
-    # base model (its baseline, the first promotion of the run) has its interval above zero.
+    # base model (its baseline, the first promotion of the run) is significant.
+    # The decision uses the always-valid p-value (its running minimum over looks); the interval
+    # in the report is the current look's, which can reach below zero after an earlier look
+    # already showed the gain.
     first = promoted[0]["online"]
-    assert first["continue_rate_lift"] > 0 and first["ci_low"] > 0
+    assert first["continue_rate_lift"] > 0 and first["p_value"] < 0.05
     # All replies of the final model vs all of the base model's (not concurrent: only the
     # direction is asserted; the run ends soon after the promotion).
     assert demo_report["final_vs_base"]["continue_rate_lift"] > 0

@@ -31,8 +31,10 @@ class ValidationLimits:
     max_clock_skew_s: float = 300.0
     min_ts: datetime = datetime(2020, 1, 1, tzinfo=UTC)
 
-    def as_context(self) -> dict[str, Any]:
-        return {"limits": self}
+    def as_context(self) -> dict[str, Any] | None:
+        """Validation context carrying these limits (None for the defaults: the validators'
+        fast path)."""
+        return None if self is DEFAULT_LIMITS else {"limits": self}
 
 
 DEFAULT_LIMITS = ValidationLimits()
@@ -52,12 +54,15 @@ _ZERO = timedelta(0)
 def _check_utc(value: datetime, info: ValidationInfo) -> datetime:
     if value.utcoffset() != _ZERO:  # None (naive) or another offset
         raise ValueError("timestamp must be UTC with an explicit offset (e.g. 2026-01-01T12:00:00Z)")
+    # The parser's own tzinfo answers in Python; with datetime.UTC the comparisons below
+    # (and every later use of the event time) run in C, half the cost per event.
+    value = value.astimezone(UTC)
     limits = _limits(info)
     if value < limits.min_ts:
         raise ValueError(f"timestamp {value.isoformat()} is before {limits.min_ts.date()}: producer clock is wrong")
     if value.timestamp() > time.time() + limits.max_clock_skew_s:
         raise ValueError(f"timestamp {value.isoformat()} lies more than {limits.max_clock_skew_s:.0f}s in the future")
-    return value if value.tzinfo is UTC else value.astimezone(UTC)
+    return value
 
 
 def _check_text(value: str, info: ValidationInfo) -> str:

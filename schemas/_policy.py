@@ -19,6 +19,7 @@ _PII_PATTERNS: dict[str, re.Pattern[str]] = {
     "card_number": re.compile(r"(?<!\d)(?:\d[ -]?){13,19}(?!\d)"),
     "national_id": re.compile(r"\b\d{3}-\d{2}-\d{4}\b"),
 }
+_has_digit = re.compile(r"\d").search
 
 DEFAULT_BANNED_TERMS: tuple[str, ...] = (
     "idiot", "stupid", "hate you", "kill", "shut up", "loser", "worthless", "dumb",
@@ -48,6 +49,10 @@ class PolicyRuleSet:
         return re.compile(rf"\b(?:{alternatives})\b", re.IGNORECASE)
 
     @cached_property
+    def _ok(self) -> CheckResult:
+        return CheckResult(True, "ok", f"policy:{self.name}")
+
+    @cached_property
     def _extra(self) -> dict[str, re.Pattern[str]]:
         return {k: re.compile(v, re.IGNORECASE) for k, v in self.extra_patterns.items()}
 
@@ -60,11 +65,13 @@ def check_policy(text: str, policy: PolicyRuleSet = DEFAULT_POLICY) -> CheckResu
     banned = policy._banned
     if banned is not None and (m := banned.search(text)):
         return CheckResult(False, f"banned term {m.group(0).lower()!r}", f"policy:{policy.name}:banned_term")
-    if policy.personal_data:
+    # Every personal-data pattern needs an "@" or a digit; most replies have neither, and
+    # this check is a tenth of the cost of running the four patterns.
+    if policy.personal_data and ("@" in text or _has_digit(text)):
         for kind, pattern in _PII_PATTERNS.items():
             if pattern.search(text):
                 return CheckResult(False, f"personal data ({kind}) in reply", f"policy:{policy.name}:personal_data")
     for kind, pattern in policy._extra.items():
         if pattern.search(text):
             return CheckResult(False, f"matches rule {kind!r}", f"policy:{policy.name}:{kind}")
-    return CheckResult(True, "ok", f"policy:{policy.name}")
+    return policy._ok

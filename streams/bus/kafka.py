@@ -100,6 +100,11 @@ class KafkaProducer:
         self._producer = _RawProducer(conf)
         self._errors: list[str] = []
         self._lock = threading.Lock()
+        # A transaction's commit fails when any of its messages was not delivered, so a
+        # transactional producer needs no per-message delivery callback (a Python call per
+        # message); the others collect delivery failures for flush().
+        self._on_delivery_cb = None if transactional_id else self._on_delivery
+        self._unpolled = 0
         if transactional_id:
             try:
                 self._producer.init_transactions(30)
@@ -120,17 +125,24 @@ class KafkaProducer:
 
     def produce(self, topic: str, value: bytes, key: str | None = None,
                 headers: Mapping[str, bytes] | None = None, partition: int | None = None) -> None:
-        kwargs = {"partition": partition} if partition is not None else {}
         while True:
             try:
-                self._producer.produce(topic, value, key, headers=dict(headers) if headers else None,
-                                       on_delivery=self._on_delivery, **kwargs)
+                if partition is None and not headers:  # the hot path: no keyword dicts to build
+                    self._producer.produce(topic, value, key, on_delivery=self._on_delivery_cb)
+                else:
+                    self._producer.produce(topic, value, key, headers=dict(headers) if headers else None,
+                                           on_delivery=self._on_delivery_cb,
+                                           **({"partition": partition} if partition is not None else {}))
                 break
             except BufferError:
                 self._producer.poll(0.05)  # local queue full: let deliveries drain, then retry
             except KafkaException as exc:
                 raise _raise(exc, "produce", topic) from None
-        self._producer.poll(0)
+        # Serve delivery reports and errors now and then, not per message.
+        self._unpolled += 1
+        if self._unpolled >= 256:
+            self._unpolled = 0
+            self._producer.poll(0)
 
     def _raise_errors(self) -> None:
         with self._lock:

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
+from pydantic_core import to_json
+
 META = "__meta__"
 """Entry holding the last applied source offset and the partition's event-time watermark."""
 
@@ -70,7 +72,7 @@ class PartitionState:
         out: dict[str, bytes | None] = {}
         for key in sorted(self.dirty):
             value = self.entries.get(key)
-            out[key] = None if value is None else json.dumps(value, separators=(",", ":")).encode()
+            out[key] = None if value is None else to_json(value)
         self.dirty.clear()
         return out
 

@@ -171,8 +171,7 @@ class CurationProcessor(ProcessorBase):
 
     def _fire(self, source: SourcePartition, state: PartitionState, wm: int, out: list[Output]) -> None:
         timers = self._timers[source]
-        while (item := timers.pop_due(wm)) is not None:
-            due, kind, ckey, turn = item
+        for due, kind, ckey, turn in timers.pop_due(wm):
             conv = state.entries.get(ckey)
             if conv is None:
                 continue

@@ -291,8 +291,7 @@ class SignalsProcessor(ProcessorBase):
 
     def _fire(self, source: SourcePartition, state: PartitionState, wm: int, out: list[Output]) -> None:
         timers = self._timers[source]
-        while (item := timers.pop_due(wm)) is not None:
-            due, kind, skey, req = item
+        for due, kind, skey, req in timers.pop_due(wm):
             sess = state.entries.get(skey)
             if sess is None:
                 continue

@@ -161,18 +161,25 @@ class KafkaRunner:
         process = self.processor.process
         inputs = self._inputs
         positions = self._positions
+        outputs: list[Output] = []
         n = 0
+        topic, partition, source, next_offset = None, -1, None, 0
         for rec in records:
             n += 1
-            source = SourcePartition(inputs[rec.topic], rec.partition)
+            # Records come in runs of one partition: position and source change per run.
+            if rec.partition != partition or rec.topic != topic:
+                if topic is not None:
+                    positions[TopicPartition(topic, partition)] = next_offset
+                topic, partition = rec.topic, rec.partition
+                source = SourcePartition(inputs[topic], partition)
             try:
-                outputs = process(source, rec.offset, rec.key, rec.value)
+                outputs += process(source, rec.offset, rec.key, rec.value)
             except Exception as exc:  # bad input must never stop the processor
                 self._dead_letter(rec, exc)
-                outputs = []
-            if outputs:
-                self._emit(outputs)
-            positions[TopicPartition(rec.topic, rec.partition)] = rec.offset + 1
+            next_offset = rec.offset + 1
+        if topic is not None:
+            positions[TopicPartition(topic, partition)] = next_offset
+        self._emit(outputs)
         self.events_in += n
         self._pending += n
         self._metrics.events_in.labels(self.processor.name, self.runner_name).inc(n)

@@ -165,7 +165,7 @@ class ProcessorBase:
 
     # -- records ---------------------------------------------------------------------
     def process(self, source: SourcePartition, offset: int, key: str | None, value: bytes) -> list[Output]:
-        state = self.state(source)
+        state = self._parts.get(source) or self.state(source)
         meta = state.meta
         if offset <= meta["offset"]:
             return []

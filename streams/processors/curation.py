@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
+from heapq import heappop
 from typing import Any
 
 from schemas import (
@@ -115,8 +116,7 @@ class CurationProcessor(ProcessorBase):
         else:
             state.touch(ckey)
         if conv["end"] is None and t > conv["lt"]:
-            conv["lt"] = t
-            self._timers[source].push(t + self._idle + self._grace, "idle", ckey)
+            conv["lt"] = t  # the conversation's idle timer re-arms itself from this
         if isinstance(event, UserMessageEvent):
             turn = str(event.turn)
             if turn not in conv["m"] and conv["end"] is None:
@@ -171,7 +171,9 @@ class CurationProcessor(ProcessorBase):
 
     def _fire(self, source: SourcePartition, state: PartitionState, wm: int, out: list[Output]) -> None:
         timers = self._timers[source]
-        for due, kind, ckey, turn in timers.pop_due(wm):
+        heap = timers.heap
+        while heap and heap[0][0] <= wm:
+            due, kind, ckey, turn = heappop(heap)
             conv = state.entries.get(ckey)
             if conv is None:
                 continue
@@ -180,7 +182,12 @@ class CurationProcessor(ProcessorBase):
                 if group and max(group) + self._cw + self._grace == due:
                     state.touch(ckey)
                     self._finalise_turn(source, state, conv, turn, None, out)
-            elif kind == "idle" and conv["end"] is None and conv["lt"] + self._idle + self._grace == due:
+            elif kind == "idle" and conv["end"] is None:
+                # One idle timer per open conversation, re-armed while it stays active.
+                idle_due = conv["lt"] + self._idle + self._grace
+                if idle_due > due:
+                    timers.push(idle_due, "idle", ckey)
+                    continue
                 for t in sorted({str(r["t"]) for r in conv["r"].values()}, key=int):
                     self._finalise_turn(source, state, conv, t, None, out)
                 state.delete(ckey)

@@ -18,7 +18,9 @@ users assigned at ``session_started`` time; users engaged at each user message t
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Mapping
+from heapq import heappop
 from typing import Any
 
 from schemas import (
@@ -49,10 +51,8 @@ _N_BUCKETS = len(LATENCY_BUCKETS_MS)
 
 
 def _bucket(latency_ms: float) -> int:
-    for i, bound in enumerate(LATENCY_BUCKETS_MS):
-        if latency_ms <= bound:
-            return i
-    return _N_BUCKETS - 1
+    """Index of the first bucket bound >= latency (the last bucket takes the rest)."""
+    return min(bisect_left(LATENCY_BUCKETS_MS, latency_ms), _N_BUCKETS - 1)
 
 
 def _new_window() -> dict[str, Any]:
@@ -121,7 +121,7 @@ class SignalsProcessor(ProcessorBase):
             state.put(skey, sess)
             self._timers[source].push(t + self._idle + self._grace, "idle", skey)
         else:
-            state.touch(skey)
+            state.dirty.add(skey)
         if isinstance(event, UserMessageEvent):
             self._on_message(source, state, skey, sess, event, t, out)
         elif isinstance(event, ModelResponseEvent):
@@ -160,8 +160,7 @@ class SignalsProcessor(ProcessorBase):
             return
         sess["m"][turn] = t
         if t > sess["lt"]:
-            sess["lt"] = t
-            self._timers[source].push(t + self._idle + self._grace, "idle", skey)
+            sess["lt"] = t  # the session's idle timer re-arms itself from this
         if sess["arm"] is None:
             sess["eng"].append(t)
         else:
@@ -198,7 +197,6 @@ class SignalsProcessor(ProcessorBase):
         }
         if t > sess["lt"]:
             sess["lt"] = t
-            self._timers[source].push(t + self._idle + self._grace, "idle", skey)
         nxt = sess["m"].get(str(event.turn + 1))
         if nxt is not None:
             self._finalise(source, state, sess, req, nxt - t <= self._cw, "next_message", nxt, out)
@@ -282,16 +280,16 @@ class SignalsProcessor(ProcessorBase):
         key = f"w|{arm}|{mv}|{start}"
         window = state.entries.get(key)
         if window is None:
-            window = _new_window()
-            state.put(key, window)
+            window = state.entries[key] = _new_window()
             self._windows[source].add(key)
-        else:
-            state.touch(key)
+        state.dirty.add(key)
         return window
 
     def _fire(self, source: SourcePartition, state: PartitionState, wm: int, out: list[Output]) -> None:
         timers = self._timers[source]
-        for due, kind, skey, req in timers.pop_due(wm):
+        heap = timers.heap
+        while heap and heap[0][0] <= wm:
+            due, kind, skey, req = heappop(heap)
             sess = state.entries.get(skey)
             if sess is None:
                 continue
@@ -300,8 +298,13 @@ class SignalsProcessor(ProcessorBase):
                 if resp is not None and resp["ts"] + self._cw + self._grace == due:
                     state.touch(skey)
                     self._finalise(source, state, sess, req, False, "timer", resp["ts"] + self._cw, out)
-            elif kind == "idle":
-                if sess["end"] is None and sess["lt"] + self._idle + self._grace == due:
+            elif kind == "idle" and sess["end"] is None:
+                # One idle timer per open session, re-armed here when the session was active
+                # since it was set (cheaper than one timer per event).
+                idle_due = sess["lt"] + self._idle + self._grace
+                if idle_due > due:
+                    timers.push(idle_due, "idle", skey)
+                else:
                     for _, r in sorted((r["ts"], r_id) for r_id, r in sess["r"].items()):
                         self._finalise(source, state, sess, r, False, "timer", sess["lt"] + self._idle, out)
                     self._summarise(source, state, sess, sess["lt"], sess["lt"] + self._idle, "idle_timeout", out)

@@ -5,13 +5,20 @@ changed since the last commit, and the consumer offsets (``send_offsets_to_trans
 On partition assignment the processor's state is restored from the changelog, so a
 restarted (or SIGKILLed) process resumes exactly where the last committed transaction
 left it. The same code runs on the Kafka bus (production) and the embedded bus.
+
+The periodic commit is pipelined: its broker round trips (sending the offsets, committing)
+run on a background thread while the next records are processed; outputs of those
+records wait in memory and are produced into the next transaction once the commit is
+done. A failed commit rewinds everything since the last committed one, so the outputs
+waiting in memory are dropped with the state they came from.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from schemas import StreamError, Topics
 from streams.bus import Bus, Consumer, Producer, TopicPartition
@@ -50,6 +57,10 @@ class KafkaRunner:
         self._out_names: dict[str, str] = {}
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
+        self._committing: threading.Thread | None = None
+        self._commit_error: StreamError | None = None
+        self._waiting = _WaitingOutputs()
+        self._rewinds = 0
         self._positions: dict[TopicPartition, int] = {}
         self._pending = 0
         self._last_commit = time.monotonic()
@@ -132,6 +143,9 @@ class KafkaRunner:
     def poll_once(self, max_records: int | None = None, timeout_s: float | None = None) -> int:
         """Consume and process one batch; commit if the interval has passed. Returns records consumed."""
         assert self._consumer is not None and self._producer is not None, "call start() first"
+        if self._committing is not None and not self._committing.is_alive():
+            self._finish_commit()
+        rewinds = self._rewinds
         try:
             records = self._consumer.consume(max_records or self.config.max_batch,
                                              self.config.poll_timeout_s if timeout_s is None else timeout_s)
@@ -142,6 +156,8 @@ class KafkaRunner:
             log.warning("%s: consume failed, retrying: %s", self.processor.name, exc)
             self._metrics.commit_failures.labels(self.processor.name, "consume").inc()
             records = []
+        if self._rewinds != rewinds:
+            records = []  # fetched before a rewind (in a rebalance callback): read again from the committed offsets
         if records:
             started = time.perf_counter()
             self._process(records)
@@ -151,7 +167,7 @@ class KafkaRunner:
             self._last_wall = now
             self._emit(self.processor.advance(int(time.time() * 1000)))
         if self._pending and now - self._last_commit >= self.config.commit_interval_s:
-            self.commit()
+            self._start_commit()
         if now - self._last_lag >= self.config.lag_interval_s:
             self._last_lag = now
             self._measure_lag()
@@ -185,18 +201,21 @@ class KafkaRunner:
         self._metrics.events_in.labels(self.processor.name, self.runner_name).inc(n)
 
     def _dead_letter(self, rec: object, exc: Exception) -> None:
-        assert self._producer is not None
         topic, partition, offset = rec.topic, rec.partition, rec.offset  # type: ignore[attr-defined]
-        send_to_dlq(self._producer, rec.value, rec.key, exc, f"{topic}/{partition}/{offset}",  # type: ignore[attr-defined]
+        send_to_dlq(self._sink(), rec.value, rec.key, exc, f"{topic}/{partition}/{offset}",  # type: ignore[attr-defined]
                     topic=self.topics.chat_events_dlq)
         self.dead_letters += 1
         self._metrics.dlq.labels(self.processor.name, error_reason_label(exc)).inc()
 
+    def _sink(self) -> Producer | "_WaitingOutputs":
+        """Where outputs go now: the open transaction, or memory while a commit is in flight."""
+        assert self._producer is not None
+        return self._waiting if self._committing is not None else self._producer
+
     def _emit(self, outputs: list[Output]) -> None:
         if not outputs:
             return
-        assert self._producer is not None
-        produce = self._producer.produce
+        produce = self._sink().produce
         names = self._out_names
         counts: dict[str, int] = {}
         for out in outputs:
@@ -220,32 +239,65 @@ class KafkaRunner:
 
     # -- commit ----------------------------------------------------------------------------
     def commit(self) -> None:
-        """Commit outputs, changelog and offsets in one transaction; start the next one."""
+        """Commit outputs, changelog and offsets in one transaction and wait for it; start the next one."""
+        self._start_commit()
+        self._finish_commit()
+
+    def _start_commit(self) -> None:
+        """Write the changelog, then send the offsets and commit on a background thread."""
         if self._producer is None or self._consumer is None:
             return
+        self._finish_commit()  # one transaction in flight at a time
         producer = self._producer
         try:
             for source in self.processor.owned():
                 changes = self.processor.take_changes(source)
                 if changes:
                     write_changes(producer, self.bus, self.changelog, source.partition, source.topic + "|", changes)
-            if self._positions:
-                producer.send_offsets_to_transaction(dict(self._positions), self._consumer)
-            producer.commit_transaction()
         except StreamError as exc:
-            self._metrics.commit_failures.labels(self.processor.name, "commit_transaction").inc()
-            log.warning("%s: transaction failed, rewinding to the last commit: %s", self.processor.name, exc)
-            self._rewind()
-        else:
-            self._metrics.commits.labels(self.processor.name).inc()
+            self._commit_error = exc
+            self._finish_commit()
+            return
         finally:
             self._pending = 0
             self._last_commit = time.monotonic()
-        producer.begin_transaction()
+        self._commit_error = None
+        self._committing = threading.Thread(target=self._send_and_commit, args=(dict(self._positions),),
+                                            name=f"{self.processor.name}-commit", daemon=True)
+        self._committing.start()
+
+    def _send_and_commit(self, positions: Mapping[TopicPartition, int]) -> None:
+        assert self._producer is not None and self._consumer is not None
+        try:
+            if positions:
+                self._producer.send_offsets_to_transaction(positions, self._consumer)
+            self._producer.commit_transaction()
+        except StreamError as exc:
+            self._commit_error = exc
+
+    def _finish_commit(self) -> None:
+        """Wait for the commit in flight (if any); rewind on failure; open the next transaction."""
+        if self._committing is not None:
+            self._committing.join()
+            self._committing = None
+        elif self._commit_error is None:
+            return
+        assert self._producer is not None
+        error, self._commit_error = self._commit_error, None
+        if error is not None:
+            self._metrics.commit_failures.labels(self.processor.name, "commit_transaction").inc()
+            log.warning("%s: transaction failed, rewinding to the last commit: %s", self.processor.name, error)
+            self._waiting.clear()
+            self._rewind()
+        else:
+            self._metrics.commits.labels(self.processor.name).inc()
+        self._producer.begin_transaction()
+        self._waiting.replay(self._producer)
 
     def _rewind(self) -> None:
         """Abort, then reload state and positions from the last committed transaction."""
         assert self._producer is not None and self._consumer is not None
+        self._rewinds += 1
         try:
             self._producer.abort_transaction()
         except StreamError:
@@ -275,3 +327,22 @@ class KafkaRunner:
             self._metrics.lag.labels(self.processor.name).set(lag)
         except StreamError as exc:
             log.debug("lag measurement failed: %s", exc)
+
+
+class _WaitingOutputs:
+    """Messages held in memory while a commit is in flight (a producer's ``produce``)."""
+
+    def __init__(self) -> None:
+        self._messages: list[tuple[str, bytes, str | None, Mapping[str, bytes] | None]] = []
+
+    def produce(self, topic: str, value: bytes, key: str | None = None,
+                headers: Mapping[str, bytes] | None = None) -> None:
+        self._messages.append((topic, value, key, headers))
+
+    def replay(self, producer: Producer) -> None:
+        messages, self._messages = self._messages, []
+        for topic, value, key, headers in messages:
+            producer.produce(topic, value, key=key, headers=headers)
+
+    def clear(self) -> None:
+        self._messages.clear()

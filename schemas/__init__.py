@@ -42,6 +42,7 @@ from schemas._instructions import (
     UseEmoji,
     check_instructions,
     count_sentences,
+    follows_instructions,
     instruction_adapter,
     words,
 )
@@ -89,6 +90,6 @@ __all__ = [
     "TRAINER_JOBS", "TopicSpec", "Topics", "DEFAULT_TOPICS", "TrainJobRequest", "TrainerError", "UseEmoji", "UserFeedbackEvent",
     "UserMessageEvent", "ValidationLimits", "check_instructions", "check_name", "check_policy",
     "chat_event_adapter", "count_sentences", "deployment_record_adapter", "deployment_record_key",
-    "engagement_signal_adapter", "export_json_schemas", "instruction_adapter", "json_schemas",
+    "engagement_signal_adapter", "export_json_schemas", "follows_instructions", "instruction_adapter", "json_schemas",
     "parse_chat_event", "parse_message", "words",
 ]

@@ -187,3 +187,12 @@ class InstructionReport:
 def check_instructions(text: str, instructions: tuple[Instruction, ...] | list[Instruction]) -> InstructionReport:
     """Run every instruction's check on ``text``. No instructions means pass."""
     return InstructionReport(tuple(i.check(text) for i in instructions))
+
+
+def follows_instructions(text: str, instructions: tuple[Instruction, ...] | list[Instruction]) -> bool:
+    """``check_instructions(text, instructions).passed`` without the report (stream processors'
+    hot path): stops at the first failed check."""
+    for instruction in instructions:
+        if not instruction.check(text).passed:
+            return False
+    return True

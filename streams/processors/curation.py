@@ -39,8 +39,8 @@ from schemas import (
     UserFeedbackEvent,
     UserMessageEvent,
     ValidationLimits,
-    check_instructions,
     check_policy,
+    follows_instructions,
     parse_chat_event,
     words,
 )
@@ -157,7 +157,7 @@ class CurationProcessor(ProcessorBase):
             return
         conv["r"][req] = {
             "t": event.turn, "ts": t, "text": redact(event.text)[0], "mv": event.model_version, "arm": event.arm,
-            "if": check_instructions(event.text, event.instructions).passed,
+            "if": follows_instructions(event.text, event.instructions),
             "v": not check_policy(event.text, self._policy).passed, "regen": event.regenerated,
             "instr": [i.model_dump(mode="json") for i in event.instructions], "fb": conv["fb"].pop(turn, []),
         }

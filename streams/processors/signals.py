@@ -38,8 +38,8 @@ from schemas import (
     DEFAULT_POLICY,
     PolicyRuleSet,
     ValidationLimits,
-    check_instructions,
     check_policy,
+    follows_instructions,
     parse_chat_event,
 )
 from streams.processors._base import META, Output, PartitionState, ProcessorBase, SourcePartition
@@ -191,7 +191,7 @@ class SignalsProcessor(ProcessorBase):
         turn = str(event.turn)
         sess["r"][req] = {
             "t": event.turn, "ts": t, "mv": event.model_version, "arm": event.arm,
-            "if": check_instructions(event.text, event.instructions).passed,
+            "if": follows_instructions(event.text, event.instructions),
             "v": not check_policy(event.text, self._policy).passed,
             "lat": event.latency_ms, "fb": sess["fb"].pop(turn, []),
         }
@@ -311,13 +311,13 @@ class SignalsProcessor(ProcessorBase):
                     state.delete(skey)
             elif kind == "gc" and sess["end"] is not None and sess["end"] + self._grace + self._cw == due:
                 state.delete(skey)
-        self._close_windows(source, state, wm, out)
-
-    def _close_windows(self, source: SourcePartition, state: PartitionState, wm: int, out: list[Output]) -> None:
-        meta = state.meta
         closed_until = ((wm - self._grace) // self._w) * self._w
-        if closed_until <= meta["cu"]:
-            return
+        if closed_until > state.entries[META]["cu"]:
+            self._close_windows(source, state, closed_until, out)
+
+    def _close_windows(self, source: SourcePartition, state: PartitionState, closed_until: int, out: list[Output]) -> None:
+        """Emit and forget the windows that end before ``closed_until``."""
+        meta = state.meta
         meta["cu"] = closed_until
         keys = self._windows[source]
         due = sorted((int(k.rsplit("|", 1)[1]), k) for k in keys if int(k.rsplit("|", 1)[1]) < closed_until)

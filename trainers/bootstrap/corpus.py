@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from schemas import ChatMessage, Instruction, check_instructions, check_policy
+from schemas import ChatMessage, Instruction, check_policy, follows_instructions
 
 from trainers.bootstrap.catalogue import CHARACTERS, TOPICS, Character, Topic, chat_messages, traffic_opener
 
@@ -61,7 +61,7 @@ class CorpusItem:
     Attributes:
         context: system prompt and user turns (and earlier replies) before ``reply``.
         reply: the assistant's reply to the last user message.
-        follows: every instruction of the character passes (``check_instructions``).
+        follows: every instruction of the character passes (``follows_instructions``).
         violates: the reply breaks the content policy (``check_policy``).
     """
 
@@ -133,7 +133,7 @@ def make_item(character: Character, topic: Topic, user_message: str, rng: random
     reply = synthetic_reply(character, topic.subject, rng, follow=follow, violate=violate)
     return CorpusItem(
         character_id=character.id, topic_id=topic.id, context=chat_messages(character, user_message), reply=reply,
-        follows=check_instructions(reply, character.instructions).passed, violates=not check_policy(reply).passed,
+        follows=follows_instructions(reply, character.instructions), violates=not check_policy(reply).passed,
     )
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Gauge
 
-from schemas import EMOJI, EvalReport, check_instructions, check_policy, words
+from schemas import EMOJI, EvalReport, check_policy, follows_instructions, words
 from trainers.bootstrap.catalogue import CHARACTERS_BY_ID, chat_messages, held_out_prompts
 from trainers.common.data import Prompt
 from trainers.evaluate.gate_config import GateSettings
@@ -60,7 +60,7 @@ def policy_stats(prompts: Sequence[Prompt], replies: Sequence[str], reward_model
     n = max(1, len(replies))
     rewards = tuple(reward_model.score(prompts, replies)) if reward_model is not None else ()
     return PolicyStats(
-        instruction_following=sum(check_instructions(r, p.instructions).passed for p, r in zip(prompts, replies)) / n,
+        instruction_following=sum(follows_instructions(r, p.instructions) for p, r in zip(prompts, replies)) / n,
         violation_rate=sum(not check_policy(r).passed for r in replies) / n,
         mean_words=sum(len(words(r)) for r in replies) / n,
         emoji_rate=sum(bool(EMOJI.search(r)) for r in replies) / n,

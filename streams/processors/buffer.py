@@ -70,7 +70,7 @@ class BufferProcessor(ProcessorBase):
         sample = parse_message(_MODELS[source.topic], value)  # bad samples are dead-lettered; their offset stays in range
         buf["n"] += 1
         buf["last_ts_ms"] = max(buf["last_ts_ms"], to_ms(sample.ts))
-        if buf["first_wall_ms"] is None:
+        if buf["first_wall_ms"] is None and self._now_ms:
             buf["first_wall_ms"] = self._now_ms
         return self._maybe_trigger(source.topic)
 
@@ -79,6 +79,12 @@ class BufferProcessor(ProcessorBase):
 
     def advance(self, now_ms: int) -> list[Output]:
         self._now_ms = now_ms
+        for source in self.owned():  # samples that came before the first tick start aging now
+            state = self._parts[source]
+            buf = state.entries.get("buf")
+            if buf is not None and buf["n"] and buf["first_wall_ms"] is None:
+                buf["first_wall_ms"] = now_ms
+                state.touch("buf")
         out: list[Output] = []
         for topic in self.inputs:
             out.extend(self._maybe_trigger(topic))

@@ -78,6 +78,8 @@ class SignalsProcessor(ProcessorBase):
         self._idle = self.config.session_idle_s * 1000
         self._timers: dict[SourcePartition, Timers] = {}
         self._windows: dict[SourcePartition, set[str]] = {}
+        self._quiet_ms = None if self.config.quiet_partition_s is None else int(self.config.quiet_partition_s * 1000)
+        self._last_seen: dict[SourcePartition, tuple[int, int]] = {}  # source -> (last offset, wall ms it was first seen)
         self._metrics = processor_metrics()
         self._latest_window: dict[str, tuple[int, dict[str, float]]] = {}
         self._latest_version_window: dict[tuple[str, str], tuple[int, dict[str, float]]] = {}
@@ -102,6 +104,7 @@ class SignalsProcessor(ProcessorBase):
     def _on_drop(self, source: SourcePartition) -> None:
         self._timers.pop(source, None)
         self._windows.pop(source, None)
+        self._last_seen.pop(source, None)
 
     # -- records ---------------------------------------------------------------------
     def _apply(self, source: SourcePartition, state: PartitionState, key: str | None, value: bytes) -> list[Output]:
@@ -373,6 +376,20 @@ class SignalsProcessor(ProcessorBase):
         for field in ("responses", "instruction_following", "violations"):
             prev[1][field] = prev[1].get(field, 0) + getattr(agg, field)
             self._metrics.window_version_stat.labels(agg.arm, agg.model_version, field).set(prev[1][field])
+
+    def _advance(self, source: SourcePartition, state: PartitionState, now_ms: int) -> list[Output]:
+        """Quiet partitions (``quiet_partition_s``): event time follows the wall clock once no
+        record arrived for that long, so the last windows close without waiting for traffic."""
+        if self._quiet_ms is None:
+            return []
+        offset = state.meta["offset"]
+        seen = self._last_seen.get(source)
+        if seen is None or seen[0] != offset:
+            self._last_seen[source] = (offset, now_ms)
+            return []
+        if now_ms - seen[1] < self._quiet_ms:
+            return []
+        return self._advance_to(source, state, now_ms - self._quiet_ms)
 
     def _advance_to(self, source: SourcePartition, state: PartitionState, ts_ms: int) -> list[Output]:
         out: list[Output] = []

@@ -17,6 +17,11 @@ class SignalsConfig(BaseModel):
                          "still counted in it; later ones are counted as late.")
     session_idle_s: int = Field(default=1800, gt=0, description="A session with no event for this long (event time) "
                                 "is closed with end_reason 'idle_timeout'.")
+    quiet_partition_s: float | None = Field(default=None, gt=0, description="When set, a partition that received no "
+                                            "event for this long (wall clock) has its event time follow the wall clock "
+                                            "minus this much, so its windows close and sessions time out while traffic "
+                                            "is quiet. For live traffic only: leave unset for replays and backfills, "
+                                            "where event time is far behind the wall clock.")
 
     @model_validator(mode="after")
     def _check(self) -> "SignalsConfig":

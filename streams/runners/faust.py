@@ -7,6 +7,10 @@ Faust exactly-once mode. The processor's entries go to a compacted changelog top
 restores a partition from it when the partition is first seen (not through Faust's table
 recovery, which was seen to stall for good after a SIGKILL).
 
+The processor's wall-clock timers run every ``wall_clock_interval_s`` (buffer age triggers,
+quiet partitions); what they emit is delivered and the state they changed persisted as at
+a checkpoint.
+
 Records are acknowledged manually, at checkpoints (every ``faust_checkpoint_every``
 records of a partition, and on a timer): the producer is flushed (outputs delivered),
 then the entries changed since the last checkpoint are written to the changelog
@@ -27,6 +31,7 @@ import asyncio
 import json
 import logging
 import tempfile
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,7 +40,7 @@ from schemas import TopicSpec
 from streams.bus import KafkaBus, KafkaSettings
 from streams.runners._changelog import read_changelog
 from streams.dlq import ERROR_TYPE, FIELD, REASON, SOURCE, error_reason_label
-from streams.processors import META, Processor, SourcePartition
+from streams.processors import META, Output, Processor, SourcePartition
 from streams.runners._metrics import runner_metrics, serve_metrics
 from streams.runners.runner_config import RunnerConfig
 
@@ -126,6 +131,14 @@ class FaustRunner:
                 for ev in events:
                     await stream.ack(ev)
 
+        async def send(outputs: list[Output]) -> None:
+            for out in outputs:
+                topic = out_topics.get(out.topic)
+                if topic is None:
+                    topic = out_topics[out.topic] = app.topic(
+                        self.topics.name(out.topic), value_serializer="raw", key_serializer="raw")
+                await topic.send(key=out.key.encode(), value=out.value)
+
         async def handle(stream: Any) -> None:
             manual = stream.noack()
             self._stream = manual
@@ -142,12 +155,7 @@ class FaustRunner:
                         outputs = []
                         await dlq.send(key=msg.key, value=msg.value, headers=_dlq_headers(exc, msg))
                         metrics.dlq.labels(name, error_reason_label(exc)).inc()
-                    for out in outputs:
-                        topic = out_topics.get(out.topic)
-                        if topic is None:
-                            topic = out_topics[out.topic] = app.topic(
-                                self.topics.name(out.topic), value_serializer="raw", key_serializer="raw")
-                        await topic.send(key=out.key.encode(), value=out.value)
+                    await send(outputs)
                     batch = pending.setdefault(src, [])
                     batch.append(event)
                     metrics.events_in.labels(name, self.runner_name).inc()
@@ -161,6 +169,23 @@ class FaustRunner:
             stream = getattr(self, "_stream", None)
             if stream is not None:
                 async with lock:
+                    await checkpoint(stream, list(pending))
+
+        @app.timer(interval=self.config.wall_clock_interval_s)
+        async def _wall_clock() -> None:
+            """The processor's wall-clock timers (buffer age triggers, quiet partitions):
+            outputs delivered first, then the state they changed, as at a checkpoint."""
+            async with lock:
+                outputs = processor.advance(int(time.time() * 1000))
+                if not outputs:
+                    return
+                await send(outputs)
+                await app.producer.flush()
+                for src in processor.owned():
+                    if src in self._written and not pending.get(src):
+                        await self._persist(src, processor.last_offset(src))
+                stream = getattr(self, "_stream", None)
+                if stream is not None:
                     await checkpoint(stream, list(pending))
 
         @app.on_partitions_revoked.connect

@@ -4,6 +4,8 @@ Builds the runner directly rather than through the `flywheel` CLI so that a rest
 costs a second of imports, not the whole platform's.
 
     python stream_worker.py kafka|faust <processor> <namespace> <group> [exit_when_idle_s]
+
+``STREAM_WORKER_CONFIG`` (JSON) is the processor's config (e.g. ``{"max_age_s": 2}``).
 """
 
 from __future__ import annotations
@@ -16,10 +18,18 @@ import time
 
 from schemas import Topics
 from streams import KafkaBus, KafkaSettings
-from streams.processors import BufferProcessor, CurationProcessor, SignalsProcessor
+from streams.processors import (
+    BufferConfig,
+    BufferProcessor,
+    CurationConfig,
+    CurationProcessor,
+    SignalsConfig,
+    SignalsProcessor,
+)
 from streams.runners import FaustRunner, KafkaRunner, RunnerConfig
 
-PROCESSORS = {"signals": SignalsProcessor, "curation": CurationProcessor, "buffer": BufferProcessor}
+PROCESSORS = {"signals": (SignalsProcessor, SignalsConfig), "curation": (CurationProcessor, CurationConfig),
+              "buffer": (BufferProcessor, BufferConfig)}
 
 
 def main() -> None:
@@ -27,7 +37,8 @@ def main() -> None:
     idle_s = float(sys.argv[5]) if len(sys.argv) > 5 else None
     bootstrap = os.environ.get("FLYWHEEL_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:19092")
     topics = Topics(namespace)
-    processor = PROCESSORS[name]()
+    processor_type, config_type = PROCESSORS[name]
+    processor = processor_type(config_type.model_validate_json(os.environ.get("STREAM_WORKER_CONFIG", "{}")))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s: %(message)s")
     config = RunnerConfig(faust_broker=f"kafka://{bootstrap}", faust_checkpoint_every=500, commit_interval_s=0.05,
                           session_timeout_s=6.0)

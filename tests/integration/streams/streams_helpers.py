@@ -65,12 +65,16 @@ def worker_env() -> dict[str, str]:
     return env
 
 
-def start_worker(runner: str, namespace: str, group: str, log: Path, idle_s: float | None = None) -> subprocess.Popen[bytes]:
-    args = [sys.executable, str(WORKER), runner, "signals", namespace, group]
+def start_worker(runner: str, namespace: str, group: str, log: Path, idle_s: float | None = None,
+                 processor: str = "signals", config: dict[str, Any] | None = None) -> subprocess.Popen[bytes]:
+    args = [sys.executable, str(WORKER), runner, processor, namespace, group]
     if idle_s is not None:
         args.append(str(idle_s))
+    env = worker_env()
+    if config is not None:
+        env["STREAM_WORKER_CONFIG"] = json.dumps(config)
     with log.open("ab") as sink:  # a file, not a pipe: a full pipe would stall the worker
-        return subprocess.Popen(args, env=worker_env(), stdout=sink, stderr=sink)
+        return subprocess.Popen(args, env=env, stdout=sink, stderr=sink)
 
 
 def wait_committed(bus: KafkaBus, group: str, topic: str, total: int, timeout_s: float) -> int:

@@ -179,3 +179,34 @@ def test_bad_input_raises_schema_error_and_counts_as_applied(make_event: Any) ->
     with pytest.raises(SchemaError):
         feed.raw(json.dumps(make_event("user_message", schema_version=99)).encode())
     assert feed.proc.last_offset(SRC) == 1
+
+
+def _wall_ms(at_s: float) -> int:
+    return int((T0 + timedelta(seconds=at_s)).timestamp() * 1000)
+
+
+def test_quiet_partition_follows_the_wall_clock_only_when_configured(make_event: Any) -> None:
+    quiet = CONFIG.model_copy(update={"quiet_partition_s": 300.0})
+    for config, expect_window in ((CONFIG, False), (quiet, True)):
+        feed = Feed(make_event, config)
+        feed("session_started", 0)
+        feed("user_message", 5, turn=1)
+        feed("model_response", 6, **resp(1, "a1"))
+        # Traffic stops. Wall-clock ticks: the first one notes the partition's last offset,
+        # later ones move event time to wall clock - 300 s once 300 s passed without a record.
+        ticks = [feed.proc.advance(_wall_ms(at)) for at in (10, 200, 309)]
+        assert ticks == [[], [], []]  # quiet for 299 s only: nothing moves
+        outs = [engagement_signal_adapter.validate_json(o.value) for o in feed.proc.advance(_wall_ms(3600 + 60 + 300))]
+        # Event time is now 3600 + 60: reply timer, idle session and window [0, 3600) all due.
+        kinds = sorted(type(o).__name__ for o in outs)
+        assert kinds == (["ArmWindowAggregate", "ResponseOutcome", "SessionSummary"] if expect_window else [])
+
+
+def test_quiet_partition_rule_waits_while_records_arrive(make_event: Any) -> None:
+    feed = Feed(make_event, CONFIG.model_copy(update={"quiet_partition_s": 300.0}))
+    feed("session_started", 0)
+    assert feed.proc.advance(_wall_ms(10)) == []
+    feed("user_message", 5, turn=1)  # a record between ticks: the quiet period starts again
+    assert feed.proc.advance(_wall_ms(3600 + 60 + 300)) == []
+    assert feed.proc.advance(_wall_ms(3600 + 60 + 599)) == []
+    assert len(feed.proc.advance(_wall_ms(3600 + 60 + 600))) > 0

@@ -1,0 +1,57 @@
+"""Wall-clock timers in both broker runners: the buffer's age trigger fires with no new records."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from schemas import TrainJobRequest, Topics, parse_message
+from streams import KafkaBus, KafkaSettings
+from streams.runners import changelog_topic
+from streams.runners.faust import faust_table_topic
+
+from streams_helpers import produce, read_all, start_worker
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(180)]
+
+
+def _sft_sample(i: int) -> bytes:
+    return json.dumps({"kind": "sft", "schema_version": 1, "sample_id": f"s{i}", "conversation_id": f"c{i}",
+                       "character_id": "ch", "context": [{"role": "user", "content": "hi"}], "instructions": [],
+                       "ts": datetime(2026, 1, 5, tzinfo=UTC).isoformat(), "response": "hello there",
+                       "model_version": "v1"}).encode()
+
+
+@pytest.mark.parametrize("runner", ["kafka", "faust"])
+def test_buffer_age_trigger_requests_a_job_for_few_old_samples(runner: str, kafka_settings: KafkaSettings,
+                                                               topics: Topics, tmp_path: Path) -> None:
+    bus = KafkaBus(kafka_settings)
+    bus.create_topics(topics.specs())
+    group = f"{topics.namespace}-buffer-{runner}"
+    log = tmp_path / "worker.log"
+    try:
+        produce(bus, topics.samples_sft, [(f"c{i}", _sft_sample(i)) for i in range(5)])
+        # Far below the count threshold: only the age of the oldest sample can trigger.
+        worker = start_worker(runner, topics.namespace, group, log, processor="buffer",
+                              config={"min_samples": 1000, "max_age_s": 2.0})
+        try:
+            jobs: list = []
+            deadline = time.monotonic() + 120
+            while not jobs and time.monotonic() < deadline and worker.poll() is None:
+                time.sleep(1.0)
+                jobs = read_all(bus, topics.trainer_jobs, 1)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(30)
+        assert len(jobs) == 1, log.read_text()[-3000:]
+        job = parse_message(TrainJobRequest, jobs[0].value)
+        assert job.kind == "sft"
+        assert sum(r.to_offset - r.from_offset for r in job.inputs) == 5
+    finally:
+        bus.delete_topics([t.name for t in topics.specs()] + [changelog_topic(topics, group),
+                                                              faust_table_topic(group, "buffer")])

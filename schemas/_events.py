@@ -104,6 +104,9 @@ CHAT_EVENT_TYPES: tuple[type[ChatEventBase], ...] = (
 )
 _TAGS = frozenset(t.model_fields["type"].default for t in CHAT_EVENT_TYPES)
 chat_event_adapter: TypeAdapter[ChatEvent] = TypeAdapter(ChatEvent)
+# Stream processors validate every event: the compiled validator directly, without the
+# adapter's Python-level argument handling.
+_validate_chat_event_json = chat_event_adapter.validator.validate_json
 
 
 def parse_chat_event(raw: bytes | str, limits: ValidationLimits = DEFAULT_LIMITS) -> ChatEvent:
@@ -113,6 +116,6 @@ def parse_chat_event(raw: bytes | str, limits: ValidationLimits = DEFAULT_LIMITS
         SchemaError: naming the first bad field and why.
     """
     try:
-        return chat_event_adapter.validate_json(raw, context=limits.as_context())
+        return _validate_chat_event_json(raw, context=limits.as_context())
     except ValidationError as exc:
         raise schema_error_from(exc, strip_tags=_TAGS) from None

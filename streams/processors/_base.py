@@ -166,7 +166,7 @@ class ProcessorBase:
     # -- records ---------------------------------------------------------------------
     def process(self, source: SourcePartition, offset: int, key: str | None, value: bytes) -> list[Output]:
         state = self._parts.get(source) or self.state(source)
-        meta = state.meta
+        meta = state.entries.get(META) or state.meta
         if offset <= meta["offset"]:
             return []
         meta["offset"] = offset

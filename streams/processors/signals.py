@@ -142,7 +142,10 @@ class SignalsProcessor(ProcessorBase):
             self._on_end(source, state, skey, sess, t, event.reason, out)
         if t > meta["wm"]:
             meta["wm"] = t
-            self._fire(source, state, t, out)
+            heap = self._timers[source].heap
+            # Most events fire nothing: check before paying for the call.
+            if (heap and heap[0][0] <= t) or ((t - self._grace) // self._w) * self._w > meta["cu"]:
+                self._fire(source, state, t, out)
         return out
 
     def _learn_arm(self, source: SourcePartition, state: PartitionState, sess: dict[str, Any], arm: str, mv: str) -> None:

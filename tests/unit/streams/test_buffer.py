@@ -59,6 +59,16 @@ def test_age_trigger_and_flush_map_kinds() -> None:
     assert proc.advance_to(0) == []
 
 
+def test_samples_consumed_before_the_first_tick_age_from_it() -> None:
+    proc = BufferProcessor(BufferConfig(min_samples=100, max_age_s=60))
+    src = SourcePartition("samples.sft", 0)
+    assert proc.process(src, 0, "c", _sample(0)) == []  # a runner's first batch comes before its first tick
+    assert proc.advance(5_000_000) == []  # the sample starts aging here
+    assert proc.advance(5_000_000 + 59_999) == []
+    (job,) = proc.advance(5_000_000 + 60_000)
+    assert parse_message(TrainJobRequest, job.value).inputs[0].count == 1
+
+
 def test_topics_without_a_job_kind_are_not_read() -> None:
     buffer = BufferProcessor(BufferConfig(kinds={"samples.sft": "sft"}))
     assert buffer.inputs == ("samples.sft",)

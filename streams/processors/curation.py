@@ -14,7 +14,8 @@ the state, so neither the changelog nor any sample ever holds raw personal data.
   duplicate of an earlier SFT reply of the partition;
 - preference: two replies to the same context (a regeneration) with different outcomes;
   chosen is the continued, clean one; pairs that differ too much in length or emoji
-  are dropped so the trainer does not learn length.
+  are dropped so the trainer does not learn length. With ``pair_across_arms``, also the
+  two arms' replies to the same context in different conversations of the partition.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class CurationProcessor(ProcessorBase):
         self._timers: dict[SourcePartition, Timers] = {}
         self._lsh: dict[SourcePartition, LshIndex] = {}
         self._order: dict[SourcePartition, deque[str]] = {}
+        self._pool_order: dict[SourcePartition, deque[tuple[int, str]]] = {}
         self._metrics = processor_metrics()
         self._style: dict[str, dict[str, float]] = {}
 
@@ -95,11 +97,13 @@ class CurationProcessor(ProcessorBase):
             elif key.startswith("d|"):
                 dedup.append((value, key))
         self._order[source] = deque(k for _, k in sorted(dedup))
+        self._pool_order[source] = deque(sorted((v["s"], k) for k, v in state.entries.items() if k.startswith("x|")))
 
     def _on_drop(self, source: SourcePartition) -> None:
         self._timers.pop(source, None)
         self._lsh.pop(source, None)
         self._order.pop(source, None)
+        self._pool_order.pop(source, None)
 
     # -- records -------------------------------------------------------------------------
     def _apply(self, source: SourcePartition, state: PartitionState, key: str | None, value: bytes) -> list[Output]:
@@ -232,6 +236,9 @@ class CurationProcessor(ProcessorBase):
                     **base, "kind": "sft", "sample_id": _sample_id("sft", conv["cid"], req), "instructions": r["instr"],
                     "ts": iso_ms(r["ts"]), "response": r["text"], "model_version": r["mv"]}, "sft", r["text"]))
         self._pair(conv, base, labelled, out)
+        if self.config.pair_across_arms:
+            req, r, labels = labelled[-1]  # the reply the user saw last
+            self._pair_across_arms(source, state, conv, base, req, r, labels, out)
 
     def _pair(self, conv: dict[str, Any], base: dict[str, Any], labelled: list[Any], out: list[Output]) -> None:
         if len(labelled) < 2:
@@ -241,21 +248,67 @@ class CurationProcessor(ProcessorBase):
         if not good or not bad:
             return
         chosen, rejected = good[-1][1], bad[0][1]
-        if not self._clean(chosen["text"]) or exact_hash(chosen["text"]) == exact_hash(rejected["text"]):
+        if self._pairable(chosen["text"], rejected["text"]):
+            self._emit_pair(conv["cid"], base, chosen, rejected, "regenerate",
+                            _sample_id("preference", conv["cid"], good[-1][0], bad[0][0]), out)
+
+    def _pairable(self, chosen: str, rejected: str) -> bool:
+        """The pair filters: a clean chosen reply, two different texts, similar length and emoji."""
+        if not self._clean(chosen) or exact_hash(chosen) == exact_hash(rejected):
             self._metrics.dropped.labels(self.name, "pair_quality").inc()
-            return
-        lc, lr = max(1, len(words(chosen["text"]))), max(1, len(words(rejected["text"])))
+            return False
+        lc, lr = max(1, len(words(chosen))), max(1, len(words(rejected)))
         if max(lc, lr) / min(lc, lr) > self.config.max_length_ratio:
             self._metrics.dropped.labels(self.name, "pair_length_ratio").inc()
-            return
-        if abs(len(EMOJI.findall(chosen["text"])) - len(EMOJI.findall(rejected["text"]))) > self.config.max_emoji_difference:
+            return False
+        if abs(len(EMOJI.findall(chosen)) - len(EMOJI.findall(rejected))) > self.config.max_emoji_difference:
             self._metrics.dropped.labels(self.name, "pair_emoji_difference").inc()
-            return
+            return False
+        return True
+
+    def _emit_pair(self, key: str, base: dict[str, Any], chosen: dict[str, Any], rejected: dict[str, Any],
+                   source: str, sample_id: str, out: list[Output]) -> None:
         sample = {**base, "kind": "preference", "instructions": chosen["instr"], "ts": iso_ms(chosen["ts"]),
-                  "sample_id": _sample_id("preference", conv["cid"], good[-1][0], bad[0][0]),
-                  "chosen": chosen["text"], "rejected": rejected["text"], "source": "regenerate"}
-        out.append(self._sample(SAMPLES_PREFERENCE, conv["cid"], sample, "preference.chosen", chosen["text"]))
+                  "sample_id": sample_id, "chosen": chosen["text"], "rejected": rejected["text"], "source": source}
+        out.append(self._sample(SAMPLES_PREFERENCE, key, sample, "preference.chosen", chosen["text"]))
         self._observe_style("preference.rejected", rejected["text"])
+
+    def _pair_across_arms(self, source: SourcePartition, state: PartitionState, conv: dict[str, Any],
+                          base: dict[str, Any], req: str, reply: dict[str, Any], labels: dict[str, Any],
+                          out: list[Output]) -> None:
+        """Pair ``reply`` with an unpaired reply of the other arm to the same context and the
+        opposite outcome, or keep it (``pair_across_arms``)."""
+        if labels["violation"] or labels["thumbs_down"] or labels["regenerated"]:
+            return  # neither side of a clean comparison
+        good = labels["continued"]
+        key = "x|" + exact_hash(conv["ch"] + "\n" + dumps(base["context"]).decode())
+        pool = state.entries.get(key) or {"s": 0, "r": {}}
+        other_arm = "candidate" if reply["arm"] == "baseline" else "baseline"
+        match = pool["r"].get(f"{other_arm}|{not good}")
+        if match is not None and match["cid"] != conv["cid"]:
+            del pool["r"][f"{other_arm}|{not good}"]
+            if pool["r"]:
+                state.put(key, pool)
+            else:
+                state.delete(key)
+            chosen, rejected = (reply, match) if good else (match, reply)
+            chosen_req, rejected_req = (req, match["req"]) if good else (match["req"], req)
+            if self._pairable(chosen["text"], rejected["text"]):
+                self._emit_pair(conv["cid"], base, chosen, rejected, "arms",
+                                _sample_id("preference", chosen_req, rejected_req), out)
+            return
+        meta = state.entries[META]
+        meta["seq"] += 1
+        pool["s"] = meta["seq"]
+        pool["r"][f"{reply['arm']}|{good}"] = {"cid": conv["cid"], "req": req, "text": reply["text"],
+                                                "ts": reply["ts"], "instr": reply["instr"]}
+        state.put(key, pool)
+        order = self._pool_order[source]
+        order.append((pool["s"], key))
+        while len(order) > self.config.pair_pool:
+            seq, old = order.popleft()
+            if state.entries.get(old, {}).get("s") == seq:  # not refreshed since: evict
+                state.delete(old)
 
     def _context(self, conv: dict[str, Any], turn: int) -> list[dict[str, str]]:
         msgs: list[dict[str, str]] = []

@@ -33,6 +33,11 @@ class CurationConfig(BaseModel):
                                     "than this many times the words of the shorter one are dropped.")
     max_emoji_difference: int = Field(default=2, ge=0, description="Preference pairs whose emoji counts differ by "
                                       "more are dropped.")
+    pair_across_arms: bool = Field(default=False, description="Also pair the two arms' replies to the same context "
+                                   "(same character and redacted messages, e.g. a common opening) in different "
+                                   "conversations of one partition, when one was continued and the other not.")
+    pair_pool: int = Field(default=5_000, gt=0, description="Unpaired replies kept per partition for "
+                           "pair_across_arms (oldest evicted first).")
 
     def model_post_init(self, __context: object) -> None:
         if self.minhash_perm % self.lsh_bands:

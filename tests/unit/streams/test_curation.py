@@ -117,3 +117,47 @@ def test_style_stats_per_stream(make_event: Any) -> None:
     feed("user_message", 10, turn=2, text="yes")
     stats = feed.proc.style_stats()
     assert stats["reward"] == {"words": 6.0, "emoji": 1.0, "questions": 1.0, "stock_phrases": 1.0, "samples": 1.0}
+
+
+def _opening(feed: Feed, conv: str, at: float, arm: str, text: str, continued: bool) -> None:
+    """One conversation: the common opening, one reply from ``arm``, then the user goes on or leaves."""
+    feed("user_message", at, conv=conv, turn=1, text="hi, who are you")
+    feed.reply(at + 1, 1, f"{conv}-r1", text, conv=conv, arm=arm)
+    if continued:
+        feed("user_message", at + 20, conv=conv, turn=2, text="nice")
+    else:
+        feed("session_ended", at + 20, conv=conv, reason="user_left")
+
+
+def test_the_two_arms_answering_the_same_opening_give_an_arms_pair(make_event: Any) -> None:
+    feed = Feed(make_event, pair_across_arms=True)
+    _opening(feed, "c1", 0, "baseline", "I am a pirate, and who might you be?", continued=False)
+    _opening(feed, "c2", 100, "baseline", "Ahoy, I sail the seas. What brings you here?", continued=True)
+    assert feed.out["samples.preference"] == []  # same arm: not an A/B comparison
+    _opening(feed, "c3", 200, "candidate", "A pirate of the seven seas, friend. Your name?", continued=True)
+    (pair,) = feed.out["samples.preference"]
+    assert pair.source == "arms" and pair.chosen.startswith("A pirate") and pair.rejected.startswith("I am a pirate")
+    assert [m.content for m in pair.context] == ["hi, who are you"]
+    # The baseline reply that was paired is used once; the continued baseline reply still waits.
+    _opening(feed, "c4", 300, "candidate", "Captain of a small ship, matey. And you?", continued=False)
+    (_, second) = feed.out["samples.preference"]
+    assert second.chosen.startswith("Ahoy") and second.rejected.startswith("Captain")
+
+
+def test_arms_pairs_are_off_by_default(make_event: Any) -> None:
+    feed = Feed(make_event)
+    _opening(feed, "c1", 0, "baseline", "I am a pirate, and who might you be?", continued=False)
+    _opening(feed, "c2", 100, "candidate", "A pirate of the seven seas, friend. Your name?", continued=True)
+    assert feed.out["samples.preference"] == []
+
+
+def test_unpaired_replies_survive_a_restore(make_event: Any) -> None:
+    feed = Feed(make_event, pair_across_arms=True)
+    _opening(feed, "c1", 0, "baseline", "I am a pirate, and who might you be?", continued=False)
+    changes = feed.proc.take_changes(SRC)
+    restored = CurationProcessor(feed.proc.config)
+    restored.restore(SRC, {k: v for k, v in changes.items() if v is not None})
+    feed.proc = restored
+    _opening(feed, "c2", 100, "candidate", "A pirate of the seven seas, friend. Your name?", continued=True)
+    (pair,) = feed.out["samples.preference"]
+    assert pair.source == "arms" and pair.rejected.startswith("I am a pirate")

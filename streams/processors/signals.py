@@ -407,7 +407,3 @@ class SignalsProcessor(ProcessorBase):
         """Current (not yet closed) window partials of ``source``, by entry key (for inspection)."""
         state = self._parts.get(source)
         return {} if state is None else {k: state.entries[k] for k in sorted(self._windows.get(source, ()))}
-
-
-def _conv(sess: dict[str, Any], state: PartitionState) -> str:
-    return str(sess["cid"])

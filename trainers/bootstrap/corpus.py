@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from schemas import ChatMessage, Instruction, check_policy, follows_instructions
 
-from trainers.bootstrap.catalogue import CHARACTERS, TOPICS, Character, Topic, chat_messages, traffic_opener
+from trainers.bootstrap.catalogue import CHARACTERS, Character, Topic, chat_messages, traffic_opener
 
 _BODIES = (
     "{subj} always reminds me of the {kw}.",

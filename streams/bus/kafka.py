@@ -21,6 +21,10 @@ from streams.bus.kafka_settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
+# Records are built with the tuple constructor itself: the NamedTuple's generated __new__ is
+# a Python-level call, a third of the cost of wrapping each consumed message.
+_new_record = tuple.__new__
+
 
 def _raise(exc: KafkaException, what: str, topic: str | None = None) -> StreamError:
     err = exc.args[0] if exc.args else None
@@ -243,8 +247,8 @@ class KafkaConsumer:
                 continue
             key = m.key()
             headers = m.headers()
-            out.append(Record(m.topic(), m.partition(), m.offset(), key.decode() if key is not None else None,
-                              m.value() or b"", m.timestamp()[1], dict(headers) if headers else _NO_HEADERS))
+            out.append(_new_record(Record, (m.topic(), m.partition(), m.offset(), key.decode() if key is not None else None,
+                                            m.value() or b"", m.timestamp()[1], dict(headers) if headers else _NO_HEADERS)))
         return out
 
     def commit(self, offsets: Offsets | None = None) -> None:

@@ -166,7 +166,7 @@ class KafkaRunner:
         if now - self._last_wall >= self.config.wall_clock_interval_s:
             self._last_wall = now
             self._emit(self.processor.advance(int(time.time() * 1000)))
-        if self._pending and now - self._last_commit >= self.config.commit_interval_s:
+        if self._pending and now - self._last_commit >= self.config.commit_interval_s and not self._commit_in_flight():
             self._start_commit()
         if now - self._last_lag >= self.config.lag_interval_s:
             self._last_lag = now
@@ -215,19 +215,27 @@ class KafkaRunner:
     def _emit(self, outputs: list[Output]) -> None:
         if not outputs:
             return
-        produce = self._sink().produce
-        names = self._out_names
+        if self._committing is not None:
+            self._waiting.hold(outputs)
+        else:
+            self._produce(outputs)
         counts: dict[str, int] = {}
         for out in outputs:
-            name = names.get(out.topic)
-            if name is None:
-                name = names[out.topic] = self.topics.name(out.topic)
-            produce(name, out.value, key=out.key)
             counts[out.topic] = counts.get(out.topic, 0) + 1
         for topic, n in counts.items():
             self._metrics.events_out.labels(self.processor.name, topic).inc(n)
         self.events_out += len(outputs)
         self._pending += 1
+
+    def _produce(self, outputs: list[Output]) -> None:
+        assert self._producer is not None
+        produce = self._producer.produce
+        names = self._out_names
+        for out in outputs:
+            name = names.get(out.topic)
+            if name is None:
+                name = names[out.topic] = self.topics.name(out.topic)
+            produce(name, out.value, key=out.key)
 
     def advance_to(self, ts_ms: int) -> int:
         """Force event time forward on every owned partition (closes windows); commits. Returns outputs."""
@@ -266,6 +274,11 @@ class KafkaRunner:
                                             name=f"{self.processor.name}-commit", daemon=True)
         self._committing.start()
 
+    def _commit_in_flight(self) -> bool:
+        # The next commit starts once the last one is done rather than waiting for it: the
+        # wait was ~5 % of the runner's time when the broker was slow to end a transaction.
+        return self._committing is not None and self._committing.is_alive()
+
     def _send_and_commit(self, positions: Mapping[TopicPartition, int]) -> None:
         assert self._producer is not None and self._consumer is not None
         try:
@@ -292,6 +305,7 @@ class KafkaRunner:
         else:
             self._metrics.commits.labels(self.processor.name).inc()
         self._producer.begin_transaction()
+        self._produce(self._waiting.take_outputs())
         self._waiting.replay(self._producer)
 
     def _rewind(self) -> None:
@@ -330,14 +344,23 @@ class KafkaRunner:
 
 
 class _WaitingOutputs:
-    """Messages held in memory while a commit is in flight (a producer's ``produce``)."""
+    """What waits in memory while a commit is in flight: the processor's outputs as they
+    came (one list per batch, no per-message work) and dead letters (a producer's ``produce``)."""
 
     def __init__(self) -> None:
+        self._outputs: list[Output] = []
         self._messages: list[tuple[str, bytes, str | None, Mapping[str, bytes] | None]] = []
+
+    def hold(self, outputs: list[Output]) -> None:
+        self._outputs += outputs
 
     def produce(self, topic: str, value: bytes, key: str | None = None,
                 headers: Mapping[str, bytes] | None = None) -> None:
         self._messages.append((topic, value, key, headers))
+
+    def take_outputs(self) -> list[Output]:
+        outputs, self._outputs = self._outputs, []
+        return outputs
 
     def replay(self, producer: Producer) -> None:
         messages, self._messages = self._messages, []
@@ -345,4 +368,5 @@ class _WaitingOutputs:
             producer.produce(topic, value, key=key, headers=headers)
 
     def clear(self) -> None:
+        self._outputs.clear()
         self._messages.clear()

@@ -6,10 +6,11 @@ import time
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Annotated, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, ValidationInfo
+from pydantic import AfterValidator, BaseModel, ConfigDict, GetCoreSchemaHandler, GetPydanticSchema, ValidationError, ValidationInfo
+from pydantic_core import core_schema
 
 from schemas._errors import SchemaError
 
@@ -48,16 +49,20 @@ def _limits(info: ValidationInfo) -> ValidationLimits:
     return limits if isinstance(limits, ValidationLimits) else DEFAULT_LIMITS
 
 
-_ZERO = timedelta(0)
+_UTC_REQUIRED = "timestamp must be UTC with an explicit offset (e.g. 2026-01-01T12:00:00Z)"
+
+
+def _utc_datetime_schema(_source: Any, _handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+    # pydantic-core checks the zero offset itself (errors "timezone_aware"/"timezone_offset",
+    # reworded by schema_error_from): a Python check here cost ~0.5 µs on every event.
+    return core_schema.datetime_schema(tz_constraint=0)
 
 
 def _check_utc(value: datetime, info: ValidationInfo) -> datetime:
-    if value.utcoffset() != _ZERO:  # None (naive) or another offset
-        raise ValueError("timestamp must be UTC with an explicit offset (e.g. 2026-01-01T12:00:00Z)")
     # The parser's own tzinfo answers in Python; with datetime.UTC the comparisons below
-    # (and every later use of the event time) run in C: 1.8 µs per event before, 1.1 after.
+    # (and every later use of the event time) run in C.
     value = value.astimezone(UTC)
-    limits = _limits(info)
+    limits = DEFAULT_LIMITS if info.context is None else _limits(info)
     if value < limits.min_ts:
         raise ValueError(f"timestamp {value.isoformat()} is before {limits.min_ts.date()}: producer clock is wrong")
     if value.timestamp() > time.time() + limits.max_clock_skew_s:
@@ -78,7 +83,7 @@ def _check_version(value: int) -> int:
     return value
 
 
-UtcDatetime = Annotated[datetime, AfterValidator(_check_utc)]
+UtcDatetime = Annotated[datetime, GetPydanticSchema(_utc_datetime_schema), AfterValidator(_check_utc)]
 """An event time: timezone-aware UTC, not before ValidationLimits.min_ts, not in the future."""
 
 Text = Annotated[str, AfterValidator(_check_text)]
@@ -118,6 +123,8 @@ def schema_error_from(exc: ValidationError, *, strip_tags: frozenset[str] = froz
         return SchemaError("type", "missing 'type' field")
     if first["type"] == "json_invalid":
         return SchemaError("", f"not valid JSON: {first.get('ctx', {}).get('error', message)}")
+    if first["type"] in ("timezone_aware", "timezone_offset"):
+        message = _UTC_REQUIRED
     if first["type"] == "extra_forbidden":
         message = "unknown field"
     extra = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""

@@ -9,7 +9,8 @@ left it. The same code runs on the Kafka bus (production) and the embedded bus.
 The periodic commit is pipelined: its broker round trips (sending the offsets, committing)
 run on a background thread while the next records are processed; outputs of those
 records wait in memory and are produced into the next transaction once the commit is
-done. A failed commit rewinds everything since the last committed one, so the outputs
+done. One commit is in flight at a time; the next starts once it is done (never waits
+for it). A failed commit rewinds everything since the last committed one, so the outputs
 waiting in memory are dropped with the state they came from.
 """
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from schemas import (
@@ -71,3 +73,19 @@ def test_configurable_rule_set() -> None:
     assert not check_policy("A scary story", strict).passed
     assert not check_policy("see http://x.y", strict).passed
     assert check_policy("mail me: a@b.co", strict).passed
+
+
+def test_banned_term_pre_check_never_changes_a_verdict() -> None:
+    """The cheap pre-check on ASCII text must agree with the case-insensitive regex alone,
+    including on the characters the regex folds specially (dotted and dotless i, long s,
+    Kelvin sign) and on terms inside longer words."""
+    rng = random.Random(7)
+    pieces = ["you", "are", "a", "LOSER", "Idiot", "skill", "kill", "KİLL", "kıll", "ſhut up", "\u212aill",
+              "shut", "up", "Shut  up", "hate", "you!", "dumbbell", "dumb.", "😀", "stupidity", "wORTHLESS"]
+    policy = PolicyRuleSet(personal_data=False)
+    texts = [" ".join(rng.choice(pieces) for _ in range(rng.randint(1, 6))) for _ in range(3000)]
+    for text in texts:
+        assert check_policy(text, policy).passed is (policy._banned.search(text) is None), text
+    many_terms = PolicyRuleSet(banned_terms=tuple(f"term{i}" for i in range(40)) + ("loser",), personal_data=False)
+    assert many_terms._ascii_terms is None  # long lists go straight to the regex
+    assert not check_policy("what a LOSER", many_terms).passed

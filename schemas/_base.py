@@ -62,7 +62,7 @@ def _check_utc(value: datetime, info: ValidationInfo) -> datetime:
     # The parser's own tzinfo answers in Python; with datetime.UTC the comparisons below
     # (and every later use of the event time) run in C.
     value = value.astimezone(UTC)
-    limits = DEFAULT_LIMITS if info.context is None else _limits(info)
+    limits = _limits(info)
     if value < limits.min_ts:
         raise ValueError(f"timestamp {value.isoformat()} is before {limits.min_ts.date()}: producer clock is wrong")
     if value.timestamp() > time.time() + limits.max_clock_skew_s:

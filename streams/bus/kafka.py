@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 
 from confluent_kafka import OFFSET_INVALID, Consumer as _RawConsumer, KafkaError, KafkaException, Producer as _RawProducer
@@ -67,7 +68,24 @@ class KafkaBus:
             except KafkaException as exc:
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # a concurrent creator won
                     raise _raise(exc, "create topic", name) from None
+        self._wait_until_visible(created)
         return created
+
+    def _wait_until_visible(self, names: list[str], timeout_s: float = 15.0) -> None:
+        """Creation returns once the controller has the topics; the broker answering metadata
+        requests may learn of them a moment later. Wait until each topic and every partition's
+        leader is in the metadata, so that callers can use the topics at once."""
+        deadline = time.monotonic() + timeout_s
+        pending = set(names)
+        while pending:
+            topics = self.admin.list_topics(timeout=10).topics
+            pending = {n for n in pending if n not in topics or topics[n].error is not None
+                       or any(p.leader < 0 for p in topics[n].partitions.values())}
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise StreamError(f"created topics not visible after {timeout_s:.0f}s: {sorted(pending)}", retriable=True)
+            time.sleep(0.05)
 
     def delete_topics(self, names: Iterable[str]) -> None:
         for name, future in self.admin.delete_topics(list(names), operation_timeout=30).items():

@@ -3,7 +3,9 @@
 
 Every reply is joined with its outcome (the same event-time rule as the signals
 processor: continued when the user's next message comes within the continue window;
-finalised by that message, ``session_ended`` or a timer). All replies of one turn are
+finalised by that message, ``session_ended`` or a timer; like there, a session's end
+takes effect when the watermark passes it + grace, so messages it overtook still
+count). All replies of one turn are
 finalised together, so regenerations can be paired. Text is PII-redacted as it enters
 the state, so neither the changelog nor any sample ever holds raw personal data.
 
@@ -86,6 +88,8 @@ class CurationProcessor(ProcessorBase):
             if key.startswith("c|"):
                 if value["end"] is None:
                     timers.push(value["lt"] + self._idle + self._grace, "idle", key)
+                    if value.get("pe") is not None:
+                        timers.push(value["pe"] + self._grace, "end", key)
                     for turn in {r["t"] for r in value["r"].values()}:
                         due = max(r["ts"] for r in value["r"].values() if r["t"] == turn) + self._cw + self._grace
                         timers.push(due, "resp", key, str(turn))
@@ -123,7 +127,8 @@ class CurationProcessor(ProcessorBase):
             conv["lt"] = t  # the conversation's idle timer re-arms itself from this
         if isinstance(event, UserMessageEvent):
             turn = str(event.turn)
-            if turn not in conv["m"] and conv["end"] is None:
+            pending_end = conv.get("pe")
+            if turn not in conv["m"] and conv["end"] is None and (pending_end is None or t <= pending_end):
                 conv["m"][turn] = t
                 conv["ut"][turn] = redact(event.text)[0]
                 prev = str(event.turn - 1)
@@ -142,16 +147,25 @@ class CurationProcessor(ProcessorBase):
                 fb = conv["fb"].setdefault(turn, [])
             if event.kind.value not in fb:
                 fb.append(event.kind.value)
-        elif isinstance(event, SessionEndedEvent) and conv["end"] is None:
-            for turn in sorted({str(r["t"]) for r in conv["r"].values()}, key=int):
-                self._finalise_turn(source, state, conv, turn, None, out)
-            conv.update({"end": t, "m": {}, "ut": {}, "at": {}, "fb": {}})
-            self._timers[source].push(t + self._grace + self._cw, "gc", ckey)
+        elif isinstance(event, SessionEndedEvent) and conv["end"] is None and conv.get("pe") is None:
+            if t + self._grace <= state.meta["wm"]:  # already past grace: end it now
+                self._end(source, state, ckey, conv, t, out)
+            else:
+                conv["pe"] = t
+                self._timers[source].push(t + self._grace, "end", ckey)
         meta = state.entries[META]
         if t > meta["wm"]:
             meta["wm"] = t
             self._fire(source, state, t, out)
         return out
+
+    def _end(self, source: SourcePartition, state: PartitionState, ckey: str, conv: dict[str, Any], t: int,
+             out: list[Output]) -> None:
+        for turn in sorted({str(r["t"]) for r in conv["r"].values()}, key=int):
+            self._finalise_turn(source, state, conv, turn, None, out)
+        conv.pop("pe", None)
+        conv.update({"end": t, "m": {}, "ut": {}, "at": {}, "fb": {}})
+        self._timers[source].push(t + self._grace + self._cw, "gc", ckey)
 
     def _on_response(self, source: SourcePartition, state: PartitionState, ckey: str, conv: dict[str, Any],
                      event: ModelResponseEvent, t: int, out: list[Output]) -> None:
@@ -186,7 +200,10 @@ class CurationProcessor(ProcessorBase):
                 if group and max(group) + self._cw + self._grace == due:
                     state.touch(ckey)
                     self._finalise_turn(source, state, conv, turn, None, out)
-            elif kind == "idle" and conv["end"] is None:
+            elif kind == "end" and conv["end"] is None and conv.get("pe") is not None and conv["pe"] + self._grace == due:
+                state.touch(ckey)
+                self._end(source, state, ckey, conv, conv["pe"], out)
+            elif kind == "idle" and conv["end"] is None and conv.get("pe") is None:
                 # One idle timer per open conversation, re-armed while it stays active.
                 idle_due = conv["lt"] + self._idle + self._grace
                 if idle_due > due:
@@ -197,6 +214,15 @@ class CurationProcessor(ProcessorBase):
                 state.delete(ckey)
             elif kind == "gc" and conv["end"] is not None and conv["end"] + self._grace + self._cw == due:
                 state.delete(ckey)
+
+    def _advance_to(self, source: SourcePartition, state: PartitionState, ts_ms: int) -> list[Output]:
+        out: list[Output] = []
+        meta = state.meta
+        if ts_ms > meta["wm"]:
+            meta["wm"] = ts_ms
+            state.touch(META)
+            self._fire(source, state, ts_ms, out)
+        return out
 
     # -- samples ---------------------------------------------------------------------------
     def _finalise_turn(self, source: SourcePartition, state: PartitionState, conv: dict[str, Any], turn: str,

@@ -4,7 +4,10 @@ per-arm windowed partial aggregates out (all to ``engagement.signals``).
 Event time throughout. Each partition's watermark is the largest event time it has
 seen. A reply is finalised by the user's next message in the conversation (continued
 when it came within ``continue_window_s``), by ``session_ended``, or by a timer when
-the watermark passes reply time + continue window + grace. Window aggregates are
+the watermark passes reply time + continue window + grace. ``session_ended`` usually
+comes from another producer than the gateway's messages and replies (the client app),
+so it may overtake them: the session is closed only when the watermark passes its end
+time + grace, and messages stamped before the end that arrive meanwhile still count. Window aggregates are
 partials of one source partition (``partition`` set), emitted when the watermark passes
 window end + grace; the canary sums partials of the same (arm, model_version,
 window_start). Because ``chat.events`` is keyed by user, distinct-user counts of
@@ -97,6 +100,8 @@ class SignalsProcessor(ProcessorBase):
             if sess.get("end") is not None:
                 timers.push(sess["end"] + self._grace + self._cw, "gc", key)
                 continue
+            if sess.get("pe") is not None:
+                timers.push(sess["pe"][0] + self._grace, "end", key)
             timers.push(sess["lt"] + self._idle + self._grace, "idle", key)
             for req, resp in sess["r"].items():
                 timers.push(resp["ts"] + self._cw + self._grace, "resp", key, req)
@@ -139,7 +144,7 @@ class SignalsProcessor(ProcessorBase):
                 if w is not None:
                     w["ua"][sess["u"]] = w["uact"][sess["u"]] = 1
         elif isinstance(event, SessionEndedEvent):
-            self._on_end(source, state, skey, sess, t, event.reason, out)
+            self._on_end_event(source, state, skey, sess, t, event.reason, out)
         if t > meta["wm"]:
             meta["wm"] = t
             heap = self._timers[source].heap
@@ -161,7 +166,8 @@ class SignalsProcessor(ProcessorBase):
     def _on_message(self, source: SourcePartition, state: PartitionState, skey: str, sess: dict[str, Any],
                     event: UserMessageEvent, t: int, out: list[Output]) -> None:
         turn = str(event.turn)
-        if sess["end"] is not None or turn in sess["m"]:
+        pending_end = sess.get("pe")
+        if sess["end"] is not None or turn in sess["m"] or (pending_end is not None and t > pending_end[0]):
             self._metrics.dropped.labels(self.name, "message_after_end_or_duplicate").inc()
             return
         sess["m"][turn] = t
@@ -224,10 +230,20 @@ class SignalsProcessor(ProcessorBase):
         if kind not in fb:
             fb.append(kind)
 
+    def _on_end_event(self, source: SourcePartition, state: PartitionState, skey: str, sess: dict[str, Any], t: int,
+                      reason: str, out: list[Output]) -> None:
+        """Hold the end until the watermark passes it + grace (see the module docstring);
+        an end that is already that late closes the session at once."""
+        if sess["end"] is not None or sess.get("pe") is not None:
+            return  # the first end counts
+        if t + self._grace <= state.meta["wm"]:
+            self._on_end(source, state, skey, sess, t, reason, out)
+            return
+        sess["pe"] = [t, reason]
+        self._timers[source].push(t + self._grace, "end", skey)
+
     def _on_end(self, source: SourcePartition, state: PartitionState, skey: str, sess: dict[str, Any], t: int,
                 reason: str, out: list[Output]) -> None:
-        if sess["end"] is not None:
-            return
         for _, req in sorted((r["ts"], req) for req, r in sess["r"].items()):
             self._finalise(source, state, sess, req, False, "session_ended", t, out)
         self._summarise(source, state, sess, max(t, sess["lt"]), t, reason, out)
@@ -304,7 +320,10 @@ class SignalsProcessor(ProcessorBase):
                 if resp is not None and resp["ts"] + self._cw + self._grace == due:
                     state.touch(skey)
                     self._finalise(source, state, sess, req, False, "timer", resp["ts"] + self._cw, out)
-            elif kind == "idle" and sess["end"] is None:
+            elif kind == "end" and sess["end"] is None and sess.get("pe") is not None and sess["pe"][0] + self._grace == due:
+                state.touch(skey)
+                self._on_end(source, state, skey, sess, sess["pe"][0], sess["pe"][1], out)
+            elif kind == "idle" and sess["end"] is None and sess.get("pe") is None:
                 # One idle timer per open session, re-armed here when the session was active
                 # since it was set (cheaper than one timer per event).
                 idle_due = sess["lt"] + self._idle + self._grace

@@ -27,6 +27,10 @@ class Feed:
         for o in self.proc.process(SRC, self.offset - 1, "user-1", json.dumps(doc).encode()):
             self.out[o.topic].append(parse_message(MODELS[o.topic], o.value))
 
+    def advance(self, at_s: float) -> None:
+        for o in self.proc.advance_to(int((T0 + timedelta(seconds=at_s)).timestamp() * 1000)):
+            self.out[o.topic].append(parse_message(MODELS[o.topic], o.value))
+
     def reply(self, at_s: float, turn: int, req: str, text: str, conv: str = "c1", **kw: Any) -> None:
         self("model_response", at_s, conv=conv, turn=turn, request_id=req, text=text,
              instructions=[{"kind": "max_words", "limit": 30}], **kw)
@@ -49,6 +53,23 @@ def test_reward_and_sft_samples_join_outcome_and_are_redacted(make_event: Any) -
     assert leaked.labels.violation and "[EMAIL]" in leaked.response and len(feed.out["samples.sft"]) == 1
     # The changelog never holds raw personal data either.
     assert b"jane.doe@example.com" not in b"".join(v for v in feed.proc.take_changes(SRC).values() if v)
+
+
+def test_a_session_end_that_overtakes_the_next_message_does_not_hide_it(make_event: Any) -> None:
+    feed = Feed(make_event)
+    feed("user_message", 0, turn=1, text="hello there")
+    feed.reply(1, 1, "r1", "Hello! What would you like to talk about today?")
+    feed("session_ended", 40, reason="user_left")  # from the client app, ahead of the gateway's events
+    feed("user_message", 30, turn=2, text="pirates")
+    (first,) = feed.out["samples.reward"]
+    assert first.labels.continued
+    feed.reply(31, 2, "r2", "Pirates it is. Shall I tell you about the Jolly Roger?")
+    feed("user_message", 45, turn=3, text="stamped after the end")
+    feed.advance(40 + 59)
+    assert len(feed.out["samples.reward"]) == 1
+    feed.advance(40 + 60)
+    (_, second) = feed.out["samples.reward"]
+    assert second.response.startswith("Pirates") and not second.labels.continued
 
 
 def test_violations_and_thumbs_down_never_become_sft(make_event: Any) -> None:
@@ -127,6 +148,7 @@ def _opening(feed: Feed, conv: str, at: float, arm: str, text: str, continued: b
         feed("user_message", at + 20, conv=conv, turn=2, text="nice")
     else:
         feed("session_ended", at + 20, conv=conv, reason="user_left")
+        feed.advance(at + 20 + 60)  # the end takes effect once event time passes it + grace
 
 
 def test_the_two_arms_answering_the_same_opening_give_an_arms_pair(make_event: Any) -> None:

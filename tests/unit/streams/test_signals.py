@@ -80,10 +80,43 @@ def test_feedback_before_outcome_and_before_response_is_attached(make_event: Any
     feed("model_response", 2, **resp(1, "r1"))
     feed("user_feedback", 4, turn=1, kind="thumbs_up")  # before the outcome
     feed("user_feedback", 5, turn=1, kind="thumbs_up")  # duplicate kind: once
-    (o,) = feed("session_ended", 20, reason="user_left")[:1]
+    assert feed("session_ended", 20, reason="user_left") == []  # held until event time passes 20 + grace
+    (o,) = [x for x in feed.advance(20 + 60) if isinstance(x, ResponseOutcome)]
     assert o.feedback == ("copy", "thumbs_up") and not o.continued and o.finalized_by == "session_ended"
     feed("user_feedback", 30, turn=1, kind="thumbs_down")  # after the outcome: not retro-fitted
     assert len(feed.of(ResponseOutcome)) == 1
+
+
+def test_session_end_that_overtakes_earlier_events_still_lets_them_count(make_event: Any) -> None:
+    feed = Feed(make_event)
+    feed("session_started", 0)
+    feed("user_message", 1, turn=1)
+    feed("model_response", 2, **resp(1, "r1"))
+    # The client app's end arrives before the gateway's next message and reply (two producers).
+    assert feed("session_ended", 30, reason="user_left") == []
+    (o1,) = feed("user_message", 20, turn=2)
+    assert o1.request_id == "r1" and o1.continued
+    feed("model_response", 21, **resp(2, "r2"))
+    assert feed("user_message", 31, turn=3) == []  # stamped after the end: dropped
+    assert feed.advance(30 + 59) == []
+    outs = feed.advance(30 + 60)
+    (o2,) = [x for x in outs if isinstance(x, ResponseOutcome)]
+    assert o2.request_id == "r2" and not o2.continued and o2.finalized_by == "session_ended"
+    (summary,) = [x for x in outs if isinstance(x, SessionSummary)]
+    assert (summary.user_turns, summary.responses, summary.end_reason) == (2, 2, "user_left")
+    assert summary.ended_ts == T0 + timedelta(seconds=30)
+
+
+def test_session_end_already_past_grace_closes_the_session_at_once(make_event: Any) -> None:
+    feed = Feed(make_event)
+    feed("session_started", 0)
+    feed("user_message", 1, turn=1)
+    feed("model_response", 2, **resp(1, "r1"))
+    feed("user_message", 500, turn=1, user_id="other", conversation_id="c2")  # watermark 500
+    outs = feed("session_ended", 30, reason="user_left")  # 30 + 60 <= 500
+    (o,) = [x for x in outs if isinstance(x, ResponseOutcome)]
+    assert o.request_id == "r1" and not o.continued and o.finalized_by == "session_ended"
+    assert [x.end_reason for x in outs if isinstance(x, SessionSummary)] == ["user_left"]
 
 
 def test_timer_finalises_unanswered_reply_after_window_plus_grace(make_event: Any) -> None:
@@ -129,7 +162,9 @@ def test_window_aggregate_hand_computed(make_event: Any) -> None:
     feed("session_started", 200, user_id="user-2", conversation_id="c2")
     feed("session_ended", 300, user_id="user-2", conversation_id="c2", reason="user_left")
     assert feed.of(ArmWindowAggregate) == []
-    assert feed.advance(3600 + 59) == []  # window [0, 3600) closes at 3600 + grace
+    # An end takes effect once event time passes it + grace: user-1's (100) at 200, user-2's (300) not yet.
+    assert [x.user_id for x in feed.of(SessionSummary)] == ["user-1"]
+    assert not [a for a in feed.advance(3600 + 59) if isinstance(a, ArmWindowAggregate)]  # closes at 3600 + grace
     (agg,) = feed.advance(3600 + 60)
     assert isinstance(agg, ArmWindowAggregate)
     assert (agg.arm, agg.model_version, agg.window_start, agg.partition) == ("baseline", "v1", T0, 0)

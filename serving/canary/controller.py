@@ -210,8 +210,11 @@ class CanaryController:
                 req, err = self._error_counts(arm, version or "")
                 req0, err0 = exp.errors_at_start.get(arm, (0, 0))
                 totals.requests, totals.errors = max(0, req - req0), max(0, err - err0)
-        step_b = [a for a in base_aggs if a.window_start >= exp.step_started]
-        step_c = [a for a in cand_aggs if a.window_start >= exp.step_started]
+        # The ratio check covers the windows the comparison uses: settled ones of this step.
+        # Right after a change the new arm's first replies are the slowest (a freshly loaded
+        # version), so its session starts are the likeliest to miss a short window's grace.
+        step_b = [a for a in settled_b if a.window_start >= exp.step_started]
+        step_c = [a for a in settled_c if a.window_start >= exp.step_started]
         # Compare like with like: only windows that both arms have published (one arm's
         # window may be closed while the other's is still open), and assignments only:
         # sessions ending in a window may have started before the step (all on the

@@ -121,6 +121,21 @@ def test_no_data_holds_and_srm_halts(setup) -> None:  # noqa: ANN001
     assert ctl.evaluate_once(T0 + timedelta(minutes=7)) is None  # halted: the operator decides
 
 
+def test_a_ratio_skewed_only_in_the_burn_in_does_not_halt(setup) -> None:  # noqa: ANN001
+    """The sample-ratio check reads the same settled windows as the comparison."""
+    bus, store, ctl, topics = setup
+    ctl.start_canary("v2", T0 + timedelta(seconds=30))
+    rng = np.random.default_rng(6)
+    start = T0 + timedelta(minutes=1)  # in the burn-in: 2 % of users on the candidate although the share is 5 %
+    _publish(bus, topics, [window_aggregate(rng, "baseline", "v1", start, 2940), window_aggregate(rng, "candidate", "v2", start, 60, partition=1)])
+    d = ctl.evaluate_once(start + timedelta(seconds=90))
+    assert d.action == "hold" and d.srm_p_value is None
+    skewed = T0 + timedelta(minutes=3)  # the same skew in a settled window halts
+    _publish(bus, topics, [window_aggregate(rng, "baseline", "v1", skewed, 2940), window_aggregate(rng, "candidate", "v2", skewed, 60, partition=1)])
+    d = ctl.evaluate_once(skewed + timedelta(seconds=90))
+    assert d.action == "halt" and d.srm_p_value < 0.001
+
+
 def test_operator_actions_are_recorded_with_actor_and_reason(setup) -> None:  # noqa: ANN001
     bus, store, ctl, topics = setup
     with pytest.raises(DeploymentStateError):

@@ -33,6 +33,8 @@ def demo_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
         # SFT generation; no reward-model job.
         "buffer_min_samples": 150, "buffer_min_reward_samples": 1_000_000, "gate_prompts_per_character": 8,
         "canary_min_samples_per_step": 100,
+        # One canary step at an even split: the comparison is most precise per second there.
+        "canary_steps_bp": (5000, 10_000), "canary_horizon_factor": 1.0,
     })
     run_demo(settings, config, progress=Progress(enabled=False))
     return json.loads((Path(report_dir) / "report.json").read_text()) | {"_dir": str(report_dir)}

@@ -40,7 +40,8 @@ class DemoConfig(BaseModel):
                               "with start-up and the report the default run stays within 10 minutes.")
     control_interval_s: float = Field(default=0.5, gt=0, description="How often the hot-swap and canary controllers run.")
     signals_window_s: int = Field(default=5, gt=0, description="Window of the per-arm aggregates the canary reads (event time = wall time).")
-    signals_grace_s: int = Field(default=1, ge=0, description="Grace for late events in those windows.")
+    signals_grace_s: int = Field(default=1, ge=0, description="Grace for late events in those windows; curation "
+                                 "uses it too (a session's end takes effect after it).")
     canary_steps_bp: tuple[int, ...] = Field(default=(2000, 5000, 10_000), description="Candidate share per canary step (basis points).")
     canary_burn_in_s: float = Field(default=20.0, ge=0, description="Windows this long after each canary step are left out "
                                     "of the comparison (a simulated session lasts up to about 20 s of wall time).")

@@ -148,7 +148,7 @@ class DemoRuntime:
                                          self.canary, self.bus, self.topics)
         signals = SignalsProcessor(SignalsConfig(window_s=cfg.signals_window_s, grace_s=cfg.signals_grace_s),
                                    limits=self.settings.limits)
-        curation = CurationProcessor(CurationConfig(), limits=self.settings.limits)
+        curation = CurationProcessor(CurationConfig(grace_s=cfg.signals_grace_s), limits=self.settings.limits)
         buffer = BufferProcessor(BufferConfig(min_samples=cfg.buffer_min_samples, model=cfg.model,
                                               min_samples_per_topic={SAMPLES_REWARD: cfg.buffer_min_reward_samples}),
                                  topic_names={base: self.topics.name(base) for base in SAMPLE_TOPICS})

@@ -7,11 +7,12 @@ when it came within ``continue_window_s``), by ``session_ended``, or by a timer 
 the watermark passes reply time + continue window + grace. ``session_ended`` usually
 comes from another producer than the gateway's messages and replies (the client app),
 so it may overtake them: the session is closed only when the watermark passes its end
-time + grace, and messages stamped before the end that arrive meanwhile still count. Window aggregates are
-partials of one source partition (``partition`` set), emitted when the watermark passes
-window end + grace; the canary sums partials of the same (arm, model_version,
-window_start). Because ``chat.events`` is keyed by user, distinct-user counts of
-different partitions never overlap and add up exactly.
+time + grace, and messages stamped before the end that arrive meanwhile still count.
+
+Window aggregates are partials of one source partition (``partition`` set), emitted
+when the watermark passes window end + grace; the canary sums partials of the same
+(arm, model_version, window_start). Because ``chat.events`` is keyed by user,
+distinct-user counts of different partitions never overlap and add up exactly.
 
 Attribution to windows: a session counts in the window of its end (``session_ended``
 time, or last activity + idle timeout); a reply's outcome counts in the window of the

@@ -72,6 +72,18 @@ def test_a_session_end_that_overtakes_the_next_message_does_not_hide_it(make_eve
     assert second.response.startswith("Pirates") and not second.labels.continued
 
 
+def test_a_pending_session_end_survives_a_restore(make_event: Any) -> None:
+    feed = Feed(make_event)
+    feed("user_message", 0, turn=1, text="hello there")
+    feed.reply(1, 1, "r1", "Hello! What would you like to talk about today?")
+    feed("session_ended", 40, reason="user_left")
+    restored = CurationProcessor(CurationConfig(grace_s=60))
+    restored.restore(SRC, {k: v for k, v in feed.proc.take_changes(SRC).items() if v is not None})
+    outs = restored.advance_to(int((T0 + timedelta(seconds=40 + 60)).timestamp() * 1000))
+    (reward,) = [parse_message(RewardSample, o.value) for o in outs if o.topic == "samples.reward"]
+    assert reward.response.startswith("Hello!") and not reward.labels.continued
+
+
 def test_violations_and_thumbs_down_never_become_sft(make_event: Any) -> None:
     feed = Feed(make_event)
     feed("user_message", 0, turn=1, text="hello")

@@ -207,6 +207,20 @@ def test_replayed_offsets_are_skipped_and_state_round_trips(make_event: Any) -> 
     assert [json.loads(o.value)["finalized_by"] for o in outs] == ["timer"]
 
 
+def test_a_pending_session_end_survives_a_restore(make_event: Any) -> None:
+    feed = Feed(make_event)
+    feed("session_started", 0)
+    feed("user_message", 1, turn=1)
+    feed("model_response", 2, **resp(1, "r1"))
+    feed("session_ended", 30, reason="user_left")  # waits for event time 30 + grace
+    restored = SignalsProcessor(CONFIG)
+    restored.restore(SRC, {k: v for k, v in feed.proc.take_changes(SRC).items() if v is not None})
+    outs = [engagement_signal_adapter.validate_json(o.value)
+            for o in restored.advance_to(int((T0 + timedelta(seconds=30 + 60)).timestamp() * 1000))]
+    assert [o.finalized_by for o in outs if isinstance(o, ResponseOutcome)] == ["session_ended"]
+    assert [o.end_reason for o in outs if isinstance(o, SessionSummary)] == ["user_left"]
+
+
 def test_bad_input_raises_schema_error_and_counts_as_applied(make_event: Any) -> None:
     feed = Feed(make_event)
     with pytest.raises(SchemaError):

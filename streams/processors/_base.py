@@ -202,6 +202,23 @@ class ProcessorBase:
         return []
 
 
+class EventTimeProcessor(ProcessorBase):
+    """A processor with event-time timers: forcing event time forward moves a partition's
+    watermark (never back) and fires what became due (``_fire``)."""
+
+    def _fire(self, source: SourcePartition, state: PartitionState, wm: int, out: list[Output]) -> None:
+        raise NotImplementedError
+
+    def _advance_to(self, source: SourcePartition, state: PartitionState, ts_ms: int) -> list[Output]:
+        out: list[Output] = []
+        meta = state.meta
+        if ts_ms > meta["wm"]:
+            meta["wm"] = ts_ms
+            state.touch(META)
+            self._fire(source, state, ts_ms, out)
+        return out
+
+
 def outputs_by_topic(outputs: Iterable[Output]) -> dict[str, list[Output]]:
     grouped: dict[str, list[Output]] = {}
     for out in outputs:

@@ -47,7 +47,7 @@ from schemas import (
     parse_chat_event,
     words,
 )
-from streams.processors._base import META, Output, PartitionState, ProcessorBase, SourcePartition
+from streams.processors._base import META, EventTimeProcessor, Output, PartitionState, SourcePartition
 from streams.processors._events import Timers, dumps, iso_ms, to_ms
 from streams.processors._metrics import processor_metrics
 from streams.processors._quality import LshIndex, exact_hash, minhash_signature, quality_problem, style_of
@@ -59,7 +59,7 @@ def _sample_id(kind: str, *parts: object) -> str:
     return hashlib.sha256("|".join([kind, *map(str, parts)]).encode()).hexdigest()[:24]
 
 
-class CurationProcessor(ProcessorBase):
+class CurationProcessor(EventTimeProcessor):
     """Turns ``chat.events`` into training samples. See the module docstring."""
 
     name = "curation"
@@ -214,15 +214,6 @@ class CurationProcessor(ProcessorBase):
                 state.delete(ckey)
             elif kind == "gc" and conv["end"] is not None and conv["end"] + self._grace + self._cw == due:
                 state.delete(ckey)
-
-    def _advance_to(self, source: SourcePartition, state: PartitionState, ts_ms: int) -> list[Output]:
-        out: list[Output] = []
-        meta = state.meta
-        if ts_ms > meta["wm"]:
-            meta["wm"] = ts_ms
-            state.touch(META)
-            self._fire(source, state, ts_ms, out)
-        return out
 
     # -- samples ---------------------------------------------------------------------------
     def _finalise_turn(self, source: SourcePartition, state: PartitionState, conv: dict[str, Any], turn: str,

@@ -46,7 +46,7 @@ from schemas import (
     follows_instructions,
     parse_chat_event,
 )
-from streams.processors._base import META, Output, PartitionState, ProcessorBase, SourcePartition
+from streams.processors._base import META, EventTimeProcessor, Output, PartitionState, SourcePartition
 from streams.processors._events import Timers, bump, dumps, from_ms, iso_ms, to_ms
 from streams.processors._metrics import processor_metrics
 from streams.processors.signals_config import SignalsConfig
@@ -64,7 +64,7 @@ def _new_window() -> dict[str, Any]:
             "lb": [0] * _N_BUCKETS, "late": 0}
 
 
-class SignalsProcessor(ProcessorBase):
+class SignalsProcessor(EventTimeProcessor):
     """Turns ``chat.events`` into ``engagement.signals``. See the module docstring."""
 
     name = "signals"
@@ -413,15 +413,6 @@ class SignalsProcessor(ProcessorBase):
         if now_ms - seen[1] < self._quiet_ms:
             return []
         return self._advance_to(source, state, now_ms - self._quiet_ms)
-
-    def _advance_to(self, source: SourcePartition, state: PartitionState, ts_ms: int) -> list[Output]:
-        out: list[Output] = []
-        meta = state.meta
-        if ts_ms > meta["wm"]:
-            meta["wm"] = ts_ms
-            state.touch(META)
-            self._fire(source, state, ts_ms, out)
-        return out
 
     def open_windows(self, source: SourcePartition) -> Mapping[str, Any]:
         """Current (not yet closed) window partials of ``source``, by entry key (for inspection)."""

@@ -346,7 +346,7 @@ class KafkaRunner:
 
 class _WaitingOutputs:
     """What waits in memory while a commit is in flight: the processor's outputs as they
-    came (one list per batch, no per-message work) and dead letters (a producer's ``produce``)."""
+    came (appended a batch at a time, no per-message Python work) and dead letters (a producer's ``produce``)."""
 
     def __init__(self) -> None:
         self._outputs: list[Output] = []

@@ -25,8 +25,18 @@ def main() -> None:
     topics = Topics(f"bench-{uuid.uuid4().hex[:6]}")
     bus.create_topics(topics.specs())
     ts = datetime.now(UTC) - timedelta(minutes=5)
-    events = [UserMessageEvent(event_id=uuid.uuid4(), ts=ts, user_id=f"user-{i % 5000}", conversation_id=f"c-{i % 5000}",
-                               character_id="char", turn=1 + i // 5000, text=f"hello number {i}") for i in range(EVENTS)]
+    events = [
+        UserMessageEvent(
+            event_id=uuid.uuid4(),
+            ts=ts,
+            user_id=f"user-{i % 5000}",
+            conversation_id=f"c-{i % 5000}",
+            character_id="char",
+            turn=1 + i // 5000,
+            text=f"hello number {i}",
+        )
+        for i in range(EVENTS)
+    ]
     payloads = [(e.user_id, e.model_dump_json().encode()) for e in events]
     try:
         t0 = time.perf_counter()
@@ -35,9 +45,16 @@ def main() -> None:
                 sdk.emit(e)
         sdk_s = time.perf_counter() - t0
 
-        raw = Producer({**settings.client_config(), "enable.idempotence": True, "acks": "all",
-                        "partitioner": "murmur2_random", "linger.ms": settings.linger_ms,
-                        "compression.type": settings.compression_type})
+        raw = Producer(
+            {
+                **settings.client_config(),
+                "enable.idempotence": True,
+                "acks": "all",
+                "partitioner": "murmur2_random",
+                "linger.ms": settings.linger_ms,
+                "compression.type": settings.compression_type,
+            }
+        )
         t0 = time.perf_counter()
         for key, value in payloads:
             while True:
@@ -57,8 +74,14 @@ def main() -> None:
         bus_consume_s = time.perf_counter() - t0
         consumer.close()
 
-        plain = Consumer({**settings.client_config(), "group.id": f"bench-{uuid.uuid4().hex[:6]}",
-                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        plain = Consumer(
+            {
+                **settings.client_config(),
+                "group.id": f"bench-{uuid.uuid4().hex[:6]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
         plain.subscribe([topics.samples_reward])
         t0, n = time.perf_counter(), 0
         while n < EVENTS:

@@ -38,11 +38,15 @@ from trainers.bootstrap.base_model import ensure_base_model  # noqa: E402
 
 def _conversations(n: int) -> list[tuple[dict[str, str], ...]]:
     prompts = held_out_prompts()
-    return [tuple(m.model_dump() for m in chat_messages(CHARACTERS_BY_ID[p.character_id], p.user_message))
-            for p in (prompts[i % len(prompts)] for i in range(n))]
+    return [
+        tuple(m.model_dump() for m in chat_messages(CHARACTERS_BY_ID[p.character_id], p.user_message))
+        for p in (prompts[i % len(prompts)] for i in range(n))
+    ]
 
 
-async def _engine_run(engine: EmbeddedEngine, convs: list, concurrency: int, max_tokens: int) -> tuple[int, float, list[float]]:
+async def _engine_run(
+    engine: EmbeddedEngine, convs: list, concurrency: int, max_tokens: int
+) -> tuple[int, float, list[float]]:
     """(completion tokens, seconds, per-request latencies) for all conversations, at most
     ``concurrency`` in flight."""
     gate = asyncio.Semaphore(concurrency)
@@ -70,12 +74,21 @@ def _plain_run(engine: EmbeddedEngine, convs: list, batch: int, max_tokens: int)
     tok, model = loaded.tokenizer, loaded.model
     tokens, start = 0, time.perf_counter()
     for i in range(0, len(convs), batch):
-        texts = [tok.apply_chat_template(list(m), add_generation_prompt=True, tokenize=False) for m in convs[i:i + batch]]
+        texts = [
+            tok.apply_chat_template(list(m), add_generation_prompt=True, tokenize=False) for m in convs[i : i + batch]
+        ]
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         with torch.inference_mode():
-            out = model.generate(**enc, max_new_tokens=max_tokens, do_sample=False, temperature=None, top_p=None,
-                                 top_k=None, pad_token_id=tok.pad_token_id)
-        new = out[:, enc["input_ids"].shape[1]:]
+            out = model.generate(
+                **enc,
+                max_new_tokens=max_tokens,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                pad_token_id=tok.pad_token_id,
+            )
+        new = out[:, enc["input_ids"].shape[1] :]
         eos = tok.eos_token_id
         for row in new.tolist():  # count up to the first end-of-sequence, as the engine does
             tokens += row.index(eos) if eos in row else len(row)
@@ -104,20 +117,36 @@ async def main() -> None:
                 engine_tps.append(tokens / seconds)
                 p50.append(statistics.median(lat) * 1000)
             else:
-                ptokens, pseconds = await asyncio.to_thread(_plain_run, engine, convs, args.concurrency, args.max_tokens)
+                ptokens, pseconds = await asyncio.to_thread(
+                    _plain_run, engine, convs, args.concurrency, args.max_tokens
+                )
                 plain_tps.append(ptokens / pseconds)
-        print(f"repeat {r + 1}: engine {engine_tps[-1]:.0f} tok/s (p50 {p50[-1]:.0f} ms), "
-              f"plain generate {plain_tps[-1]:.0f} tok/s", flush=True)
+        print(
+            f"repeat {r + 1}: engine {engine_tps[-1]:.0f} tok/s (p50 {p50[-1]:.0f} ms), "
+            f"plain generate {plain_tps[-1]:.0f} tok/s",
+            flush=True,
+        )
     dtype = next(engine._models["base"].model.parameters()).dtype
     await engine.close()
     e, p = statistics.median(engine_tps), statistics.median(plain_tps)
-    print(json.dumps({
-        "bench": "engine", "device": engine._device, "dtype": str(dtype).removeprefix("torch."),
-        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None, "torch_threads": torch.get_num_threads(),
-        "requests": args.requests, "concurrency": args.concurrency, "max_tokens": args.max_tokens,
-        "engine_tokens_per_s": round(e, 1), "plain_generate_tokens_per_s": round(p, 1), "ratio": round(e / p, 3),
-        "engine_p50_request_ms": round(statistics.median(p50), 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "engine",
+                "device": engine._device,
+                "dtype": str(dtype).removeprefix("torch."),
+                "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+                "torch_threads": torch.get_num_threads(),
+                "requests": args.requests,
+                "concurrency": args.concurrency,
+                "max_tokens": args.max_tokens,
+                "engine_tokens_per_s": round(e, 1),
+                "plain_generate_tokens_per_s": round(p, 1),
+                "ratio": round(e / p, 3),
+                "engine_p50_request_ms": round(statistics.median(p50), 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

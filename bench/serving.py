@@ -19,6 +19,7 @@ import platform
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
@@ -38,7 +39,7 @@ TOKENS = int(os.environ.get("BENCH_TOKENS", "16"))
 TOKEN_DELAY_S = float(os.environ.get("BENCH_TOKEN_DELAY_S", "0"))
 
 
-def _app():  # noqa: ANN202 - the ASGI app the gateway process serves
+def _app():
     from schemas import Topics
     from serving import GatewayConfig, MemoryRoutingStore, create_app
     from serving.engines import ModelSource
@@ -59,7 +60,9 @@ def _app():  # noqa: ANN202 - the ASGI app the gateway process serves
     topics = Topics("bench")
     bus = EmbeddedBus()
     bus.create_topics(topics.specs())
-    return create_app(Gateway(GatewayConfig(), store, slots, EventLogger(bus.producer(), topics.chat_events, capacity=1_000_000)))
+    return create_app(
+        Gateway(GatewayConfig(), store, slots, EventLogger(bus.producer(), topics.chat_events, capacity=1_000_000))
+    )
 
 
 def _serve(port: int) -> None:
@@ -79,7 +82,9 @@ async def _direct() -> list[float]:
 
     async def one(i: int) -> None:
         t = time.perf_counter()
-        async for _ in engine.generate("v1", GenerationRequest(f"r{i}", ({"role": "user", "content": "hello"},), params)):
+        async for _ in engine.generate(
+            "v1", GenerationRequest(f"r{i}", ({"role": "user", "content": "hello"},), params)
+        ):
             pass
         latencies.append(time.perf_counter() - t)
 
@@ -101,8 +106,10 @@ class _RawHttp:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
-        self.writer.write(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
-                          b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        self.writer.write(
+            b"POST " + path.encode() + b" HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
         lower = head.lower()
@@ -131,13 +138,22 @@ async def _gateway(url: str, stream: bool) -> list[float]:
 
     async def one(i: int) -> None:
         client = free.pop()
-        body = json.dumps({"model": "policy", "user": f"user-{i % 500}", "max_tokens": TOKENS, "stream": stream,
-                           "messages": [{"role": "user", "content": "hello"}]}).encode()
+        body = json.dumps(
+            {
+                "model": "policy",
+                "user": f"user-{i % 500}",
+                "max_tokens": TOKENS,
+                "stream": stream,
+                "messages": [{"role": "user", "content": "hello"}],
+            }
+        ).encode()
         t = time.perf_counter()
         status, payload = await client.post("/v1/chat/completions", body)
         latencies.append(time.perf_counter() - t)
         free.append(client)
-        assert status == 200 and (payload.endswith(b"data: [DONE]\n\n") if stream else payload.startswith(b"{")), payload[:200]
+        assert status == 200 and (payload.endswith(b"data: [DONE]\n\n") if stream else payload.startswith(b"{")), (
+            payload[:200]
+        )
 
     await _run(one, warmup=100)
     for c in clients:
@@ -145,7 +161,7 @@ async def _gateway(url: str, stream: bool) -> list[float]:
     return latencies
 
 
-async def _run(one, warmup: int = 50) -> None:  # noqa: ANN001
+async def _run(one, warmup: int = 50) -> None:
     for i in range(warmup):
         await one(-1 - i)
     queue = iter(range(REQUESTS))
@@ -159,7 +175,7 @@ async def _run(one, warmup: int = 50) -> None:  # noqa: ANN001
 
 def _cpu_s(pid: int) -> float:
     """user + system CPU seconds of a process (Linux /proc)."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -187,8 +203,12 @@ def main() -> None:
                 raise RuntimeError("gateway did not start")
             time.sleep(0.2)
         out: dict[str, object] = {
-            "bench": "serving", "machine": f"{platform.machine()} {os.cpu_count()} cpus", "requests": REQUESTS,
-            "concurrency": list(CONCURRENCY_LEVELS), "tokens": TOKENS, "token_delay_ms": TOKEN_DELAY_S * 1000,
+            "bench": "serving",
+            "machine": f"{platform.machine()} {os.cpu_count()} cpus",
+            "requests": REQUESTS,
+            "concurrency": list(CONCURRENCY_LEVELS),
+            "tokens": TOKENS,
+            "token_delay_ms": TOKEN_DELAY_S * 1000,
             "loadavg_1m_start": round(os.getloadavg()[0], 2),
         }
         global CONCURRENCY

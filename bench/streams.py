@@ -15,6 +15,7 @@ The last line printed is one JSON object.  Usage: python bench/streams.py [--eve
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -70,8 +71,15 @@ def produce(bus: KafkaBus, topic: str, events: list[tuple[str | None, bytes]]) -
 
 
 def raw_consume(topic: str, n: int, validate: bool) -> float:
-    c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"bench-raw-{uuid.uuid4().hex[:6]}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False, "fetch.wait.max.ms": 100})
+    c = Consumer(
+        {
+            "bootstrap.servers": BOOTSTRAP,
+            "group.id": f"bench-raw-{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 100,
+        }
+    )
     c.subscribe([topic])
     seen, start = 0, None
     decode = parse_chat_event if validate else json.loads
@@ -81,10 +89,8 @@ def raw_consume(topic: str, n: int, validate: bool) -> float:
             start = time.perf_counter()
         for m in msgs:
             if m.error() is None:
-                try:
+                with contextlib.suppress(Exception):
                     decode(m.value())
-                except Exception:  # noqa: BLE001 - bad events are part of the stream
-                    pass
                 seen += 1
     elapsed = time.perf_counter() - (start or time.perf_counter())
     c.close()
@@ -145,15 +151,22 @@ def latency(bus: KafkaBus, rate: int, seconds: float, log: Path) -> dict[str, fl
     bus.create_topics(topics.specs())
     group = f"{topics.namespace}-runner"
     proc = spawn("kafka", topics.namespace, group, log)
-    events = synthetic_events(int(rate * seconds), seed=21, bad_share=0.0,
-                              span_s=seconds)  # event times close to the offered load
+    events = synthetic_events(
+        int(rate * seconds), seed=21, bad_share=0.0, span_s=seconds
+    )  # event times close to the offered load
     sent: dict[tuple[str, int], float] = {}
     latencies: list[float] = []
     done = threading.Event()
 
     def read() -> None:
-        c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"bench-read-{uuid.uuid4().hex[:6]}",
-                      "auto.offset.reset": "earliest", "isolation.level": "read_committed"})
+        c = Consumer(
+            {
+                "bootstrap.servers": BOOTSTRAP,
+                "group.id": f"bench-read-{uuid.uuid4().hex[:6]}",
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+            }
+        )
         c.subscribe([topics.engagement_signals])
         while not done.is_set():
             for m in c.consume(1000, 0.05):
@@ -180,7 +193,7 @@ def latency(bus: KafkaBus, rate: int, seconds: float, log: Path) -> dict[str, fl
             while (delay := target - time.perf_counter()) > 0:
                 time.sleep(delay)
             stamp = time.perf_counter()
-            for key, value in events[i:i + batch]:
+            for key, value in events[i : i + batch]:
                 doc = json.loads(value)
                 if doc["type"] == "user_message":
                     sent[(doc["conversation_id"], doc["turn"])] = stamp
@@ -220,30 +233,43 @@ def main() -> None:
             raws.append(raw_consume(topics.chat_events, n, validate=False))
             validateds.append(raw_consume(topics.chat_events, n, validate=True))
             kafkas.append(kafka_runner(bus, topics, n))
-            print(f"round {i + 1}: raw consume+json {raws[-1]:,.0f} ev/s; consume+validate {validateds[-1]:,.0f} ev/s; "
-                  f"kafka runner (signals, exactly-once) {kafkas[-1]:,.0f} ev/s ({kafkas[-1] / raws[-1]:.2f} of raw)",
-                  flush=True)
+            print(
+                f"round {i + 1}: raw consume+json {raws[-1]:,.0f} ev/s; consume+validate {validateds[-1]:,.0f} ev/s; "
+                f"kafka runner (signals, exactly-once) {kafkas[-1]:,.0f} ev/s ({kafkas[-1] / raws[-1]:.2f} of raw)",
+                flush=True,
+            )
         raw, validated, kafka = median(raws), median(validateds), median(kafkas)
         faust_topics = Topics(f"bench-f-{uuid.uuid4().hex[:6]}")
         bus.create_topics(faust_topics.specs())
-        produce(bus, faust_topics.chat_events, events[:args.faust_events])
+        produce(bus, faust_topics.chat_events, events[: args.faust_events])
         faust = faust_runner(bus, faust_topics, min(n, args.faust_events), log)
         bus.delete_topics([t.name for t in faust_topics.specs()])
         print(f"faust runner (signals, at-least-once): {faust:,.0f} ev/s", flush=True)
         lat = latency(bus, args.rate, 10.0, log)
-        print(f"event→signal at {args.rate} ev/s: p50 {lat['p50']:.0f} ms, p99 {lat['p99']:.0f} ms "
-              f"({lat['n']} signals)", flush=True)
+        print(
+            f"event→signal at {args.rate} ev/s: p50 {lat['p50']:.0f} ms, p99 {lat['p99']:.0f} ms ({lat['n']} signals)",
+            flush=True,
+        )
     finally:
         bus.delete_topics([t.name for t in topics.specs()])
     result = {
-        "events": n, "runner": "kafka", "processor": "signals", "exactly_once": True,
-        "events_per_s": round(kafka), "raw_consume_events_per_s": round(raw),
-        "validate_consume_events_per_s": round(validated), "faust_events_per_s": round(faust),
+        "events": n,
+        "runner": "kafka",
+        "processor": "signals",
+        "exactly_once": True,
+        "events_per_s": round(kafka),
+        "raw_consume_events_per_s": round(raw),
+        "validate_consume_events_per_s": round(validated),
+        "faust_events_per_s": round(faust),
         "faust_events": min(n, args.faust_events),
-        "ratio_to_raw": round(kafka / raw, 3), "ratio_to_raw_per_round": [round(k / r, 3) for k, r in zip(kafkas, raws)],
-        "repeats": args.repeats, "ratio_to_validate": round(kafka / validated, 3),
-        "ratio_to_faust": round(kafka / faust, 2), "offered_load_events_per_s": args.rate,
-        "p50_event_to_signal_ms": round(lat["p50"], 1), "p99_event_to_signal_ms": round(lat["p99"], 1),
+        "ratio_to_raw": round(kafka / raw, 3),
+        "ratio_to_raw_per_round": [round(k / r, 3) for k, r in zip(kafkas, raws, strict=False)],
+        "repeats": args.repeats,
+        "ratio_to_validate": round(kafka / validated, 3),
+        "ratio_to_faust": round(kafka / faust, 2),
+        "offered_load_events_per_s": args.rate,
+        "p50_event_to_signal_ms": round(lat["p50"], 1),
+        "p99_event_to_signal_ms": round(lat["p99"], 1),
         "cpu_cores": os.cpu_count(),
     }
     print(json.dumps(result))

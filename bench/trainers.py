@@ -21,20 +21,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import datasets  # noqa: E402
-import torch  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback  # noqa: E402
-from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer  # noqa: E402
+import datasets
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
+from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
-from trainers.bootstrap import CHARACTERS_BY_ID, synthetic_corpus, synthetic_pairs  # noqa: E402
-from trainers.bootstrap.base_model import ensure_base_model  # noqa: E402
-from trainers.common import Demonstration, Pair, Prompt  # noqa: E402
-from trainers.dpo import DpoSettings  # noqa: E402
-from trainers.common.training import run_trainer  # noqa: E402
-from trainers.dpo.dpo_trainer import DpoTrainer  # noqa: E402
-from trainers.sft import SftSettings  # noqa: E402
-from trainers.sft.sft_trainer import SftTrainer  # noqa: E402
-
+from trainers.bootstrap import CHARACTERS_BY_ID, synthetic_corpus, synthetic_pairs
+from trainers.bootstrap.base_model import ensure_base_model
+from trainers.common import Demonstration, Pair, Prompt
+from trainers.common.training import run_trainer
+from trainers.dpo import DpoSettings
+from trainers.dpo.dpo_trainer import DpoTrainer
+from trainers.sft import SftSettings
+from trainers.sft.sft_trainer import SftTrainer
 
 _CUDA = torch.cuda.is_available()
 
@@ -64,26 +63,67 @@ def _ours(wrapper: SftTrainer | DpoTrainer, base: Path, data: list, work: Path) 
 def _plain_sft(base: Path, demos: list[Demonstration], s: SftSettings, work: Path) -> tuple[float, float]:
     rows = [{"messages": d.prompt.with_reply(d.reply)} for d in demos]
     # Exactly the arguments a careful user would pass to trl on this machine.
-    config = SFTConfig(output_dir=str(work), num_train_epochs=s.epochs, per_device_train_batch_size=s.batch_size,
-                       learning_rate=s.learning_rate, warmup_steps=s.warmup_ratio, lr_scheduler_type="cosine", seed=s.seed,
-                       gradient_checkpointing=False, save_strategy="no", report_to=[], logging_steps=1,
-                       disable_tqdm=True, max_length=s.max_length, assistant_only_loss=True, packing=False,
-                       use_cpu=not _CUDA, bf16=_CUDA and torch.cuda.is_bf16_supported())
-    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(base), args=config,
-                         train_dataset=datasets.Dataset.from_list(rows), processing_class=AutoTokenizer.from_pretrained(base))
+    config = SFTConfig(
+        output_dir=str(work),
+        num_train_epochs=s.epochs,
+        per_device_train_batch_size=s.batch_size,
+        learning_rate=s.learning_rate,
+        warmup_steps=s.warmup_ratio,
+        lr_scheduler_type="cosine",
+        seed=s.seed,
+        gradient_checkpointing=False,
+        save_strategy="no",
+        report_to=[],
+        logging_steps=1,
+        disable_tqdm=True,
+        max_length=s.max_length,
+        assistant_only_loss=True,
+        packing=False,
+        use_cpu=not _CUDA,
+        bf16=_CUDA and torch.cuda.is_bf16_supported(),
+    )
+    trainer = SFTTrainer(
+        model=AutoModelForCausalLM.from_pretrained(base),
+        args=config,
+        train_dataset=datasets.Dataset.from_list(rows),
+        processing_class=AutoTokenizer.from_pretrained(base),
+    )
     return _timed(trainer.train, trainer)
 
 
 def _plain_dpo(base: Path, pairs: list[Pair], s: DpoSettings, work: Path) -> tuple[float, float]:
-    rows = [{"prompt": p.prompt.messages, "chosen": [{"role": "assistant", "content": p.chosen}],
-             "rejected": [{"role": "assistant", "content": p.rejected}]} for p in pairs]
-    config = DPOConfig(output_dir=str(work), num_train_epochs=s.epochs, per_device_train_batch_size=s.batch_size,
-                       learning_rate=s.learning_rate, warmup_steps=s.warmup_ratio, lr_scheduler_type="cosine", seed=s.seed,
-                       gradient_checkpointing=False, save_strategy="no", report_to=[], logging_steps=1,
-                       disable_tqdm=True, max_length=s.max_length, beta=s.beta,
-                       use_cpu=not _CUDA, bf16=_CUDA and torch.cuda.is_bf16_supported())
-    trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(base), args=config,
-                         train_dataset=datasets.Dataset.from_list(rows), processing_class=AutoTokenizer.from_pretrained(base))
+    rows = [
+        {
+            "prompt": p.prompt.messages,
+            "chosen": [{"role": "assistant", "content": p.chosen}],
+            "rejected": [{"role": "assistant", "content": p.rejected}],
+        }
+        for p in pairs
+    ]
+    config = DPOConfig(
+        output_dir=str(work),
+        num_train_epochs=s.epochs,
+        per_device_train_batch_size=s.batch_size,
+        learning_rate=s.learning_rate,
+        warmup_steps=s.warmup_ratio,
+        lr_scheduler_type="cosine",
+        seed=s.seed,
+        gradient_checkpointing=False,
+        save_strategy="no",
+        report_to=[],
+        logging_steps=1,
+        disable_tqdm=True,
+        max_length=s.max_length,
+        beta=s.beta,
+        use_cpu=not _CUDA,
+        bf16=_CUDA and torch.cuda.is_bf16_supported(),
+    )
+    trainer = DPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(base),
+        args=config,
+        train_dataset=datasets.Dataset.from_list(rows),
+        processing_class=AutoTokenizer.from_pretrained(base),
+    )
     return _timed(trainer.train, trainer)
 
 
@@ -93,8 +133,12 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=512)
     args = parser.parse_args()
     base = ensure_base_model()
-    demos = [Demonstration(_prompt(i.character_id, i.context), i.reply) for i in synthetic_corpus(args.examples, seed=1)]
-    pairs = [Pair(_prompt(p.character_id, p.context), p.chosen, p.rejected) for p in synthetic_pairs(args.examples, seed=2)]
+    demos = [
+        Demonstration(_prompt(i.character_id, i.context), i.reply) for i in synthetic_corpus(args.examples, seed=1)
+    ]
+    pairs = [
+        Pair(_prompt(p.character_id, p.context), p.chosen, p.rejected) for p in synthetic_pairs(args.examples, seed=2)
+    ]
     sft_s = SftSettings(epochs=1.0, num_candidates=0)
     dpo_s = DpoSettings(epochs=1.0)
     results: dict[str, list[tuple[float, float]]] = {"sft_ours": [], "sft_trl": [], "dpo_ours": [], "dpo_trl": []}
@@ -110,20 +154,29 @@ def main() -> None:
                 else:
                     results["sft_ours"].append(_ours(SftTrainer(sft_s), base, demos, work / f"s{r}"))
                     results["dpo_ours"].append(_ours(DpoTrainer(dpo_s), base, pairs, work / f"d{r}"))
-            print(f"repeat {r + 1}: " + ", ".join(f"{k} {v[-1][0]:.2f} steps/s ({v[-1][1]:.2f} per CPU-s)"
-                                                  for k, v in results.items()), flush=True)
+            print(
+                f"repeat {r + 1}: "
+                + ", ".join(f"{k} {v[-1][0]:.2f} steps/s ({v[-1][1]:.2f} per CPU-s)" for k, v in results.items()),
+                flush=True,
+            )
     wall = {k: statistics.median(x[0] for x in v) for k, v in results.items()}
     cpu = {k: statistics.median(x[1] for x in v) for k, v in results.items()}
     out = {
-        "bench": "trainers", "device": "cuda" if torch.cuda.is_available() else "cpu", "torch_threads": torch.get_num_threads(),
-        "examples": args.examples, "repeats": args.repeats,
+        "bench": "trainers",
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "examples": args.examples,
+        "repeats": args.repeats,
         **{f"{k}_steps_per_s": round(v, 3) for k, v in wall.items()},
         **{f"{k}_steps_per_cpu_s": round(v, 3) for k, v in cpu.items()},
-        "sft_ratio": round(wall["sft_ours"] / wall["sft_trl"], 3), "dpo_ratio": round(wall["dpo_ours"] / wall["dpo_trl"], 3),
-        "sft_cpu_ratio": round(cpu["sft_ours"] / cpu["sft_trl"], 3), "dpo_cpu_ratio": round(cpu["dpo_ours"] / cpu["dpo_trl"], 3),
+        "sft_ratio": round(wall["sft_ours"] / wall["sft_trl"], 3),
+        "dpo_ratio": round(wall["dpo_ours"] / wall["dpo_trl"], 3),
+        "sft_cpu_ratio": round(cpu["sft_ours"] / cpu["sft_trl"], 3),
+        "dpo_cpu_ratio": round(cpu["dpo_ours"] / cpu["dpo_trl"], 3),
         "target_ratio": 0.95,
     }
     print(json.dumps(out))
+
 
 if __name__ == "__main__":
     main()

@@ -21,10 +21,10 @@ from pydantic_settings import (
 )
 
 from flywheel.demo.config import DemoConfig
-from streams.runners import StreamsSettings
 from schemas import Topics, ValidationLimits
-from streams import KafkaSettings
 from serving.serving_settings import ServingSettings
+from streams import KafkaSettings
+from streams.runners import StreamsSettings
 from trainers.worker import TrainerWorkerSettings
 
 CONFIG_FILE_ENV = "FLYWHEEL_CONFIG_FILE"
@@ -43,16 +43,30 @@ class FlywheelSettings(BaseSettings):
 
     bus: Literal["kafka", "embedded"] = Field(default="kafka", description="Which bus processes talk to.")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    topic_namespace: str = Field(default="", description="Prefix of every topic name (e.g. 'staging'); '' = the plain names.")
+    topic_namespace: str = Field(
+        default="", description="Prefix of every topic name (e.g. 'staging'); '' = the plain names."
+    )
     redis_url: str = Field(default="redis://127.0.0.1:16379/0", description="Shared routing state and trainer leases.")
-    max_text_chars: int = Field(default=32_000, gt=0, description="Longest accepted chat text; longer events are dead-lettered.")
+    max_text_chars: int = Field(
+        default=32_000, gt=0, description="Longest accepted chat text; longer events are dead-lettered."
+    )
     max_clock_skew_s: float = Field(default=300.0, ge=0, description="How far in the future an event time may lie.")
     metrics_port: int = Field(default=0, ge=0, le=65535, description="Port of /metrics for worker processes; 0 = none.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    demo: DemoConfig = Field(default_factory=DemoConfig, description="`flywheel demo` and the user simulator (`flywheel simulate`).")
-    streams: StreamsSettings = Field(default_factory=StreamsSettings, description="Stream processors and their runners (`flywheel streams run`).")
-    serving: ServingSettings = Field(default_factory=ServingSettings, description="Gateway, engines, hot-swap, canary and admin API (`flywheel serve`).")
-    trainers: TrainerWorkerSettings = Field(default_factory=TrainerWorkerSettings, description="Trainer workers, registry, offline gate and trainer defaults (`flywheel trainers run`).")
+    demo: DemoConfig = Field(
+        default_factory=DemoConfig, description="`flywheel demo` and the user simulator (`flywheel simulate`)."
+    )
+    streams: StreamsSettings = Field(
+        default_factory=StreamsSettings, description="Stream processors and their runners (`flywheel streams run`)."
+    )
+    serving: ServingSettings = Field(
+        default_factory=ServingSettings,
+        description="Gateway, engines, hot-swap, canary and admin API (`flywheel serve`).",
+    )
+    trainers: TrainerWorkerSettings = Field(
+        default_factory=TrainerWorkerSettings,
+        description="Trainer workers, registry, offline gate and trainer defaults (`flywheel trainers run`).",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
@@ -62,7 +62,7 @@ class DeploymentState(Message):
     last_decision_id: str | None = None
 
 
-DeploymentRecord = Annotated[Union[DeploymentState, CanaryDecision], Field(discriminator="kind")]
+DeploymentRecord = Annotated[DeploymentState | CanaryDecision, Field(discriminator="kind")]
 deployment_record_adapter: TypeAdapter[DeploymentRecord] = TypeAdapter(DeploymentRecord)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import Field, TypeAdapter, ValidationError
@@ -30,12 +30,16 @@ class ChatEventBase(Message):
     """
 
     event_id: UUID = Field(description="Unique id of this event (UUID); the idempotence key.")
-    schema_version: SchemaVersion = Field(default=SCHEMA_VERSION, description="Contract version; unknown versions are dead-lettered.")
+    schema_version: SchemaVersion = Field(
+        default=SCHEMA_VERSION, description="Contract version; unknown versions are dead-lettered."
+    )
     ts: UtcDatetime = Field(description="Event time, UTC, ISO 8601 with offset.")
     user_id: _Id = Field(description="Stable user id; the Kafka key of chat.events.")
     conversation_id: _Id
     character_id: _Id
-    surface: Annotated[str, Field(min_length=1, max_length=64)] = Field(default="chat", description="Where the chat happens: app, web, api…")
+    surface: Annotated[str, Field(min_length=1, max_length=64)] = Field(
+        default="chat", description="Where the chat happens: app, web, api…"
+    )
 
 
 class SessionStartedEvent(ChatEventBase):
@@ -66,8 +70,12 @@ class ModelResponseEvent(ChatEventBase):
     latency_ms: float = Field(ge=0, le=3_600_000)
     prompt_tokens: int = Field(ge=0)
     completion_tokens: int = Field(ge=0)
-    instructions: tuple[Instruction, ...] = Field(default=(), description="The character's verifiable instructions for this reply.")
-    regenerated: bool = Field(default=False, description="True when this reply replaces an earlier one for the same turn.")
+    instructions: tuple[Instruction, ...] = Field(
+        default=(), description="The character's verifiable instructions for this reply."
+    )
+    regenerated: bool = Field(
+        default=False, description="True when this reply replaces an earlier one for the same turn."
+    )
 
 
 class FeedbackKind(StrEnum):
@@ -94,13 +102,17 @@ class SessionEndedEvent(ChatEventBase):
 
 
 ChatEvent = Annotated[
-    Union[SessionStartedEvent, UserMessageEvent, ModelResponseEvent, UserFeedbackEvent, SessionEndedEvent],
+    SessionStartedEvent | UserMessageEvent | ModelResponseEvent | UserFeedbackEvent | SessionEndedEvent,
     Field(discriminator="type"),
 ]
 """Any chat event; the ``type`` field selects the kind."""
 
 CHAT_EVENT_TYPES: tuple[type[ChatEventBase], ...] = (
-    SessionStartedEvent, UserMessageEvent, ModelResponseEvent, UserFeedbackEvent, SessionEndedEvent,
+    SessionStartedEvent,
+    UserMessageEvent,
+    ModelResponseEvent,
+    UserFeedbackEvent,
+    SessionEndedEvent,
 )
 _TAGS = frozenset(t.model_fields["type"].default for t in CHAT_EVENT_TYPES)
 chat_event_adapter: TypeAdapter[ChatEvent] = TypeAdapter(ChatEvent)

@@ -16,9 +16,16 @@ from schemas._signals import ArmWindowAggregate, ResponseOutcome, SessionSummary
 
 _MODELS: tuple[type[BaseModel], ...] = (
     *CHAT_EVENT_TYPES,
-    ResponseOutcome, SessionSummary, ArmWindowAggregate,
-    RewardSample, SftSample, PreferenceSample,
-    TrainJobRequest, CheckpointManifest, DeploymentState, CanaryDecision,
+    ResponseOutcome,
+    SessionSummary,
+    ArmWindowAggregate,
+    RewardSample,
+    SftSample,
+    PreferenceSample,
+    TrainJobRequest,
+    CheckpointManifest,
+    DeploymentState,
+    CanaryDecision,
 )
 
 

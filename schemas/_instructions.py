@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Literal, NamedTuple, Union
+from typing import Annotated, Literal, NamedTuple
 
 from pydantic import Field, TypeAdapter
 
@@ -17,7 +17,7 @@ from schemas._base import Message
 _WORD = re.compile(r"[A-Za-z0-9']+")
 _SENTENCE_END = re.compile(r"[.!?]+(?:\s|$)")
 # Emoji blocks: pictographs, symbols, dingbats, flags, supplemental symbols.
-EMOJI = re.compile("[\U0001F300-\U0001FAFF\U00002600-\U000027BF\U0001F1E6-\U0001F1FF\U0001F900-\U0001F9FF]")
+EMOJI = re.compile("[\U0001f300-\U0001faff\U00002600-\U000027bf\U0001f1e6-\U0001f1ff\U0001f900-\U0001f9ff]")
 
 
 class CheckResult(NamedTuple):
@@ -161,7 +161,15 @@ class PersonaKeywords(_Instruction):
 
 
 Instruction = Annotated[
-    Union[MaxWords, MaxSentences, EndWithQuestion, IncludeWords, ExcludeWords, AddressUserByName, NoEmoji, UseEmoji, PersonaKeywords],
+    MaxWords
+    | MaxSentences
+    | EndWithQuestion
+    | IncludeWords
+    | ExcludeWords
+    | AddressUserByName
+    | NoEmoji
+    | UseEmoji
+    | PersonaKeywords,
     Field(discriminator="kind"),
 ]
 """One verifiable character instruction (discriminated on ``kind``)."""
@@ -192,7 +200,4 @@ def check_instructions(text: str, instructions: tuple[Instruction, ...] | list[I
 def follows_instructions(text: str, instructions: tuple[Instruction, ...] | list[Instruction]) -> bool:
     """``check_instructions(text, instructions).passed`` without the report (stream processors'
     hot path): stops at the first failed check."""
-    for instruction in instructions:
-        if not instruction.check(text).passed:
-            return False
-    return True
+    return all(instruction.check(text).passed for instruction in instructions)

@@ -29,7 +29,7 @@ class OffsetRange(Message):
     to_offset: int = Field(ge=0)
 
     @model_validator(mode="after")
-    def _ordered(self) -> "OffsetRange":
+    def _ordered(self) -> OffsetRange:
         if self.to_offset < self.from_offset:
             raise ValueError(f"to_offset ({self.to_offset}) < from_offset ({self.from_offset})")
         return self
@@ -46,10 +46,14 @@ class TrainJobRequest(Message):
     job_id: str = Field(description="Deterministic from the input ranges: the same ranges give the same id.")
     kind: JobKind
     model: str
-    base_version: str | None = Field(default=None, description="Checkpoint to start from; None = the model's current baseline.")
+    base_version: str | None = Field(
+        default=None, description="Checkpoint to start from; None = the model's current baseline."
+    )
     inputs: tuple[OffsetRange, ...] = Field(min_length=1)
     created_ts: UtcDatetime
-    config: dict[str, str | int | float | bool] = Field(default_factory=dict, description="Overrides of the trainer's settings.")
+    config: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Overrides of the trainer's settings."
+    )
 
     _check_model = field_validator("model")(lambda v: check_name(v, "model"))
 
@@ -72,10 +76,14 @@ class EvalReport(Message):
     baseline_violation_rate: float | None = None
     baseline_reward_score: float | None = None
     win_rate: float | None = Field(default=None, description="Reward-model win rate of candidate vs baseline replies.")
-    style_drift: dict[str, float] = Field(default_factory=dict, description="Candidate minus baseline: mean words, emoji rate, question rate…")
+    style_drift: dict[str, float] = Field(
+        default_factory=dict, description="Candidate minus baseline: mean words, emoji rate, question rate…"
+    )
     passed: bool
     reasons: tuple[str, ...] = ()
-    flags: tuple[str, ...] = Field(default=(), description="Warnings that do not reject, e.g. win rate above the ceiling.")
+    flags: tuple[str, ...] = Field(
+        default=(), description="Warnings that do not reject, e.g. win rate above the ceiling."
+    )
 
 
 class CheckpointManifest(Message):

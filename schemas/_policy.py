@@ -22,7 +22,14 @@ _PII_PATTERNS: dict[str, re.Pattern[str]] = {
 _has_digit = re.compile(r"\d").search
 
 DEFAULT_BANNED_TERMS: tuple[str, ...] = (
-    "idiot", "stupid", "hate you", "kill", "shut up", "loser", "worthless", "dumb",
+    "idiot",
+    "stupid",
+    "hate you",
+    "kill",
+    "shut up",
+    "loser",
+    "worthless",
+    "dumb",
 )
 
 
@@ -74,10 +81,7 @@ def _may_contain(text: str, ascii_terms: tuple[str, ...] | None) -> bool:
     if ascii_terms is None or not text.isascii():
         return True
     lowered = text.lower()
-    for term in ascii_terms:
-        if term in lowered:
-            return True
-    return False
+    return any(term in lowered for term in ascii_terms)
 
 
 def check_policy(text: str, policy: PolicyRuleSet = DEFAULT_POLICY) -> CheckResult:

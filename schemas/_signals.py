@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
@@ -68,10 +68,16 @@ class ArmWindowAggregate(Message):
     window_s: int = Field(gt=0)
     partition: int | None = Field(default=None, description="Source partition of a partial; None once merged.")
     sessions: int = 0
-    users_assigned: int = Field(default=0, description="Distinct users whose session on this arm started in the window (the sample-ratio check counts these).")
+    users_assigned: int = Field(
+        default=0,
+        description="Distinct users whose session on this arm started in the window (the sample-ratio check counts these).",
+    )
     users_engaged: int = Field(default=0, description="Distinct users who sent a message on this arm in the window.")
-    users_active: int = Field(default=0, description="Distinct users with any event of a session on this arm in the window "
-                              "(started, wrote, or got a reply); the denominator of breadth, so breadth <= 1.")
+    users_active: int = Field(
+        default=0,
+        description="Distinct users with any event of a session on this arm in the window "
+        "(started, wrote, or got a reply); the denominator of breadth, so breadth <= 1.",
+    )
     user_turns: int = 0
     user_turns_sq: int = Field(default=0, description="Sum over sessions of user_turns squared.")
     responses: int = 0
@@ -79,7 +85,9 @@ class ArmWindowAggregate(Message):
     instruction_following: int = 0
     violations: int = 0
     latency_ms_sum: float = 0.0
-    latency_buckets: tuple[int, ...] = Field(default=(0,) * len(LATENCY_BUCKETS_MS), description="Counts per LATENCY_BUCKETS_MS bucket.")
+    latency_buckets: tuple[int, ...] = Field(
+        default=(0,) * len(LATENCY_BUCKETS_MS), description="Counts per LATENCY_BUCKETS_MS bucket."
+    )
     late_events: int = 0
 
     @property
@@ -103,5 +111,5 @@ class ArmWindowAggregate(Message):
         return self.violations / self.responses if self.responses else 0.0
 
 
-EngagementSignal = Annotated[Union[ResponseOutcome, SessionSummary, ArmWindowAggregate], Field(discriminator="kind")]
+EngagementSignal = Annotated[ResponseOutcome | SessionSummary | ArmWindowAggregate, Field(discriminator="kind")]
 engagement_signal_adapter: TypeAdapter[EngagementSignal] = TypeAdapter(EngagementSignal)

@@ -63,7 +63,10 @@ class Topics:
         return f"{self.namespace}.{base}" if self.namespace else base
 
     def specs(self) -> tuple[TopicSpec, ...]:
-        return tuple(TopicSpec(self.name(t.name), t.key, t.value, t.partitions, t.cleanup, t.retention_ms, t.config) for t in TOPICS)
+        return tuple(
+            TopicSpec(self.name(t.name), t.key, t.value, t.partitions, t.cleanup, t.retention_ms, t.config)
+            for t in TOPICS
+        )
 
     @property
     def chat_events(self) -> str:

@@ -7,25 +7,55 @@ from prometheus_client import Counter, Gauge, Histogram
 
 _LATENCY_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
-REQUESTS = Counter("flywheel_serving_requests_total", "Chat completion requests by outcome (ok, error, cancelled).",
-                   ["model", "arm", "version", "outcome"])
-ERRORS = Counter("flywheel_serving_errors_total", "Failed requests by error type.", ["model", "arm", "version", "error"])
-RETRIES = Counter("flywheel_serving_engine_retries_total", "Engine calls retried before the first byte.", ["model", "arm", "version"])
-TTFT = Histogram("flywheel_serving_ttft_seconds", "Time to first token.", ["model", "arm", "version"], buckets=_LATENCY_S)
-E2E = Histogram("flywheel_serving_e2e_latency_seconds", "End-to-end request latency.", ["model", "arm", "version"], buckets=_LATENCY_S)
-TOKENS = Counter("flywheel_serving_tokens_total", "Tokens processed (kind = prompt | completion).", ["model", "arm", "version", "kind"])
+REQUESTS = Counter(
+    "flywheel_serving_requests_total",
+    "Chat completion requests by outcome (ok, error, cancelled).",
+    ["model", "arm", "version", "outcome"],
+)
+ERRORS = Counter(
+    "flywheel_serving_errors_total", "Failed requests by error type.", ["model", "arm", "version", "error"]
+)
+RETRIES = Counter(
+    "flywheel_serving_engine_retries_total", "Engine calls retried before the first byte.", ["model", "arm", "version"]
+)
+TTFT = Histogram(
+    "flywheel_serving_ttft_seconds", "Time to first token.", ["model", "arm", "version"], buckets=_LATENCY_S
+)
+E2E = Histogram(
+    "flywheel_serving_e2e_latency_seconds",
+    "End-to-end request latency.",
+    ["model", "arm", "version"],
+    buckets=_LATENCY_S,
+)
+TOKENS = Counter(
+    "flywheel_serving_tokens_total",
+    "Tokens processed (kind = prompt | completion).",
+    ["model", "arm", "version", "kind"],
+)
 IN_FLIGHT = Gauge("flywheel_serving_in_flight_requests", "Requests in flight.", ["model", "arm", "version"])
 CANARY_SHARE = Gauge("flywheel_serving_canary_share_ratio", "Candidate share of users (0–1).", ["model"])
 DECISIONS = Counter("flywheel_serving_canary_decisions_total", "Canary decisions by action.", ["model", "action"])
-CANARY_LIFT = Gauge("flywheel_serving_canary_lift", "Latest candidate − baseline estimate per metric.", ["model", "metric"])
+CANARY_LIFT = Gauge(
+    "flywheel_serving_canary_lift", "Latest candidate − baseline estimate per metric.", ["model", "metric"]
+)
 CANARY_P = Gauge("flywheel_serving_canary_p_value", "Latest always-valid p-value per metric.", ["model", "metric"])
 SRM_P = Gauge("flywheel_serving_canary_srm_p_value", "Latest sample-ratio-mismatch p-value.", ["model"])
-SWAPS = Counter("flywheel_serving_swaps_total", "Checkpoint loads by result (loaded, rejected, promoted, rolled_back, unloaded).",
-                ["model", "result"])
+SWAPS = Counter(
+    "flywheel_serving_swaps_total",
+    "Checkpoint loads by result (loaded, rejected, promoted, rolled_back, unloaded).",
+    ["model", "result"],
+)
 EVENTS_LOGGED = Counter("flywheel_serving_events_logged_total", "Chat events handed to the bus.", ["type"])
-EVENTS_OVERFLOW = Counter("flywheel_serving_event_buffer_overflow_total", "Chat events dropped because the buffer was full.")
+EVENTS_OVERFLOW = Counter(
+    "flywheel_serving_event_buffer_overflow_total", "Chat events dropped because the buffer was full."
+)
 EVENTS_FAILED = Counter("flywheel_serving_events_failed_total", "Chat events the bus refused after retries.")
 EVENT_BUFFER = Gauge("flywheel_serving_event_buffer_events", "Chat events waiting in the gateway's buffer.")
-ROUTING_FALLBACKS = Counter("flywheel_serving_routing_fallbacks_total", "Requests routed to the baseline because the candidate was not loaded here.",
-                            ["model"])
-ADMIN_ACTIONS = Counter("flywheel_serving_admin_actions_total", "Admin API actions by action and result.", ["action", "result"])
+ROUTING_FALLBACKS = Counter(
+    "flywheel_serving_routing_fallbacks_total",
+    "Requests routed to the baseline because the candidate was not loaded here.",
+    ["model"],
+)
+ADMIN_ACTIONS = Counter(
+    "flywheel_serving_admin_actions_total", "Admin API actions by action and result.", ["action", "result"]
+)

@@ -19,7 +19,9 @@ class ServingSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     engine: Literal["embedded", "vllm"] = Field(default="embedded", description="Which engine serves the model.")
-    routing_store: Literal["redis", "memory"] = Field(default="redis", description="Where routing state lives; memory = one process only.")
+    routing_store: Literal["redis", "memory"] = Field(
+        default="redis", description="Where routing state lives; memory = one process only."
+    )
     routing_prefix: str = Field(default="flywheel:routing", description="Redis key prefix of routing state.")
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     embedded: EmbeddedEngineConfig = Field(default_factory=EmbeddedEngineConfig)

@@ -19,7 +19,19 @@ from streams.dlq import DeadLetter, send_to_dlq
 from streams.sdk import ChatEventProducer, ProduceSummary, produce_lines
 
 __all__ = [
-    "Bus", "ChatEventProducer", "Consumer", "DeadLetter", "EmbeddedBus", "KafkaBus", "KafkaSettings",
-    "Offsets", "ProduceSummary", "Producer", "Record", "TopicPartition", "partition_for_key",
-    "produce_lines", "send_to_dlq",
+    "Bus",
+    "ChatEventProducer",
+    "Consumer",
+    "DeadLetter",
+    "EmbeddedBus",
+    "KafkaBus",
+    "KafkaSettings",
+    "Offsets",
+    "ProduceSummary",
+    "Producer",
+    "Record",
+    "TopicPartition",
+    "partition_for_key",
+    "produce_lines",
+    "send_to_dlq",
 ]

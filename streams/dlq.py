@@ -26,10 +26,16 @@ class DeadLetter:
     source: str
 
     @classmethod
-    def from_record(cls, record: Record) -> "DeadLetter":
+    def from_record(cls, record: Record) -> DeadLetter:
         h = record.headers
-        return cls(record.value, record.key, h.get(REASON, b"").decode(), h.get(FIELD, b"").decode(),
-                   h.get(ERROR_TYPE, b"").decode(), h.get(SOURCE, b"").decode())
+        return cls(
+            record.value,
+            record.key,
+            h.get(REASON, b"").decode(),
+            h.get(FIELD, b"").decode(),
+            h.get(ERROR_TYPE, b"").decode(),
+            h.get(SOURCE, b"").decode(),
+        )
 
 
 def error_reason_label(error: Exception) -> str:
@@ -39,8 +45,9 @@ def error_reason_label(error: Exception) -> str:
     return type(error).__name__
 
 
-def send_to_dlq(producer: Producer, original: bytes, key: str | None, error: Exception,
-                source: str, topic: str = CHAT_EVENTS_DLQ) -> None:
+def send_to_dlq(
+    producer: Producer, original: bytes, key: str | None, error: Exception, source: str, topic: str = CHAT_EVENTS_DLQ
+) -> None:
     """Queue ``original`` on the DLQ with ``error`` as its reason.
 
     Args:
@@ -48,6 +55,10 @@ def send_to_dlq(producer: Producer, original: bytes, key: str | None, error: Exc
     """
     field = error.field if isinstance(error, SchemaError) else ""
     reason = error.reason if isinstance(error, SchemaError) else str(error)
-    headers = {REASON: reason.encode()[:4096], FIELD: field.encode(), ERROR_TYPE: type(error).__name__.encode(),
-               SOURCE: source.encode()}
+    headers = {
+        REASON: reason.encode()[:4096],
+        FIELD: field.encode(),
+        ERROR_TYPE: type(error).__name__.encode(),
+        SOURCE: source.encode(),
+    }
     producer.produce(topic, original, key=key, headers=headers)

@@ -10,7 +10,16 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from schemas import CHAT_EVENTS, DEFAULT_TOPICS, Topics, ChatEvent, ChatEventBase, SchemaError, ValidationLimits, parse_chat_event
+from schemas import (
+    CHAT_EVENTS,
+    DEFAULT_TOPICS,
+    ChatEvent,
+    ChatEventBase,
+    SchemaError,
+    Topics,
+    ValidationLimits,
+    parse_chat_event,
+)
 from schemas._base import DEFAULT_LIMITS
 from streams.bus import Producer
 from streams.dlq import send_to_dlq
@@ -64,7 +73,7 @@ class ChatEventProducer:
     def close(self) -> None:
         self.flush()
 
-    def __enter__(self) -> "ChatEventProducer":
+    def __enter__(self) -> ChatEventProducer:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -78,9 +87,14 @@ class ProduceSummary:
     rejections: list[tuple[int, str]] = field(default_factory=list)
 
 
-def produce_lines(lines: Iterable[bytes], producer: Producer, source_name: str,
-                  limits: ValidationLimits = DEFAULT_LIMITS, topics: Topics = DEFAULT_TOPICS,
-                  max_reported: int = 1000) -> ProduceSummary:
+def produce_lines(
+    lines: Iterable[bytes],
+    producer: Producer,
+    source_name: str,
+    limits: ValidationLimits = DEFAULT_LIMITS,
+    topics: Topics = DEFAULT_TOPICS,
+    max_reported: int = 1000,
+) -> ProduceSummary:
     """Send each JSONL line as a chat event; invalid lines go to the DLQ with the reason.
 
     Blank lines are skipped. ``rejections`` keeps (line number, reason) of the first
@@ -99,8 +113,9 @@ def produce_lines(lines: Iterable[bytes], producer: Producer, source_name: str,
             summary.rejected += 1
             if len(summary.rejections) < max_reported:
                 summary.rejections.append((number, str(exc)))
-            send_to_dlq(producer, raw, _best_effort_key(raw), exc, f"file:{source_name}:{number}",
-                        topic=topics.chat_events_dlq)
+            send_to_dlq(
+                producer, raw, _best_effort_key(raw), exc, f"file:{source_name}:{number}", topic=topics.chat_events_dlq
+            )
     events.flush()
     return summary
 
@@ -113,6 +128,3 @@ def _best_effort_key(raw: bytes) -> str | None:
         return None
     user = doc.get("user_id") if isinstance(doc, dict) else None
     return user if isinstance(user, str) else None
-
-
-

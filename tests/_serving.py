@@ -42,11 +42,24 @@ def serve_app(app: Any) -> Iterator[str]:
         thread.join(10)
 
 
-def state(model: str = "policy", baseline: str | None = "v1", candidate: str | None = None, share_bp: int = 0,
-          status: str = "idle", salt: str = "salt") -> DeploymentState:
-    return DeploymentState(model=model, baseline_version=baseline, candidate_version=candidate, share_bp=share_bp,
-                           step_index=0 if candidate else -1, status=status, experiment_salt=salt,  # type: ignore[arg-type]
-                           updated_ts=datetime.now(UTC))
+def state(
+    model: str = "policy",
+    baseline: str | None = "v1",
+    candidate: str | None = None,
+    share_bp: int = 0,
+    status: str = "idle",
+    salt: str = "salt",
+) -> DeploymentState:
+    return DeploymentState(
+        model=model,
+        baseline_version=baseline,
+        candidate_version=candidate,
+        share_bp=share_bp,
+        step_index=0 if candidate else -1,
+        status=status,
+        experiment_salt=salt,  # type: ignore[arg-type]
+        updated_ts=datetime.now(UTC),
+    )
 
 
 def build_tiny_llama(path: Path, seed: int = 0) -> Path:
@@ -55,20 +68,43 @@ def build_tiny_llama(path: Path, seed: int = 0) -> Path:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    corpus = [f"hello there friend number {i}, how are you today? I like {w} and {v}." for i, (w, v) in
-              enumerate(zip(["tea", "cats", "rain", "music", "books", "code"] * 20, ["sun", "dogs", "snow", "art", "maps", "math"] * 20))]
+    corpus = [
+        f"hello there friend number {i}, how are you today? I like {w} and {v}."
+        for i, (w, v) in enumerate(
+            zip(
+                ["tea", "cats", "rain", "music", "books", "code"] * 20,
+                ["sun", "dogs", "snow", "art", "maps", "math"] * 20,
+                strict=False,
+            )
+        )
+    ]
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     specials = ["<unk>", "<s>", "</s>", "<pad>", "<|user|>", "<|assistant|>", "<|system|>"]
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=specials,
-                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
+    tok.train_from_iterator(
+        corpus,
+        trainers.BpeTrainer(
+            vocab_size=300, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
     fast.chat_template = CHAT_TEMPLATE
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                         num_key_value_heads=2, max_position_embeddings=256, bos_token_id=fast.bos_token_id,
-                         eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(fast),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=fast.bos_token_id,
+        eos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id,
+    )
     model = LlamaForCausalLM(config)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path, safe_serialization=True)
@@ -76,21 +112,54 @@ def build_tiny_llama(path: Path, seed: int = 0) -> Path:
     return path
 
 
-def manifest_for(path: Path | None, version: str, model: str = "policy", passed: bool = True, parent: str | None = None,
-                 status: str = "published", age_s: float = 0.0) -> CheckpointManifest:
+def manifest_for(
+    path: Path | None,
+    version: str,
+    model: str = "policy",
+    passed: bool = True,
+    parent: str | None = None,
+    status: str = "published",
+    age_s: float = 0.0,
+) -> CheckpointManifest:
     files = []
     if path is not None:
         for f in sorted(p for p in path.rglob("*") if p.is_file()):
-            files.append(FileDigest(path=str(f.relative_to(path)), sha256=hashlib.sha256(f.read_bytes()).hexdigest(), size=f.stat().st_size))
-    report = EvalReport(baseline_version=parent, prompts=10, instruction_following=0.8, violation_rate=0.05, passed=passed)
-    return CheckpointManifest(model=model, version=version, parent=parent, kind="full", files=tuple(files), eval=report,
-                              status=status, created_ts=datetime.now(UTC) - timedelta(seconds=age_s),  # type: ignore[arg-type]
-                              uri=str(path) if path is not None else f"/nonexistent/{version}")
+            files.append(
+                FileDigest(
+                    path=str(f.relative_to(path)),
+                    sha256=hashlib.sha256(f.read_bytes()).hexdigest(),
+                    size=f.stat().st_size,
+                )
+            )
+    report = EvalReport(
+        baseline_version=parent, prompts=10, instruction_following=0.8, violation_rate=0.05, passed=passed
+    )
+    return CheckpointManifest(
+        model=model,
+        version=version,
+        parent=parent,
+        kind="full",
+        files=tuple(files),
+        eval=report,
+        status=status,
+        created_ts=datetime.now(UTC) - timedelta(seconds=age_s),  # type: ignore[arg-type]
+        uri=str(path) if path is not None else f"/nonexistent/{version}",
+    )
 
 
-def window_aggregate(rng: Any, arm: str, version: str, start: datetime, users: int, window_s: int = 60,
-                     p_continue: float = 0.4, p_violation: float = 0.1, p_if: float = 0.8, partition: int | None = 0,
-                     slow: float = 0.05) -> "Any":
+def window_aggregate(
+    rng: Any,
+    arm: str,
+    version: str,
+    start: datetime,
+    users: int,
+    window_s: int = 60,
+    p_continue: float = 0.4,
+    p_violation: float = 0.1,
+    p_if: float = 0.8,
+    partition: int | None = 0,
+    slow: float = 0.05,
+) -> Any:
     """One synthetic per-arm window partial, as the signals processor would emit it."""
     from schemas import LATENCY_BUCKETS_MS, ArmWindowAggregate
 
@@ -101,9 +170,21 @@ def window_aggregate(rng: Any, arm: str, version: str, start: datetime, users: i
     buckets[2] = responses - n_slow
     buckets[5] = n_slow
     return ArmWindowAggregate(
-        arm=arm, model_version=version, window_start=start, window_s=window_s, partition=partition,  # type: ignore[arg-type]
-        sessions=users, users_assigned=users, users_engaged=users, users_active=users, user_turns=int(turns.sum()),
-        user_turns_sq=int((turns ** 2).sum()), responses=responses, continued=int(rng.binomial(responses, p_continue)),
-        instruction_following=int(rng.binomial(responses, p_if)), violations=int(rng.binomial(responses, p_violation)),
-        latency_ms_sum=float(responses * 80), latency_buckets=tuple(buckets),
+        arm=arm,
+        model_version=version,
+        window_start=start,
+        window_s=window_s,
+        partition=partition,  # type: ignore[arg-type]
+        sessions=users,
+        users_assigned=users,
+        users_engaged=users,
+        users_active=users,
+        user_turns=int(turns.sum()),
+        user_turns_sq=int((turns**2).sum()),
+        responses=responses,
+        continued=int(rng.binomial(responses, p_continue)),
+        instruction_following=int(rng.binomial(responses, p_if)),
+        violations=int(rng.binomial(responses, p_violation)),
+        latency_ms_sum=float(responses * 80),
+        latency_buckets=tuple(buckets),
     )

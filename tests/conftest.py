@@ -87,9 +87,17 @@ def event_dict(type_: str = "user_message", **overrides: Any) -> dict[str, Any]:
     per_type: dict[str, dict[str, Any]] = {
         "session_started": {"arm": "baseline", "model_version": "v1"},
         "user_message": {"turn": 1, "text": "hello"},
-        "model_response": {"turn": 1, "text": "hi there?", "model_version": "v1", "arm": "baseline",
-                           "request_id": "req-1", "latency_ms": 12.5, "prompt_tokens": 10, "completion_tokens": 3,
-                           "instructions": [{"kind": "end_with_question"}, {"kind": "max_words", "limit": 20}]},
+        "model_response": {
+            "turn": 1,
+            "text": "hi there?",
+            "model_version": "v1",
+            "arm": "baseline",
+            "request_id": "req-1",
+            "latency_ms": 12.5,
+            "prompt_tokens": 10,
+            "completion_tokens": 3,
+            "instructions": [{"kind": "end_with_question"}, {"kind": "max_words", "limit": 20}],
+        },
         "user_feedback": {"turn": 1, "kind": "thumbs_up"},
         "session_ended": {"reason": "user_left"},
     }

@@ -6,7 +6,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -20,26 +20,43 @@ from streams import ChatEventProducer
 def _summary(stats: SimStats) -> list[str]:
     lines = [f"{'model version':<28} {'replies':>8} {'continue':>9} {'IF':>6} {'viol.':>6} {'depth':>6} {'regen':>6}"]
     for version, v in sorted(stats.by_version.items()):
-        lines.append(f"{version:<28} {v.replies:>8} {v.continue_rate:>9.3f} {v.instruction_following_rate:>6.3f} "
-                     f"{v.violation_rate:>6.3f} {v.mean_depth:>6.2f} {v.regenerations:>6}")
-    lines.append(f"requests {stats.requests}, errors {stats.errors}, sessions {stats.sessions_started}, "
-                 f"client events sent {stats.events_emitted}, visits per day {dict(sorted(stats.visits_by_day.items()))}")
+        lines.append(
+            f"{version:<28} {v.replies:>8} {v.continue_rate:>9.3f} {v.instruction_following_rate:>6.3f} "
+            f"{v.violation_rate:>6.3f} {v.mean_depth:>6.2f} {v.regenerations:>6}"
+        )
+    lines.append(
+        f"requests {stats.requests}, errors {stats.errors}, sessions {stats.sessions_started}, "
+        f"client events sent {stats.events_emitted}, visits per day {dict(sorted(stats.visits_by_day.items()))}"
+    )
     return lines
 
 
 def simulate(
     ctx: typer.Context,
     url: Annotated[str, typer.Option("--url", help="Base URL of a Flywheel gateway (its OpenAI API is under /v1).")],
-    users: Annotated[Optional[int], typer.Option("--users", help="Simulated users (default: settings demo.simulator.users).")] = None,
+    users: Annotated[
+        int | None, typer.Option("--users", help="Simulated users (default: settings demo.simulator.users).")
+    ] = None,
     days: Annotated[int, typer.Option("--days", min=1, help="Simulated days to run.")] = 1,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the population and every decision.")] = None,
-    concurrency: Annotated[Optional[int], typer.Option("--concurrency", min=1, help="Most requests in flight.")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="Public model name to ask for.")] = None,
-    time_scale: Annotated[Optional[float], typer.Option("--time-scale", min=0.001, help="Simulated seconds per real "
-                                                        "second (think times, daily peak); the gateway stamps real time.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the population and every decision.")] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", min=1, help="Most requests in flight.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Public model name to ask for.")] = None,
+    time_scale: Annotated[
+        float | None,
+        typer.Option(
+            "--time-scale",
+            min=0.001,
+            help="Simulated seconds per real second (think times, daily peak); the gateway stamps real time.",
+        ),
+    ] = None,
     api_key: Annotated[str, typer.Option("--api-key", help="Bearer token for the gateway, if it wants one.")] = "sim",
-    events: Annotated[bool, typer.Option("--events/--no-events", help="Send the client-side chat events (feedback, "
-                                         "session ends) to chat.events on the configured bus.")] = True,
+    events: Annotated[
+        bool,
+        typer.Option(
+            "--events/--no-events",
+            help="Send the client-side chat events (feedback, session ends) to chat.events on the configured bus.",
+        ),
+    ] = True,
 ) -> None:
     """Drive a running deployment with simulated users (a load generator and event producer).
 
@@ -49,12 +66,22 @@ def simulate(
     """
     settings: FlywheelSettings = ctx.obj
     base = settings.demo.simulator
-    overrides = {k: v for k, v in {"users": users, "seed": seed, "concurrency": concurrency, "model": model,
-                                      "time_scale": time_scale}.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {
+            "users": users,
+            "seed": seed,
+            "concurrency": concurrency,
+            "model": model,
+            "time_scale": time_scale,
+        }.items()
+        if v is not None
+    }
     config = base.model_copy(update=overrides)
     population = Population.generate(config.users, config.seed, shared_catalogue())
-    client = GatewayClient(url, model=config.model, api_key=api_key, timeout_s=config.request_timeout_s,
-                           max_tokens=config.max_tokens)
+    client = GatewayClient(
+        url, model=config.model, api_key=api_key, timeout_s=config.request_timeout_s, max_tokens=config.max_tokens
+    )
     producer = make_bus(settings).producer() if events else None
     chat_events = ChatEventProducer(producer, settings.topics.chat_events, settings.limits) if producer else None
     sim = Simulator(config, population, client, chat_events, WallClock(config.time_scale))
@@ -64,8 +91,11 @@ def simulate(
             for _ in range(days):
                 stats = await sim.run(days=1)
                 v = sum(s.replies for s in stats.by_version.values())
-                typer.echo(f"day {sim.day + 1}/{days}: visits {stats.visits_by_day.get(sim.day, 0)}, replies so far {v}, "
-                           f"errors {stats.errors}", err=True)
+                typer.echo(
+                    f"day {sim.day + 1}/{days}: visits {stats.visits_by_day.get(sim.day, 0)}, replies so far {v}, "
+                    f"errors {stats.errors}",
+                    err=True,
+                )
             return sim.stats
         finally:
             await client.aclose()
@@ -82,13 +112,25 @@ def simulate(
 
 def demo(
     ctx: typer.Context,
-    generations: Annotated[Optional[int], typer.Option("--generations", "-n", min=1, help="Candidate generations to decide.")] = None,
-    report: Annotated[Optional[Path], typer.Option("--report", help="Folder for report.json and report.png (default report/).")] = None,
-    kafka: Annotated[bool, typer.Option("--kafka", help="Run on the local Kafka broker and Redis instead of the embedded bus.")] = False,
-    users: Annotated[Optional[int], typer.Option("--users", min=1, help="Simulated users.")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the simulated population.")] = None,
-    plant_bad: Annotated[Optional[int], typer.Option("--plant-bad", min=1, help="Train this generation on deliberately "
-                                                     "corrupted preferences; the gate or the canary must stop it.")] = None,
+    generations: Annotated[
+        int | None, typer.Option("--generations", "-n", min=1, help="Candidate generations to decide.")
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Folder for report.json and report.png (default report/).")
+    ] = None,
+    kafka: Annotated[
+        bool, typer.Option("--kafka", help="Run on the local Kafka broker and Redis instead of the embedded bus.")
+    ] = False,
+    users: Annotated[int | None, typer.Option("--users", min=1, help="Simulated users.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the simulated population.")] = None,
+    plant_bad: Annotated[
+        int | None,
+        typer.Option(
+            "--plant-bad",
+            min=1,
+            help="Train this generation on deliberately corrupted preferences; the gate or the canary must stop it.",
+        ),
+    ] = None,
 ) -> None:
     """Run the whole loop in one process: simulated users talk to the gateway, signals and
     curation turn traffic into samples, the trainer worker trains and gates each
@@ -98,8 +140,11 @@ def demo(
 
     settings: FlywheelSettings = ctx.obj
     config = settings.demo
-    updates: dict[str, object] = {k: v for k, v in {"generations": generations, "report_dir": report,
-                                                      "plant_bad_generation": plant_bad}.items() if v is not None}
+    updates: dict[str, object] = {
+        k: v
+        for k, v in {"generations": generations, "report_dir": report, "plant_bad_generation": plant_bad}.items()
+        if v is not None
+    }
     sim_updates = {k: v for k, v in {"users": users, "seed": seed}.items() if v is not None}
     if sim_updates:
         updates["simulator"] = config.simulator.model_copy(update=sim_updates)

@@ -31,11 +31,15 @@ def topics_create(ctx: typer.Context) -> None:
 def topics_list() -> None:
     """Print the topic table: name, key, value contract, partitions, cleanup."""
     for spec in TOPICS:
-        typer.echo(f"{spec.name:<22} key={spec.key:<26} value={spec.value:<34} partitions={spec.partitions} {spec.cleanup}")
+        typer.echo(
+            f"{spec.name:<22} key={spec.key:<26} value={spec.value:<34} partitions={spec.partitions} {spec.cleanup}"
+        )
 
 
 @schemas_app.command("export")
-def schemas_export(directory: Annotated[Path, typer.Argument(help="Folder to write <Message>.schema.json files into.")]) -> None:
+def schemas_export(
+    directory: Annotated[Path, typer.Argument(help="Folder to write <Message>.schema.json files into.")],
+) -> None:
     """Write one JSON Schema file per message type."""
     for path in export_json_schemas(directory):
         typer.echo(str(path))
@@ -56,7 +60,9 @@ def produce(
     producer = bus.producer()
     try:
         if str(file) == "-":
-            summary = produce_lines(typer.get_binary_stream("stdin"), producer, "stdin", settings.limits, settings.topics)
+            summary = produce_lines(
+                typer.get_binary_stream("stdin"), producer, "stdin", settings.limits, settings.topics
+            )
         else:
             with file.open("rb") as lines:
                 summary = produce_lines(lines, producer, file.name, settings.limits, settings.topics)

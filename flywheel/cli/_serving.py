@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 import uvicorn
@@ -57,12 +57,16 @@ class ServingStack:
     hotswap: HotSwapController
     admin: AdminService
 
-    def app(self):  # noqa: ANN201 - FastAPI
+    def app(self):
         return create_app(self.gateway, self.admin, manage_lifecycle=False)
 
 
-def build_serving(settings: FlywheelSettings, engine_name: str | None = None, vllm_urls: tuple[str, ...] = (),
-                  routing: str | None = None) -> ServingStack:
+def build_serving(
+    settings: FlywheelSettings,
+    engine_name: str | None = None,
+    vllm_urls: tuple[str, ...] = (),
+    routing: str | None = None,
+) -> ServingStack:
     cfg = settings.serving
     topics = settings.topics
     bus = make_bus(settings)
@@ -122,16 +126,38 @@ async def _serve(stack: ServingStack, host: str, port: int, base: tuple[str, Pat
 
 def serve(
     ctx: typer.Context,
-    engine: Annotated[Optional[EngineName], typer.Option("--engine", "-e", help="embedded: transformers in this process "
-                                                          "(default); vllm: a client of vLLM servers (--vllm-url).")] = None,
-    vllm_url: Annotated[Optional[list[str]], typer.Option("--vllm-url", help="Base URL of a vLLM replica; repeat for several.")] = None,
-    model_dir: Annotated[Optional[Path], typer.Option("--model-dir", help="Serve this local checkpoint folder (safetensors) as "
-                                                      "the baseline before any checkpoint arrives on models.checkpoints.")] = None,
-    base_version: Annotated[str, typer.Option("--base-version", help="Version name of --model-dir (with vllm: the version the "
-                                              "replicas already serve as <model>@<version>).")] = "base",
-    routing: Annotated[Optional[str], typer.Option("--routing", help="redis (replicas agree; default) or memory (one process).")] = None,
-    host: Annotated[Optional[str], typer.Option("--host", help="Interface to listen on.")] = None,
-    port: Annotated[Optional[int], typer.Option("--port", "-p", help="Port to listen on.")] = None,
+    engine: Annotated[
+        EngineName | None,
+        typer.Option(
+            "--engine",
+            "-e",
+            help="embedded: transformers in this process (default); vllm: a client of vLLM servers (--vllm-url).",
+        ),
+    ] = None,
+    vllm_url: Annotated[
+        list[str] | None, typer.Option("--vllm-url", help="Base URL of a vLLM replica; repeat for several.")
+    ] = None,
+    model_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--model-dir",
+            help="Serve this local checkpoint folder (safetensors) as "
+            "the baseline before any checkpoint arrives on models.checkpoints.",
+        ),
+    ] = None,
+    base_version: Annotated[
+        str,
+        typer.Option(
+            "--base-version",
+            help="Version name of --model-dir (with vllm: the version the "
+            "replicas already serve as <model>@<version>).",
+        ),
+    ] = "base",
+    routing: Annotated[
+        str | None, typer.Option("--routing", help="redis (replicas agree; default) or memory (one process).")
+    ] = None,
+    host: Annotated[str | None, typer.Option("--host", help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option("--port", "-p", help="Port to listen on.")] = None,
 ) -> None:
     """Serve the OpenAI-compatible API (/v1/chat/completions, /v1/models), /health, /ready,
     /metrics and the admin API (/admin, when FLYWHEEL_SERVING__ADMIN__TOKEN is set).

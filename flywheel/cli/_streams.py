@@ -6,7 +6,7 @@ import logging
 import signal
 import time
 from enum import StrEnum
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,8 +17,9 @@ from streams.processors import BufferProcessor, CurationProcessor, Processor, Si
 from streams.runners import EmbeddedRunner, FaustRunner, KafkaRunner, RunnerConfig
 
 log = logging.getLogger(__name__)
-streams_app = typer.Typer(help="Stream processors: engagement signals, sample curation, sample buffer / job trigger.",
-                          no_args_is_help=True)
+streams_app = typer.Typer(
+    help="Stream processors: engagement signals, sample curation, sample buffer / job trigger.", no_args_is_help=True
+)
 
 
 class ProcessorName(StrEnum):
@@ -52,17 +53,41 @@ def default_group(name: str, topics: Topics) -> str:
 @streams_app.command("run")
 def run(
     ctx: typer.Context,
-    processor: Annotated[ProcessorName, typer.Argument(help="Which processor: signals (chat.events → engagement.signals), "
-                                                       "curation (chat.events → samples.*), buffer (samples.* → trainer.jobs).")],
-    runner: Annotated[RunnerName, typer.Option("--runner", "-r", help="kafka: transactions, exactly-once (default); "
-                                               "faust: faust-streaming, at-least-once; embedded: the in-process bus.")] = RunnerName.kafka,
-    group: Annotated[Optional[str], typer.Option("--group", help="Consumer group; processes of one group share the "
-                                                 "partitions. Default: flywheel-<processor>.")] = None,
-    instance: Annotated[Optional[str], typer.Option("--instance", help="Stable id of this process in its group "
-                                                    "(keep it across restarts).")] = None,
-    metrics_port: Annotated[Optional[int], typer.Option("--metrics-port", help="Serve /metrics here (0 = off).")] = None,
-    exit_when_idle_s: Annotated[Optional[float], typer.Option("--exit-when-idle", help="Stop after this many seconds "
-                                                              "without input (kafka/embedded runners; for batch runs).")] = None,
+    processor: Annotated[
+        ProcessorName,
+        typer.Argument(
+            help="Which processor: signals (chat.events → engagement.signals), "
+            "curation (chat.events → samples.*), buffer (samples.* → trainer.jobs)."
+        ),
+    ],
+    runner: Annotated[
+        RunnerName,
+        typer.Option(
+            "--runner",
+            "-r",
+            help="kafka: transactions, exactly-once (default); "
+            "faust: faust-streaming, at-least-once; embedded: the in-process bus.",
+        ),
+    ] = RunnerName.kafka,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            "--group",
+            help="Consumer group; processes of one group share the partitions. Default: flywheel-<processor>.",
+        ),
+    ] = None,
+    instance: Annotated[
+        str | None,
+        typer.Option("--instance", help="Stable id of this process in its group (keep it across restarts)."),
+    ] = None,
+    metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve /metrics here (0 = off).")] = None,
+    exit_when_idle_s: Annotated[
+        float | None,
+        typer.Option(
+            "--exit-when-idle",
+            help="Stop after this many seconds without input (kafka/embedded runners; for batch runs).",
+        ),
+    ] = None,
 ) -> None:
     """Run one stream processor until SIGTERM / Ctrl-C. Bad input goes to chat.events.dlq."""
     settings: FlywheelSettings = ctx.obj

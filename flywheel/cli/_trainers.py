@@ -6,7 +6,7 @@ import logging
 import signal
 import time
 from types import FrameType
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,16 +15,26 @@ from flywheel.wiring import make_bus
 
 log = logging.getLogger(__name__)
 
-trainers_app = typer.Typer(help="Trainer workers: turn trainer.jobs into gated, published checkpoints.", no_args_is_help=True)
-registry_app = typer.Typer(help="The checkpoint registry: published, rejected and retired versions.", no_args_is_help=True)
+trainers_app = typer.Typer(
+    help="Trainer workers: turn trainer.jobs into gated, published checkpoints.", no_args_is_help=True
+)
+registry_app = typer.Typer(
+    help="The checkpoint registry: published, rejected and retired versions.", no_args_is_help=True
+)
 
 
 @trainers_app.command("run")
 def trainers_run(
     ctx: typer.Context,
-    max_jobs: Annotated[Optional[int], typer.Option("--max-jobs", help="Exit after this many jobs (default: run until stopped).")] = None,
-    idle_exit_s: Annotated[Optional[float], typer.Option("--idle-exit-s", help="Exit after this many seconds without a job.")] = None,
-    worker_id: Annotated[Optional[str], typer.Option("--worker-id", help="Name of this worker in leases and logs (default: random).")] = None,
+    max_jobs: Annotated[
+        int | None, typer.Option("--max-jobs", help="Exit after this many jobs (default: run until stopped).")
+    ] = None,
+    idle_exit_s: Annotated[
+        float | None, typer.Option("--idle-exit-s", help="Exit after this many seconds without a job.")
+    ] = None,
+    worker_id: Annotated[
+        str | None, typer.Option("--worker-id", help="Name of this worker in leases and logs (default: random).")
+    ] = None,
 ) -> None:
     """Train, gate and publish one checkpoint per job on trainer.jobs.
 
@@ -83,7 +93,9 @@ def trainers_run(
 @trainers_app.command("bootstrap")
 def trainers_bootstrap(
     ctx: typer.Context,
-    evaluate: Annotated[bool, typer.Option("--evaluate/--no-evaluate", help="Also measure it on the held-out prompts.")] = True,
+    evaluate: Annotated[
+        bool, typer.Option("--evaluate/--no-evaluate", help="Also measure it on the held-out prompts.")
+    ] = True,
 ) -> None:
     """Build (or reuse) the tiny local base model and print its folder.
 
@@ -98,14 +110,16 @@ def trainers_bootstrap(
     typer.echo(f"base model: {path} ({time.monotonic() - started:.1f}s)")
     if evaluate:
         stats = OfflineGate(settings.trainers.gate).stats_of(path)
-        typer.echo(f"held-out instruction following {stats.instruction_following:.3f}, "
-                   f"violations {stats.violation_rate:.3f}, mean words {stats.mean_words:.1f}")
+        typer.echo(
+            f"held-out instruction following {stats.instruction_following:.3f}, "
+            f"violations {stats.violation_rate:.3f}, mean words {stats.mean_words:.1f}"
+        )
 
 
 @registry_app.command("list")
 def registry_list(
     ctx: typer.Context,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Only this model (default: all).")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Only this model (default: all).")] = None,
 ) -> None:
     """Every version in the registry, oldest first, with its gate numbers."""
     from trainers.registry import CheckpointRegistry
@@ -116,16 +130,20 @@ def registry_list(
     if not manifests:
         typer.echo(f"no checkpoints under {registry.root}")
         return
-    typer.echo(f"{'model':<22} {'version':<20} {'status':<9} {'kind':<5} {'job':<6} {'IF':>6} {'viol':>6} {'win':>6}  created")
+    typer.echo(
+        f"{'model':<22} {'version':<20} {'status':<9} {'kind':<5} {'job':<6} {'IF':>6} {'viol':>6} {'win':>6}  created"
+    )
     for m in manifests:
         ev = m.eval
 
         def num(v: float | None) -> str:
             return "-" if v is None else f"{v:.3f}"
 
-        typer.echo(f"{m.model:<22} {m.version:<20} {m.status:<9} {m.kind:<5} {m.job_kind or '-':<6} "
-                   f"{num(ev.instruction_following if ev else None):>6} {num(ev.violation_rate if ev else None):>6} "
-                   f"{num(ev.win_rate if ev else None):>6}  {m.created_ts:%Y-%m-%d %H:%M:%S}")
+        typer.echo(
+            f"{m.model:<22} {m.version:<20} {m.status:<9} {m.kind:<5} {m.job_kind or '-':<6} "
+            f"{num(ev.instruction_following if ev else None):>6} {num(ev.violation_rate if ev else None):>6} "
+            f"{num(ev.win_rate if ev else None):>6}  {m.created_ts:%Y-%m-%d %H:%M:%S}"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from flywheel.cli import _demo, _platform
-from flywheel.cli import _streams
-from flywheel.cli import _serving
-from flywheel.cli import _trainers
+from flywheel.cli import _demo, _platform, _serving, _streams, _trainers
 from flywheel.settings import load_settings
 from flywheel.wiring import configure_logging
 
@@ -27,7 +24,9 @@ app = typer.Typer(
 @app.callback()
 def _root(
     ctx: typer.Context,
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML or YAML settings file (FLYWHEEL_CONFIG_FILE).")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML or YAML settings file (FLYWHEEL_CONFIG_FILE).")
+    ] = None,
 ) -> None:
     settings = load_settings(config)
     configure_logging(settings.log_level)

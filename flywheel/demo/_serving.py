@@ -17,8 +17,13 @@ log = logging.getLogger(__name__)
 class ServingThread:
     """Runs ``app`` on 127.0.0.1:<free port> and calls ``tick()`` every ``interval_s``."""
 
-    def __init__(self, app: object, tick: Callable[[], "asyncio.Future[None] | object"], interval_s: float,
-                 on_close: Callable[[], "object"] | None = None) -> None:
+    def __init__(
+        self,
+        app: object,
+        tick: Callable[[], asyncio.Future[None] | object],
+        interval_s: float,
+        on_close: Callable[[], object] | None = None,
+    ) -> None:
         self._app = app
         self._tick = tick
         self._interval_s = interval_s

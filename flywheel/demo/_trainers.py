@@ -7,13 +7,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from schemas import (SAMPLES_PREFERENCE, TOPICS_BY_NAME, CheckpointManifest, OffsetRange, PreferenceSample, TopicSpec, Topics,
-                     TrainJobRequest)
+from schemas import (
+    SAMPLES_PREFERENCE,
+    TOPICS_BY_NAME,
+    CheckpointManifest,
+    OffsetRange,
+    PreferenceSample,
+    Topics,
+    TopicSpec,
+    TrainJobRequest,
+)
 
 if TYPE_CHECKING:
     from flywheel.demo.runtime import DemoRuntime
-    from trainers.evaluate import GateSettings
-    from trainers.registry import CheckpointRegistry
+    from trainers.worker import TrainerWorkerSettings
+    from trainers.worker.worker import TrainerWorker
 
 
 def base_model_dir() -> Path:
@@ -24,7 +32,7 @@ def base_model_dir() -> Path:
     return ensure_base_model(BaseModelSettings())
 
 
-def worker_settings(runtime: "DemoRuntime") -> "TrainerWorkerSettings":
+def worker_settings(runtime: DemoRuntime) -> TrainerWorkerSettings:
     """The production worker's settings, pointed at this run's registry and scratch space."""
     from trainers.evaluate import GateSettings
     from trainers.registry import RegistrySettings
@@ -34,8 +42,10 @@ def worker_settings(runtime: "DemoRuntime") -> "TrainerWorkerSettings":
 
     cfg = runtime.config
     return TrainerWorkerSettings(
-        group_id=f"demo-{runtime.run_id}-trainers", lease_prefix=f"flywheel:demo:{runtime.run_id}:lease:",
-        registry=RegistrySettings(root=runtime.work_dir / "registry"), work_dir=runtime.work_dir / "trainer-work",
+        group_id=f"demo-{runtime.run_id}-trainers",
+        lease_prefix=f"flywheel:demo:{runtime.run_id}:lease:",
+        registry=RegistrySettings(root=runtime.work_dir / "registry"),
+        work_dir=runtime.work_dir / "trainer-work",
         gate=GateSettings(prompts_per_character=cfg.gate_prompts_per_character),
         # The engagement reward model: P(continued | context, reply) from samples.reward.
         reward=RewardSettings(mode="pointwise"),
@@ -43,20 +53,29 @@ def worker_settings(runtime: "DemoRuntime") -> "TrainerWorkerSettings":
     )
 
 
-def start_worker(runtime: "DemoRuntime") -> "TrainerWorker":
+def start_worker(runtime: DemoRuntime) -> TrainerWorker:
     from trainers.worker import InMemoryLeaseStore, RedisLeaseStore
     from trainers.worker.worker import TrainerWorker
 
     settings = runtime.worker_settings
-    leases = (RedisLeaseStore(runtime.settings.redis_url, prefix=settings.lease_prefix) if runtime.kafka
-              else InMemoryLeaseStore())
-    worker = TrainerWorker(runtime.bus, runtime.topics, settings, leases, load_lock=runtime.load_lock,
-                           hold_after_publish=runtime.config.pause_training_during_canary)
+    leases = (
+        RedisLeaseStore(runtime.settings.redis_url, prefix=settings.lease_prefix)
+        if runtime.kafka
+        else InMemoryLeaseStore()
+    )
+    worker = TrainerWorker(
+        runtime.bus,
+        runtime.topics,
+        settings,
+        leases,
+        load_lock=runtime.load_lock,
+        hold_after_publish=runtime.config.pause_training_during_canary,
+    )
     worker.start()
     return worker
 
 
-def publish_base(runtime: "DemoRuntime", version: str) -> CheckpointManifest:
+def publish_base(runtime: DemoRuntime, version: str) -> CheckpointManifest:
     """Register the bootstrap base model in the registry (as the worker would), evaluate it
     on the held-out prompts (the gate with no baseline), and return its manifest with
     those numbers, ready to announce on models.checkpoints."""
@@ -73,7 +92,7 @@ def publish_base(runtime: "DemoRuntime", version: str) -> CheckpointManifest:
     return checkpoint.manifest.model_copy(update={"eval": report})
 
 
-def plant_bad_job(runtime: "DemoRuntime", n_pairs: int = 400) -> str:
+def plant_bad_job(runtime: DemoRuntime, n_pairs: int = 400) -> str:
     """Queue a DPO job on deliberately corrupted preferences: replies that break the
     character's instructions or the content policy marked as *chosen*. The pairs go to a
     topic of their own (so the buffer never mixes them into honest jobs); the job names
@@ -89,14 +108,24 @@ def plant_bad_job(runtime: "DemoRuntime", n_pairs: int = 400) -> str:
     now = datetime.now(UTC)
     for i, pair in enumerate(synthetic_pairs(n_pairs, seed=runtime.config.simulator.seed + 1)):
         sample = PreferenceSample(
-            sample_id=f"planted-{runtime.run_id}-{i}", conversation_id=f"planted-{i}", character_id=pair.character_id,
-            context=pair.context, instructions=CHARACTERS_BY_ID[pair.character_id].instructions, ts=now,
-            chosen=pair.rejected, rejected=pair.chosen, source="synthetic",
+            sample_id=f"planted-{runtime.run_id}-{i}",
+            conversation_id=f"planted-{i}",
+            character_id=pair.character_id,
+            context=pair.context,
+            instructions=CHARACTERS_BY_ID[pair.character_id].instructions,
+            ts=now,
+            chosen=pair.rejected,
+            rejected=pair.chosen,
+            source="synthetic",
         )
         producer.produce(corrupted, sample.to_json_bytes(), key=sample.conversation_id, partition=0)
     job = TrainJobRequest(
-        job_id=f"dpo-planted-{runtime.run_id}", kind="dpo", model=runtime.config.model, base_version=None,
-        inputs=(OffsetRange(topic=corrupted, partition=0, from_offset=0, to_offset=n_pairs),), created_ts=now,
+        job_id=f"dpo-planted-{runtime.run_id}",
+        kind="dpo",
+        model=runtime.config.model,
+        base_version=None,
+        inputs=(OffsetRange(topic=corrupted, partition=0, from_offset=0, to_offset=n_pairs),),
+        created_ts=now,
     )
     producer.produce(topics.trainer_jobs, job.to_json_bytes(), key=job.job_id)
     producer.flush()

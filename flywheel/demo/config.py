@@ -21,8 +21,15 @@ def _simulator() -> SimulatorConfig:
     # users, or everyone arriving at once, trips the sample-ratio-mismatch check). A
     # simulated minute lasts a real second: think times of 15-90 s take 0.25-1.5 s, and
     # a day's arrivals spread over a minute.
-    return SimulatorConfig(users=4000, concurrency=48, time_scale=60.0, active_window_s=3600.0, max_turns=6,
-                           visit_probability=0.3, return_base=0.3)
+    return SimulatorConfig(
+        users=4000,
+        concurrency=48,
+        time_scale=60.0,
+        active_window_s=3600.0,
+        max_turns=6,
+        visit_probability=0.3,
+        return_base=0.3,
+    )
 
 
 class DemoConfig(BaseModel):
@@ -30,38 +37,96 @@ class DemoConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    generations: int = Field(default=3, gt=0, description="Candidate generations to decide (each: traffic → train → gate → canary).")
+    generations: int = Field(
+        default=3, gt=0, description="Candidate generations to decide (each: traffic → train → gate → canary)."
+    )
     report_dir: Path = Field(default=Path("report"), description="Where report.json and report.png are written.")
     model: str = Field(default="policy", description="Public model name served and trained.")
     simulator: SimulatorConfig = Field(default_factory=_simulator, description="The simulated user population.")
-    plant_bad_generation: int | None = Field(default=None, ge=1, description="Train this generation on deliberately "
-                                             "corrupted preferences (chosen and rejected swapped): the gate or the canary must stop it.")
-    max_wall_s: float = Field(default=560.0, gt=0, description="Stop the loop (and report what was decided) after this long; "
-                              "with start-up and the report the default run stays within 10 minutes.")
-    control_interval_s: float = Field(default=0.5, gt=0, description="How often the hot-swap and canary controllers run.")
-    signals_window_s: int = Field(default=5, gt=0, description="Window of the per-arm aggregates the canary reads (event time = wall time).")
-    signals_grace_s: int = Field(default=1, ge=0, description="Grace for late events in those windows; curation "
-                                 "uses it too (a session's end takes effect after it).")
-    canary_steps_bp: tuple[int, ...] = Field(default=(2000, 5000, 10_000), description="Candidate share per canary step (basis points).")
-    canary_burn_in_s: float = Field(default=20.0, ge=0, description="Windows this long after each canary step are left out "
-                                    "of the comparison (a simulated session lasts up to about 20 s of wall time).")
-    canary_min_samples_per_step: int = Field(default=150, gt=0, description="Candidate responses before a canary step may advance.")
-    canary_alpha: float = Field(default=0.1, gt=0, lt=0.5, description="Family-wise error rate of the canary's decisions.")
-    canary_horizon_factor: float = Field(default=0.6, gt=0, description="A canary without a significant result ends "
-                                         "(rolled back as inconclusive) once the candidate has this many times the "
-                                         "fixed-horizon sample of the continue-rate MDE: about 760 replies, 2 minutes here.")
-    canary_mde_continue_rate: float = Field(default=0.06, gt=0, description="Minimum detectable continue-rate lift (sets the mSPRT mixture).")
-    gate_prompts_per_character: int = Field(default=12, gt=0, description="Held-out prompts per character in the offline "
-                                            "gate of every candidate (and for the base model's numbers).")
-    buffer_min_samples: int = Field(default=250, gt=0, description="New SFT / preference samples that trigger a policy training job.")
-    sft_candidates: int = Field(default=2, ge=0, description="Replies the SFT job samples per context for rejection sampling (the curated reply competes too).")
-    buffer_min_reward_samples: int = Field(default=2500, gt=0, description="New engagement-labelled replies that trigger a "
-                                           "reward-model job (fewer of those: each one retrains the reward model from scratch).")
-    pause_training_during_canary: bool = Field(default=True, description="The trainer takes no new job while a candidate "
-                                               "is in canary (a job under way finishes): the canary's traffic gets the CPU, and "
-                                               "each generation is decided before the next one is trained.")
-    pause_traffic_while_training: bool = Field(default=True, description="Hold the simulated users while the trainer works "
-                                               "and no canary needs traffic (two cores cannot serve and train at full speed).")
-    torch_threads: int = Field(default=1, ge=0, description="torch CPU threads of the process (engine and trainer share "
-                               "them); 1 avoids oversubscribing a small machine, 0 = torch's default.")
+    plant_bad_generation: int | None = Field(
+        default=None,
+        ge=1,
+        description="Train this generation on deliberately "
+        "corrupted preferences (chosen and rejected swapped): the gate or the canary must stop it.",
+    )
+    max_wall_s: float = Field(
+        default=560.0,
+        gt=0,
+        description="Stop the loop (and report what was decided) after this long; "
+        "with start-up and the report the default run stays within 10 minutes.",
+    )
+    control_interval_s: float = Field(
+        default=0.5, gt=0, description="How often the hot-swap and canary controllers run."
+    )
+    signals_window_s: int = Field(
+        default=5, gt=0, description="Window of the per-arm aggregates the canary reads (event time = wall time)."
+    )
+    signals_grace_s: int = Field(
+        default=1,
+        ge=0,
+        description="Grace for late events in those windows; curation "
+        "uses it too (a session's end takes effect after it).",
+    )
+    canary_steps_bp: tuple[int, ...] = Field(
+        default=(2000, 5000, 10_000), description="Candidate share per canary step (basis points)."
+    )
+    canary_burn_in_s: float = Field(
+        default=20.0,
+        ge=0,
+        description="Windows this long after each canary step are left out "
+        "of the comparison (a simulated session lasts up to about 20 s of wall time).",
+    )
+    canary_min_samples_per_step: int = Field(
+        default=150, gt=0, description="Candidate responses before a canary step may advance."
+    )
+    canary_alpha: float = Field(
+        default=0.1, gt=0, lt=0.5, description="Family-wise error rate of the canary's decisions."
+    )
+    canary_horizon_factor: float = Field(
+        default=0.6,
+        gt=0,
+        description="A canary without a significant result ends "
+        "(rolled back as inconclusive) once the candidate has this many times the "
+        "fixed-horizon sample of the continue-rate MDE: about 760 replies, 2 minutes here.",
+    )
+    canary_mde_continue_rate: float = Field(
+        default=0.06, gt=0, description="Minimum detectable continue-rate lift (sets the mSPRT mixture)."
+    )
+    gate_prompts_per_character: int = Field(
+        default=12,
+        gt=0,
+        description="Held-out prompts per character in the offline "
+        "gate of every candidate (and for the base model's numbers).",
+    )
+    buffer_min_samples: int = Field(
+        default=250, gt=0, description="New SFT / preference samples that trigger a policy training job."
+    )
+    sft_candidates: int = Field(
+        default=2,
+        ge=0,
+        description="Replies the SFT job samples per context for rejection sampling (the curated reply competes too).",
+    )
+    buffer_min_reward_samples: int = Field(
+        default=2500,
+        gt=0,
+        description="New engagement-labelled replies that trigger a "
+        "reward-model job (fewer of those: each one retrains the reward model from scratch).",
+    )
+    pause_training_during_canary: bool = Field(
+        default=True,
+        description="The trainer takes no new job while a candidate "
+        "is in canary (a job under way finishes): the canary's traffic gets the CPU, and "
+        "each generation is decided before the next one is trained.",
+    )
+    pause_traffic_while_training: bool = Field(
+        default=True,
+        description="Hold the simulated users while the trainer works "
+        "and no canary needs traffic (two cores cannot serve and train at full speed).",
+    )
+    torch_threads: int = Field(
+        default=1,
+        ge=0,
+        description="torch CPU threads of the process (engine and trainer share "
+        "them); 1 avoids oversubscribing a small machine, 0 = torch's default.",
+    )
     engine_max_batch_size: int = Field(default=32, gt=0, description="Requests the embedded engine generates together.")

@@ -11,16 +11,28 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from flywheel.demo._watch import StageCounter, TopicTail
 from flywheel.demo.config import DemoConfig
 from flywheel.demo.progress import Progress
-from flywheel.demo.report import (DemoReport, GenerationResult, HeldOutMetrics, OfflineMetrics, OnlineMetrics,
-                                  VersionTraffic)
-from flywheel.demo._watch import StageCounter, TopicTail
+from flywheel.demo.report import (
+    DemoReport,
+    GenerationResult,
+    HeldOutMetrics,
+    OfflineMetrics,
+    OnlineMetrics,
+    VersionTraffic,
+)
 from flywheel.settings import FlywheelSettings
-from schemas import (CanaryDecision, CheckpointManifest, DeploymentState, EvalReport, ResponseOutcome,
-                     deployment_record_adapter, engagement_signal_adapter)
+from schemas import (
+    CanaryDecision,
+    CheckpointManifest,
+    DeploymentState,
+    EvalReport,
+    ResponseOutcome,
+    deployment_record_adapter,
+    engagement_signal_adapter,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,17 +92,31 @@ def _jobs_done() -> int:
     done = 0.0
     for metric in REGISTRY.collect():
         if metric.name == "flywheel_trainers_jobs":
-            done += sum(s.value for s in metric.samples
-                        if s.name.endswith("_total") and s.labels.get("outcome") != "skipped_leased")
+            done += sum(
+                s.value
+                for s in metric.samples
+                if s.name.endswith("_total") and s.labels.get("outcome") != "skipped_leased"
+            )
     return int(done)
 
 
 def _offline(report: EvalReport | None) -> OfflineMetrics:
     if report is None:
-        return OfflineMetrics(instruction_following=0.0, violation_rate=1.0, rm_win_rate=None, passed=False,
-                              reasons=("no evaluation in the manifest",))
-    return OfflineMetrics(instruction_following=report.instruction_following, violation_rate=report.violation_rate,
-                          rm_win_rate=report.win_rate, passed=report.passed, reasons=report.reasons, flags=report.flags)
+        return OfflineMetrics(
+            instruction_following=0.0,
+            violation_rate=1.0,
+            rm_win_rate=None,
+            passed=False,
+            reasons=("no evaluation in the manifest",),
+        )
+    return OfflineMetrics(
+        instruction_following=report.instruction_following,
+        violation_rate=report.violation_rate,
+        rm_win_rate=report.win_rate,
+        passed=report.passed,
+        reasons=report.reasons,
+        flags=report.flags,
+    )
 
 
 def _online(metrics: tuple, share_bp: int) -> OnlineMetrics:
@@ -102,10 +128,17 @@ def _online(metrics: tuple, share_bp: int) -> OnlineMetrics:
     by_name = {m.name: m for m in metrics}
     cr = by_name.get("continue_rate")
     return OnlineMetrics(
-        continue_rate_lift=s["continue_rate_lift"], ci_low=s["ci_low"], ci_high=s["ci_high"],
-        p_value=s.get("continue_rate_p_value"), depth_lift=s["depth_lift"], breadth_lift=s["breadth_lift"],
-        continue_rate_baseline=cr.baseline if cr else None, continue_rate_candidate=cr.candidate if cr else None,
-        n_baseline=int(s["n_baseline"] or 0), n_candidate=int(s["n_candidate"] or 0), max_share_bp=share_bp,
+        continue_rate_lift=s["continue_rate_lift"],
+        ci_low=s["ci_low"],
+        ci_high=s["ci_high"],
+        p_value=s.get("continue_rate_p_value"),
+        depth_lift=s["depth_lift"],
+        breadth_lift=s["breadth_lift"],
+        continue_rate_baseline=cr.baseline if cr else None,
+        continue_rate_candidate=cr.candidate if cr else None,
+        n_baseline=int(s["n_baseline"] or 0),
+        n_candidate=int(s["n_candidate"] or 0),
+        max_share_bp=share_bp,
     )
 
 
@@ -121,9 +154,16 @@ def compare_versions(outcomes: _Outcomes, base: str, final: str, alpha: float, m
     tau2 = stats.tau2_for_mde(mde)
     half = float(stats.confidence_halfwidth(var, tau2, alpha))
     lift = pc - pb
-    return OnlineMetrics(continue_rate_lift=lift, ci_low=lift - half, ci_high=lift + half,
-                         p_value=float(stats.msprt_p_value(lift, var, tau2)), continue_rate_baseline=pb,
-                         continue_rate_candidate=pc, n_baseline=nb, n_candidate=nc)
+    return OnlineMetrics(
+        continue_rate_lift=lift,
+        ci_low=lift - half,
+        ci_high=lift + half,
+        p_value=float(stats.msprt_p_value(lift, var, tau2)),
+        continue_rate_baseline=pb,
+        continue_rate_candidate=pc,
+        n_baseline=nb,
+        n_candidate=nc,
+    )
 
 
 class _Tracker:
@@ -143,7 +183,9 @@ class _Tracker:
         if m.model != self.model or (m.job_kind is not None and m.job_kind not in _POLICY_JOB_KINDS):
             self.reward_models += 1
             return None
-        g = _Generation(len(self.generations) + 1, m, planted=m.job_id is not None and m.job_id == self.planted_job, seen_s=now_s)
+        g = _Generation(
+            len(self.generations) + 1, m, planted=m.job_id is not None and m.job_id == self.planted_job, seen_s=now_s
+        )
         self.generations[m.version] = g
         if m.status != "published" or m.eval is None or not m.eval.passed:
             g.decision, g.decided_s = "rejected", now_s
@@ -177,12 +219,13 @@ class _Tracker:
         return self.generations.get(s.candidate_version)
 
 
-def run_demo(settings: FlywheelSettings, config: DemoConfig | None = None, kafka: bool = False,
-             progress: Progress | None = None) -> DemoReport:
+def run_demo(
+    settings: FlywheelSettings, config: DemoConfig | None = None, kafka: bool = False, progress: Progress | None = None
+) -> DemoReport:
     """Run the closed loop; return the report (also written to ``config.report_dir``)."""
+    from flywheel.demo import _trainers
     from flywheel.demo.report import render_table, write_report
     from flywheel.demo.runtime import DemoRuntime
-    from flywheel.demo import _trainers
 
     config = config or settings.demo
     progress = progress or Progress()
@@ -195,8 +238,10 @@ def run_demo(settings: FlywheelSettings, config: DemoConfig | None = None, kafka
     runtime.start()
     try:
         base_version, base_eval = runtime.bootstrap_base(progress)
-        progress.event(f"gateway {runtime.url} serves {config.model}@{base_version}; held-out IF "
-                       f"{base_eval.instruction_following:.1%}, violations {base_eval.violation_rate:.1%}")
+        progress.event(
+            f"gateway {runtime.url} serves {config.model}@{base_version}; held-out IF "
+            f"{base_eval.instruction_following:.1%}, violations {base_eval.violation_rate:.1%}"
+        )
         report = _loop(runtime, config, progress, started, base_version, base_eval)
     finally:
         progress.status(stage="stopping")
@@ -208,8 +253,9 @@ def run_demo(settings: FlywheelSettings, config: DemoConfig | None = None, kafka
     return report
 
 
-def _loop(runtime: "object", config: DemoConfig, progress: Progress, started: float, base_version: str,
-          base_eval: EvalReport) -> DemoReport:
+def _loop(
+    runtime: object, config: DemoConfig, progress: Progress, started: float, base_version: str, base_eval: EvalReport
+) -> DemoReport:
     from flywheel.demo import _trainers
 
     rt = runtime  # DemoRuntime; typed loosely to keep torch-free imports at module level
@@ -219,9 +265,16 @@ def _loop(runtime: "object", config: DemoConfig, progress: Progress, started: fl
     checkpoints = TopicTail(bus, topics.models_checkpoints)
     deployments = TopicTail(bus, topics.serving_deployments)
     signals = TopicTail(bus, topics.engagement_signals)
-    stages = StageCounter(bus, {"chat.events": topics.chat_events, "samples.reward": topics.samples_reward,
-                                "samples.sft": topics.samples_sft, "samples.preference": topics.samples_preference,
-                                "trainer.jobs": topics.trainer_jobs})
+    stages = StageCounter(
+        bus,
+        {
+            "chat.events": topics.chat_events,
+            "samples.reward": topics.samples_reward,
+            "samples.sft": topics.samples_sft,
+            "samples.preference": topics.samples_preference,
+            "trainer.jobs": topics.trainer_jobs,
+        },
+    )
     outcomes = _Outcomes()
     rt.start_trainer()  # type: ignore[attr-defined]
     rt.users.resume()  # type: ignore[attr-defined]
@@ -238,11 +291,13 @@ def _loop(runtime: "object", config: DemoConfig, progress: Progress, started: fl
                 g = tracker.on_manifest(CheckpointManifest.model_validate_json(r.value), now_s)
                 if g is not None:
                     ev = g.manifest.eval
-                    progress.event(f"generation {g.number}: {g.manifest.version} ({g.manifest.job_kind}"
-                                   f"{', planted bad' if g.planted else ''}) offline IF "
-                                   f"{(ev.instruction_following if ev else 0):.1%}, violations {(ev.violation_rate if ev else 1):.1%}, "
-                                   f"RM win {(ev.win_rate if ev and ev.win_rate is not None else float('nan')):.0%}"
-                                   + (f" → rejected by the gate: {g.reason}" if g.decision else " → gate passed"))
+                    progress.event(
+                        f"generation {g.number}: {g.manifest.version} ({g.manifest.job_kind}"
+                        f"{', planted bad' if g.planted else ''}) offline IF "
+                        f"{(ev.instruction_following if ev else 0):.1%}, violations {(ev.violation_rate if ev else 1):.1%}, "
+                        f"RM win {(ev.win_rate if ev and ev.win_rate is not None else float('nan')):.0%}"
+                        + (f" → rejected by the gate: {g.reason}" if g.decision else " → gate passed")
+                    )
             for r in deployments.poll():
                 record = deployment_record_adapter.validate_json(r.value)
                 if isinstance(record, DeploymentState):
@@ -252,18 +307,27 @@ def _loop(runtime: "object", config: DemoConfig, progress: Progress, started: fl
                 if record.candidate_version in tracker.generations and record.action not in _FINAL:
                     if record.action == "hold":
                         if record.reason.split(":")[0] != last_hold.get(record.candidate_version):
-                            progress.event(f"canary {record.candidate_version}: hold at {record.share_bp_after / 100:g}% ({record.reason})")
+                            progress.event(
+                                f"canary {record.candidate_version}: hold at {record.share_bp_after / 100:g}% ({record.reason})"
+                            )
                         last_hold[record.candidate_version] = record.reason.split(":")[0]
                     else:
-                        progress.event(f"canary {record.candidate_version}: {record.action} → {record.share_bp_after / 100:g}% "
-                                       f"of users ({record.reason})")
+                        progress.event(
+                            f"canary {record.candidate_version}: {record.action} → {record.share_bp_after / 100:g}% "
+                            f"of users ({record.reason})"
+                        )
                     if record.action == "halt":
                         # An operator's move: a halted experiment is not trusted; take the candidate out.
                         rt.canary.operator_action("rollback", "flywheel demo", f"experiment halted: {record.reason}")  # type: ignore[attr-defined]
                 if g is not None:
                     o = _online(g.metrics, g.share_bp)
-                    lift = "" if o.continue_rate_lift is None else (
-                        f" (continue lift {100 * o.continue_rate_lift:+.1f} pp, CI [{100 * (o.ci_low or 0):+.1f}, {100 * (o.ci_high or 0):+.1f}])")
+                    lift = (
+                        ""
+                        if o.continue_rate_lift is None
+                        else (
+                            f" (continue lift {100 * o.continue_rate_lift:+.1f} pp, CI [{100 * (o.ci_low or 0):+.1f}, {100 * (o.ci_high or 0):+.1f}])"
+                        )
+                    )
                     progress.event(f"generation {g.number}: {g.decision.replace('_', ' ')}{lift}: {g.reason}")
             for r in signals.poll():
                 sig = engagement_signal_adapter.validate_json(r.value)
@@ -271,8 +335,12 @@ def _loop(runtime: "object", config: DemoConfig, progress: Progress, started: fl
                     outcomes.add(sig)
             counts = stages.poll()
             decided = tracker.decided()
-            if (config.plant_bad_generation is not None and tracker.planted_job is None
-                    and len(tracker.generations) >= config.plant_bad_generation - 1 and len(decided) == len(tracker.generations)):
+            if (
+                config.plant_bad_generation is not None
+                and tracker.planted_job is None
+                and len(tracker.generations) >= config.plant_bad_generation - 1
+                and len(decided) == len(tracker.generations)
+            ):
                 tracker.planted_job = _trainers.plant_bad_job(rt)  # type: ignore[arg-type]
                 progress.event(f"planting a bad generation: job {tracker.planted_job} trains on corrupted preferences")
             if len(decided) >= config.generations:
@@ -289,11 +357,18 @@ def _loop(runtime: "object", config: DemoConfig, progress: Progress, started: fl
                 last_rate = (time.monotonic(), requests)
             cand = tracker.in_canary()
             training = counts["trainer.jobs"] > _jobs_done() - jobs_before
-            stage = (f"canary {cand.manifest.version} {tracker.state.share_bp / 100:g}%" if cand and tracker.state
-                     else "training" if training else "collecting samples")
+            stage = (
+                f"canary {cand.manifest.version} {tracker.state.share_bp / 100:g}%"
+                if cand and tracker.state
+                else "training"
+                if training
+                else "collecting samples"
+            )
             if stage != last_stage and not stage.startswith("canary"):
-                progress.event(f"stage: {stage} (jobs requested {counts['trainer.jobs']}, samples sft "
-                               f"{counts['samples.sft']}, preference {counts['samples.preference']}, reward {counts['samples.reward']})")
+                progress.event(
+                    f"stage: {stage} (jobs requested {counts['trainer.jobs']}, samples sft "
+                    f"{counts['samples.sft']}, preference {counts['samples.preference']}, reward {counts['samples.reward']})"
+                )
             last_stage = stage
             if config.pause_training_during_canary:
                 busy = cand is not None or tracker.awaiting_canary(now_s)
@@ -304,10 +379,14 @@ def _loop(runtime: "object", config: DemoConfig, progress: Progress, started: fl
                     rt.users.pause(timeout_s=0.0)  # type: ignore[attr-defined]
             elif not rt.users.running:  # type: ignore[attr-defined]
                 rt.users.resume()  # type: ignore[attr-defined]
-            progress.status(gen=f"{len(decided) + (1 if cand or stage == 'training' else 0)}/{config.generations}", stage=stage,
-                            day=rt.simulator.day + 1, requests=f"{requests} ({rate:.0f}/s)",  # type: ignore[attr-defined]
-                            samples=f"sft {counts['samples.sft']} pref {counts['samples.preference']} rm {counts['samples.reward']}",
-                            jobs=counts["trainer.jobs"])
+            progress.status(
+                gen=f"{len(decided) + (1 if cand or stage == 'training' else 0)}/{config.generations}",
+                stage=stage,
+                day=rt.simulator.day + 1,
+                requests=f"{requests} ({rate:.0f}/s)",  # type: ignore[attr-defined]
+                samples=f"sft {counts['samples.sft']} pref {counts['samples.preference']} rm {counts['samples.reward']}",
+                jobs=counts["trainer.jobs"],
+            )
             time.sleep(0.25)
     finally:
         rt.users.pause()  # type: ignore[attr-defined]
@@ -316,43 +395,97 @@ def _loop(runtime: "object", config: DemoConfig, progress: Progress, started: fl
         sig = engagement_signal_adapter.validate_json(r.value)
         if isinstance(sig, ResponseOutcome):
             outcomes.add(sig)
-    return _build_report(tracker, outcomes, stages.poll(), base_version, base_eval, config, wall_s,
-                         rt.simulator.stats, checkpoints.count, deployments.count, signals.count)  # type: ignore[attr-defined]
+    return _build_report(
+        tracker,
+        outcomes,
+        stages.poll(),
+        base_version,
+        base_eval,
+        config,
+        wall_s,
+        rt.simulator.stats,
+        checkpoints.count,
+        deployments.count,
+        signals.count,
+    )  # type: ignore[attr-defined]
 
 
-def _build_report(tracker: _Tracker, outcomes: _Outcomes, counts: dict[str, int], base_version: str,
-                  base_eval: EvalReport, config: DemoConfig, wall_s: float, sim_stats: object,
-                  n_checkpoints: int, n_deployments: int, n_signals: int) -> DemoReport:
+def _build_report(
+    tracker: _Tracker,
+    outcomes: _Outcomes,
+    counts: dict[str, int],
+    base_version: str,
+    base_eval: EvalReport,
+    config: DemoConfig,
+    wall_s: float,
+    sim_stats: object,
+    n_checkpoints: int,
+    n_deployments: int,
+    n_signals: int,
+) -> DemoReport:
     gens = sorted(tracker.generations.values(), key=lambda g: g.number)
     first_eval = gens[0].manifest.eval if gens else None
     base = HeldOutMetrics(
-        instruction_following=first_eval.baseline_instruction_following if first_eval and first_eval.baseline_instruction_following is not None else base_eval.instruction_following,
-        violation_rate=first_eval.baseline_violation_rate if first_eval and first_eval.baseline_violation_rate is not None else base_eval.violation_rate,
+        instruction_following=first_eval.baseline_instruction_following
+        if first_eval and first_eval.baseline_instruction_following is not None
+        else base_eval.instruction_following,
+        violation_rate=first_eval.baseline_violation_rate
+        if first_eval and first_eval.baseline_violation_rate is not None
+        else base_eval.violation_rate,
     )
     results = []
     for g in gens:
-        results.append(GenerationResult(
-            generation=g.number, version=g.manifest.version, parent=g.manifest.parent, job_kind=g.manifest.job_kind,
-            planted_bad=g.planted, offline=_offline(g.manifest.eval), decision=g.decision or "undecided",  # type: ignore[arg-type]
-            decision_reason=g.reason, online=_online(g.metrics, g.share_bp),
-            wall_s=round((g.decided_s or wall_s) - g.seen_s, 1),
-        ))
+        results.append(
+            GenerationResult(
+                generation=g.number,
+                version=g.manifest.version,
+                parent=g.manifest.parent,
+                job_kind=g.manifest.job_kind,
+                planted_bad=g.planted,
+                offline=_offline(g.manifest.eval),
+                decision=g.decision or "undecided",  # type: ignore[arg-type]
+                decision_reason=g.reason,
+                online=_online(g.metrics, g.share_bp),
+                wall_s=round((g.decided_s or wall_s) - g.seen_s, 1),
+            )
+        )
     promoted = [r for r in results if r.decision == "promoted"]
     final_version = promoted[-1].version if promoted else base_version
-    final = (HeldOutMetrics(instruction_following=promoted[-1].offline.instruction_following,
-                            violation_rate=promoted[-1].offline.violation_rate) if promoted else base)
+    final = (
+        HeldOutMetrics(
+            instruction_following=promoted[-1].offline.instruction_following,
+            violation_rate=promoted[-1].offline.violation_rate,
+        )
+        if promoted
+        else base
+    )
     traffic = tuple(
-        VersionTraffic(version=v, replies=s.replies, continue_rate=round(s.continue_rate, 4),
-                       instruction_following=round(s.instruction_following_rate, 4),
-                       violation_rate=round(s.violation_rate, 4), mean_depth=round(s.mean_depth, 3))
+        VersionTraffic(
+            version=v,
+            replies=s.replies,
+            continue_rate=round(s.continue_rate, 4),
+            instruction_following=round(s.instruction_following_rate, 4),
+            violation_rate=round(s.violation_rate, 4),
+            mean_depth=round(s.mean_depth, 3),
+        )
         for v, s in sorted(sim_stats.by_version.items())  # type: ignore[attr-defined]
     )
     return DemoReport(
-        base_version=base_version, base=base, final_version=final_version, final=final, generations=tuple(results),
-        final_vs_base=compare_versions(outcomes, base_version, final_version, alpha=0.05, mde=config.canary_mde_continue_rate),
+        base_version=base_version,
+        base=base,
+        final_version=final_version,
+        final=final,
+        generations=tuple(results),
+        final_vs_base=compare_versions(
+            outcomes, base_version, final_version, alpha=0.05, mde=config.canary_mde_continue_rate
+        ),
         traffic=traffic,
-        stages={**counts, "engagement.signals": n_signals, "models.checkpoints": n_checkpoints,
-                "serving.deployments": n_deployments},
+        stages={
+            **counts,
+            "engagement.signals": n_signals,
+            "models.checkpoints": n_checkpoints,
+            "serving.deployments": n_deployments,
+        },
         wall_s=round(wall_s, 1),
         settings=config.model_dump(mode="json"),
     )

@@ -79,8 +79,11 @@ class DemoReport(_Model):
     final_version: str
     final: HeldOutMetrics
     generations: tuple[GenerationResult, ...]
-    final_vs_base: OnlineMetrics = Field(default_factory=OnlineMetrics, description="Online continue rate of the final "
-                                         "model vs the base model (simulated users' traffic), always-valid interval.")
+    final_vs_base: OnlineMetrics = Field(
+        default_factory=OnlineMetrics,
+        description="Online continue rate of the final "
+        "model vs the base model (simulated users' traffic), always-valid interval.",
+    )
     traffic: tuple[VersionTraffic, ...] = ()
     stages: dict[str, int] = Field(default_factory=dict, description="Messages each stage emitted (topic → count).")
     wall_s: float
@@ -101,11 +104,16 @@ def _signed(x: float | None, scale: float = 100.0, unit: str = "pp") -> str:
 
 def render_table(report: DemoReport) -> str:
     """The per-generation table printed at the end of the demo."""
-    head = (f"{'gen':>3} {'version':<22} {'IF':>6} {'viol.':>6} {'RM win':>6} {'decision':<11} "
-            f"{'continue lift [always-valid CI]':<34} {'depth':>8} {'breadth':>9}")
-    lines = [head, "-" * len(head),
-             f"{0:>3} {report.base_version:<22} {_pct(report.base.instruction_following)} {_pct(report.base.violation_rate)} "
-             f"{'':>6} {'base':<11}"]
+    head = (
+        f"{'gen':>3} {'version':<22} {'IF':>6} {'viol.':>6} {'RM win':>6} {'decision':<11} "
+        f"{'continue lift [always-valid CI]':<34} {'depth':>8} {'breadth':>9}"
+    )
+    lines = [
+        head,
+        "-" * len(head),
+        f"{0:>3} {report.base_version:<22} {_pct(report.base.instruction_following)} {_pct(report.base.violation_rate)} "
+        f"{'':>6} {'base':<11}",
+    ]
     for g in report.generations:
         o = g.online
         ci = "" if o.ci_low is None else f" [{100 * o.ci_low:+.2f}, {100 * o.ci_high:+.2f}]"  # type: ignore[operator]
@@ -113,15 +121,20 @@ def render_table(report: DemoReport) -> str:
         lines.append(
             f"{g.generation:>3} {name:<22} {_pct(g.offline.instruction_following)} {_pct(g.offline.violation_rate)} "
             f"{_pct(g.offline.rm_win_rate)} {g.decision:<11} {(_signed(o.continue_rate_lift) + ci):<34} "
-            f"{_signed(o.depth_lift, 1.0, ''):>8} {_signed(o.breadth_lift):>9}")
+            f"{_signed(o.depth_lift, 1.0, ''):>8} {_signed(o.breadth_lift):>9}"
+        )
     f, b = report.final, report.base
     lines.append("")
-    lines.append(f"held-out: instruction following {_pct(b.instruction_following)} → {_pct(f.instruction_following)}, "
-                 f"violations {_pct(b.violation_rate)} → {_pct(f.violation_rate)} ({report.base_version} → {report.final_version})")
+    lines.append(
+        f"held-out: instruction following {_pct(b.instruction_following)} → {_pct(f.instruction_following)}, "
+        f"violations {_pct(b.violation_rate)} → {_pct(f.violation_rate)} ({report.base_version} → {report.final_version})"
+    )
     fb = report.final_vs_base
     if fb.continue_rate_lift is not None:
-        lines.append(f"online continue rate, final vs base: {_pct(fb.continue_rate_baseline)} → {_pct(fb.continue_rate_candidate)} "
-                     f"(lift {_signed(fb.continue_rate_lift)}, always-valid CI [{100 * (fb.ci_low or 0):+.2f}, {100 * (fb.ci_high or 0):+.2f}] pp)")
+        lines.append(
+            f"online continue rate, final vs base: {_pct(fb.continue_rate_baseline)} → {_pct(fb.continue_rate_candidate)} "
+            f"(lift {_signed(fb.continue_rate_lift)}, always-valid CI [{100 * (fb.ci_low or 0):+.2f}, {100 * (fb.ci_high or 0):+.2f}] pp)"
+        )
     lines.append(f"wall time {report.wall_s:.0f} s")
     return "\n".join(lines)
 
@@ -149,13 +162,28 @@ def plot_report(report: DemoReport, path: Path) -> None:
     gens = [0] + [g.generation for g in report.generations]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     ax = axes[0]
-    ax.plot(gens, [report.base.instruction_following] + [g.offline.instruction_following for g in report.generations],
-            "o-", label="instruction following")
-    ax.plot(gens, [report.base.violation_rate] + [g.offline.violation_rate for g in report.generations],
-            "s-", label="violation rate")
+    ax.plot(
+        gens,
+        [report.base.instruction_following] + [g.offline.instruction_following for g in report.generations],
+        "o-",
+        label="instruction following",
+    )
+    ax.plot(
+        gens,
+        [report.base.violation_rate] + [g.offline.violation_rate for g in report.generations],
+        "s-",
+        label="violation rate",
+    )
     for g in report.generations:
-        ax.annotate(g.decision.replace("_", " "), (g.generation, g.offline.instruction_following),
-                    textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8, color=_COLOURS[g.decision])
+        ax.annotate(
+            g.decision.replace("_", " "),
+            (g.generation, g.offline.instruction_following),
+            textcoords="offset points",
+            xytext=(0, 6),
+            ha="center",
+            fontsize=8,
+            color=_COLOURS[g.decision],
+        )
     ax.axhline(0.85, color="tab:blue", ls=":", lw=0.8)
     ax.axhline(0.05, color="tab:orange", ls=":", lw=0.8)
     ax.set(title="Offline gate (held-out prompts)", xlabel="generation", ylim=(0, 1), xticks=gens)
@@ -169,11 +197,21 @@ def plot_report(report: DemoReport, path: Path) -> None:
             continue
         low = o.continue_rate_lift - (o.ci_low if o.ci_low is not None else o.continue_rate_lift)
         high = (o.ci_high if o.ci_high is not None else o.continue_rate_lift) - o.continue_rate_lift
-        ax.errorbar([g.generation], [100 * o.continue_rate_lift], yerr=[[100 * low], [100 * high]], fmt="o",
-                    color=_COLOURS[g.decision], capsize=4)
+        ax.errorbar(
+            [g.generation],
+            [100 * o.continue_rate_lift],
+            yerr=[[100 * low], [100 * high]],
+            fmt="o",
+            color=_COLOURS[g.decision],
+            capsize=4,
+        )
     ax.axhline(0, color="black", lw=0.8)
-    ax.set(title="Canary: continue-rate lift vs baseline\n(always-valid CI; colour = decision)", xlabel="generation",
-           ylabel="percentage points", xticks=gens if not xs else sorted(set(gens)))
+    ax.set(
+        title="Canary: continue-rate lift vs baseline\n(always-valid CI; colour = decision)",
+        xlabel="generation",
+        ylabel="percentage points",
+        xticks=gens if not xs else sorted(set(gens)),
+    )
 
     ax = axes[2]
     width = 0.38

@@ -18,10 +18,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flywheel.demo._serving import ServingThread, utc_now
 from flywheel.demo.config import DemoConfig
@@ -95,8 +95,14 @@ class DemoRuntime:
     """Build, start and stop every component. ``start()`` returns once the base model
     serves traffic."""
 
-    def __init__(self, settings: FlywheelSettings, config: DemoConfig, base_model_dir: Path,
-                 kafka: bool = False, on_turn: Callable[[TurnRecord], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: FlywheelSettings,
+        config: DemoConfig,
+        base_model_dir: Path,
+        kafka: bool = False,
+        on_turn: Callable[[TurnRecord], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.config = config
         self.base_model_dir = base_model_dir
@@ -107,8 +113,8 @@ class DemoRuntime:
         self.bus: Bus = KafkaBus(settings.kafka) if kafka else EmbeddedBus()
         self._on_turn = on_turn
         self._runners: list[object] = []
-        self._worker_settings: "TrainerWorkerSettings | None" = None
-        self.worker: "TrainerWorker | None" = None
+        self._worker_settings: TrainerWorkerSettings | None = None
+        self.worker: TrainerWorker | None = None
         # The registry and trainer scratch space of this run (removed on stop).
         self.work_dir = Path(tempfile.mkdtemp(prefix=f"flywheel-demo-{self.run_id}-"))
         # Serving and training load models in one process here: one load at a time
@@ -117,47 +123,89 @@ class DemoRuntime:
 
     # -- build ----------------------------------------------------------------------
     def start(self) -> None:
-        from serving import (CanaryController, EmbeddedEngine, EventLogger, Gateway, HotSwapController, MemoryRoutingStore,
-                             ModelSlots, RedisRoutingStore, create_app, gateway_error_counts)
+        from serving import (
+            CanaryController,
+            EmbeddedEngine,
+            EventLogger,
+            Gateway,
+            HotSwapController,
+            MemoryRoutingStore,
+            ModelSlots,
+            RedisRoutingStore,
+            create_app,
+            gateway_error_counts,
+        )
         from serving.canary import CanaryConfig
         from serving.engines.embedded_config import EmbeddedEngineConfig
         from serving.gateway import GatewayConfig
         from serving.hotswap import HotSwapConfig
-        from streams.processors import (BufferConfig, BufferProcessor, CurationConfig, CurationProcessor, SignalsConfig,
-                                        SignalsProcessor)
+        from streams.processors import (
+            BufferConfig,
+            BufferProcessor,
+            CurationConfig,
+            CurationProcessor,
+            SignalsConfig,
+            SignalsProcessor,
+        )
         from streams.runners import EmbeddedRunner
 
         cfg = self.config
         self.bus.create_topics(self.topics.specs())
-        self.store = (RedisRoutingStore(self.settings.redis_url, prefix=f"flywheel:demo:{self.run_id}") if self.kafka
-                      else MemoryRoutingStore())
-        self.engine = EmbeddedEngine(EmbeddedEngineConfig(max_batch_size=cfg.engine_max_batch_size, max_new_tokens=128,
-                                                          threads=cfg.torch_threads), load_lock=self.load_lock)
+        self.store = (
+            RedisRoutingStore(self.settings.redis_url, prefix=f"flywheel:demo:{self.run_id}")
+            if self.kafka
+            else MemoryRoutingStore()
+        )
+        self.engine = EmbeddedEngine(
+            EmbeddedEngineConfig(
+                max_batch_size=cfg.engine_max_batch_size, max_new_tokens=128, threads=cfg.torch_threads
+            ),
+            load_lock=self.load_lock,
+        )
         self.slots = ModelSlots(self.engine)
         self.event_logger = EventLogger(self.bus.producer(), self.topics.chat_events)
-        self.gateway = Gateway(GatewayConfig(models=(cfg.model,), surface="demo"), self.store, self.slots, self.event_logger)
+        self.gateway = Gateway(
+            GatewayConfig(models=(cfg.model,), surface="demo"), self.store, self.slots, self.event_logger
+        )
         canary_config = CanaryConfig(
-            steps_bp=cfg.canary_steps_bp, alpha=cfg.canary_alpha, min_samples_per_step=cfg.canary_min_samples_per_step,
-            mde={"continue_rate": cfg.canary_mde_continue_rate, "depth": 0.3, "breadth": 0.03}, burn_in_s=cfg.canary_burn_in_s,
+            steps_bp=cfg.canary_steps_bp,
+            alpha=cfg.canary_alpha,
+            min_samples_per_step=cfg.canary_min_samples_per_step,
+            mde={"continue_rate": cfg.canary_mde_continue_rate, "depth": 0.3, "breadth": 0.03},
+            burn_in_s=cfg.canary_burn_in_s,
             horizon_factor=cfg.canary_horizon_factor,
             poll_interval_s=cfg.control_interval_s,
         )
-        self.canary = CanaryController(canary_config, cfg.model, self.store, self.bus, self.topics,
-                                       error_counts=gateway_error_counts(cfg.model))
-        self.hotswap = HotSwapController(HotSwapConfig(poll_interval_s=cfg.control_interval_s), cfg.model, self.slots,
-                                         self.canary, self.bus, self.topics)
-        signals = SignalsProcessor(SignalsConfig(window_s=cfg.signals_window_s, grace_s=cfg.signals_grace_s),
-                                   limits=self.settings.limits)
+        self.canary = CanaryController(
+            canary_config, cfg.model, self.store, self.bus, self.topics, error_counts=gateway_error_counts(cfg.model)
+        )
+        self.hotswap = HotSwapController(
+            HotSwapConfig(poll_interval_s=cfg.control_interval_s),
+            cfg.model,
+            self.slots,
+            self.canary,
+            self.bus,
+            self.topics,
+        )
+        signals = SignalsProcessor(
+            SignalsConfig(window_s=cfg.signals_window_s, grace_s=cfg.signals_grace_s), limits=self.settings.limits
+        )
         curation = CurationProcessor(CurationConfig(grace_s=cfg.signals_grace_s), limits=self.settings.limits)
-        buffer = BufferProcessor(BufferConfig(min_samples=cfg.buffer_min_samples, model=cfg.model,
-                                              min_samples_per_topic={SAMPLES_REWARD: cfg.buffer_min_reward_samples}),
-                                 topic_names={base: self.topics.name(base) for base in SAMPLE_TOPICS})
+        buffer = BufferProcessor(
+            BufferConfig(
+                min_samples=cfg.buffer_min_samples,
+                model=cfg.model,
+                min_samples_per_topic={SAMPLES_REWARD: cfg.buffer_min_reward_samples},
+            ),
+            topic_names={base: self.topics.name(base) for base in SAMPLE_TOPICS},
+        )
         for processor in (signals, curation, buffer):
             runner = EmbeddedRunner(self.bus, processor, self.topics, group_id=f"demo-{self.run_id}-{processor.name}")
             runner.start(background=True)
             self._runners.append(runner)
-        self.serving = ServingThread(create_app(self.gateway), self._control_step, cfg.control_interval_s,
-                                     on_close=self.engine.close)
+        self.serving = ServingThread(
+            create_app(self.gateway), self._control_step, cfg.control_interval_s, on_close=self.engine.close
+        )
         self.url = self.serving.start()
         self._start_users()
 
@@ -168,17 +216,20 @@ class DemoRuntime:
 
     def _start_users(self) -> None:
         sim_cfg = self.config.simulator
-        client = GatewayClient(self.url, model=self.config.model, timeout_s=sim_cfg.request_timeout_s,
-                               max_tokens=sim_cfg.max_tokens)
+        client = GatewayClient(
+            self.url, model=self.config.model, timeout_s=sim_cfg.request_timeout_s, max_tokens=sim_cfg.max_tokens
+        )
         events = ChatEventProducer(self.bus.producer(), self.topics.chat_events, self.settings.limits)
         population = Population.generate(sim_cfg.users, sim_cfg.seed, shared_catalogue())
-        self.simulator = Simulator(sim_cfg, population, client, events, WallClock(sim_cfg.time_scale), on_turn=self._on_turn)
+        self.simulator = Simulator(
+            sim_cfg, population, client, events, WallClock(sim_cfg.time_scale), on_turn=self._on_turn
+        )
         self.users = SimThread(self.simulator, client)
         self.users.start()
 
     # -- trainers -----------------------------------------------------------------------
     @property
-    def worker_settings(self) -> "TrainerWorkerSettings":
+    def worker_settings(self) -> TrainerWorkerSettings:
         from flywheel.demo import _trainers
 
         if self._worker_settings is None:
@@ -191,7 +242,7 @@ class DemoRuntime:
         self.worker = _trainers.start_worker(self)
 
     # -- the base model ---------------------------------------------------------------
-    def bootstrap_base(self, progress: "Progress | None" = None, timeout_s: float = 120.0) -> tuple[str, "EvalReport"]:
+    def bootstrap_base(self, progress: Progress | None = None, timeout_s: float = 120.0) -> tuple[str, EvalReport]:
         """Evaluate the base model on the held-out prompts, publish it to the registry and
         to models.checkpoints (as any checkpoint), and wait until the gateway serves it."""
         from flywheel.demo import _trainers

@@ -60,12 +60,20 @@ class GatewayClient:
     ``user`` = user id; character, conversation, instructions and the client's event time
     in headers."""
 
-    def __init__(self, base_url: str, model: str = "policy", api_key: str = "sim", timeout_s: float = 60.0,
-                 max_tokens: int = 64, max_retries: int = 2) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str = "policy",
+        api_key: str = "sim",
+        timeout_s: float = 60.0,
+        max_tokens: int = 64,
+        max_retries: int = 2,
+    ) -> None:
         from openai import AsyncOpenAI  # the client library is only needed when talking HTTP
 
-        self._client = AsyncOpenAI(base_url=base_url.rstrip("/") + "/v1", api_key=api_key, timeout=timeout_s,
-                                   max_retries=max_retries)
+        self._client = AsyncOpenAI(
+            base_url=base_url.rstrip("/") + "/v1", api_key=api_key, timeout=timeout_s, max_retries=max_retries
+        )
         self._model = model
         self._max_tokens = max_tokens
 

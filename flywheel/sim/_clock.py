@@ -46,7 +46,7 @@ class SimClock:
         self._lock = threading.Lock()
 
     @classmethod
-    def days_ago(cls, days: float) -> "SimClock":
+    def days_ago(cls, days: float) -> SimClock:
         """Start ``days`` days before now (event times must never lie in the future)."""
         return cls((datetime.now(UTC) - timedelta(days=days)).replace(second=0, microsecond=0))
 

@@ -11,8 +11,17 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 
-from schemas import DEFAULT_POLICY, EMOJI, FeedbackKind, Instruction, PolicyRuleSet, check_instructions, check_policy, words
 from flywheel.sim._population import Preferences
+from schemas import (
+    DEFAULT_POLICY,
+    EMOJI,
+    FeedbackKind,
+    Instruction,
+    PolicyRuleSet,
+    check_instructions,
+    check_policy,
+    words,
+)
 
 _DEGENERATE_PENALTY = 2.0
 
@@ -48,8 +57,12 @@ def _degenerate(tokens: list[str]) -> bool:
     return Counter(tokens).most_common(1)[0][1] / len(tokens) > 0.4
 
 
-def judge_reply(text: str, instructions: tuple[Instruction, ...], topic_keywords: tuple[str, ...],
-                policy: PolicyRuleSet = DEFAULT_POLICY) -> ReplyJudgement:
+def judge_reply(
+    text: str,
+    instructions: tuple[Instruction, ...],
+    topic_keywords: tuple[str, ...],
+    policy: PolicyRuleSet = DEFAULT_POLICY,
+) -> ReplyJudgement:
     tokens = words(text)
     report = check_instructions(text, instructions)
     keywords = {k.lower() for k in topic_keywords}

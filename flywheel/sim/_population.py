@@ -15,8 +15,31 @@ from dataclasses import dataclass
 from flywheel.sim._catalogue import Catalogue, Character, Topic
 
 _NAMES = (
-    "alex", "bea", "carl", "dana", "eli", "fay", "gus", "hana", "ivan", "jade", "kai", "lena",
-    "milo", "nina", "omar", "pia", "quinn", "rosa", "sami", "tara", "uma", "vito", "wren", "yara", "zed",
+    "alex",
+    "bea",
+    "carl",
+    "dana",
+    "eli",
+    "fay",
+    "gus",
+    "hana",
+    "ivan",
+    "jade",
+    "kai",
+    "lena",
+    "milo",
+    "nina",
+    "omar",
+    "pia",
+    "quinn",
+    "rosa",
+    "sami",
+    "tara",
+    "uma",
+    "vito",
+    "wren",
+    "yara",
+    "zed",
 )
 
 
@@ -51,11 +74,11 @@ class SimUser:
     characters: tuple[tuple[str, float], ...]
 
     def pick_topic(self, rng: random.Random) -> str:
-        ids, weights = zip(*self.topics)
+        ids, weights = zip(*self.topics, strict=False)
         return rng.choices(ids, weights)[0]
 
     def pick_character(self, rng: random.Random) -> str:
-        ids, weights = zip(*self.characters)
+        ids, weights = zip(*self.characters, strict=False)
         return rng.choices(ids, weights)[0]
 
 
@@ -90,20 +113,22 @@ class Population:
     catalogue: Catalogue
 
     @classmethod
-    def generate(cls, n_users: int, seed: int, catalogue: Catalogue) -> "Population":
+    def generate(cls, n_users: int, seed: int, catalogue: Catalogue) -> Population:
         """``n_users`` users; the same (n, seed, catalogue) always gives the same population."""
         rng = random.Random(f"population:{seed}")
         users = []
         for i in range(n_users):
             topic_w = _dirichlet(rng, len(catalogue.topics), 0.7)
             char_w = _dirichlet(rng, len(catalogue.characters), 0.7)
-            users.append(SimUser(
-                id=f"sim-{seed}-{i:05d}",
-                name=rng.choice(_NAMES),
-                prefs=draw_preferences(rng),
-                topics=tuple((t.id, w) for t, w in zip(catalogue.topics, topic_w)),
-                characters=tuple((c.id, w) for c, w in zip(catalogue.characters, char_w)),
-            ))
+            users.append(
+                SimUser(
+                    id=f"sim-{seed}-{i:05d}",
+                    name=rng.choice(_NAMES),
+                    prefs=draw_preferences(rng),
+                    topics=tuple((t.id, w) for t, w in zip(catalogue.topics, topic_w, strict=False)),
+                    characters=tuple((c.id, w) for c, w in zip(catalogue.characters, char_w, strict=False)),
+                )
+            )
         return cls(tuple(users), catalogue)
 
     def character(self, character_id: str) -> Character:

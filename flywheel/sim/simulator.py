@@ -22,8 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from schemas import FeedbackKind, FlywheelError, SessionEndedEvent, UserFeedbackEvent
-from streams import ChatEventProducer
 from flywheel.sim._catalogue import Character, Topic
 from flywheel.sim._client import ChatClient, TurnReply, TurnRequest
 from flywheel.sim._clock import Clock, SimClock
@@ -31,6 +29,8 @@ from flywheel.sim._judge import judge_reply, react
 from flywheel.sim._population import Population, SimUser
 from flywheel.sim._stats import SimStats, TurnRecord
 from flywheel.sim.config import SimulatorConfig
+from schemas import FeedbackKind, FlywheelError, SessionEndedEvent, UserFeedbackEvent
+from streams import ChatEventProducer
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,15 @@ class Simulator:
     where it stopped, with the same clock and the sessions still open.
     """
 
-    def __init__(self, config: SimulatorConfig, population: Population, client: ChatClient,
-                 events: ChatEventProducer | None = None, clock: Clock | None = None,
-                 on_turn: Callable[[TurnRecord], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: SimulatorConfig,
+        population: Population,
+        client: ChatClient,
+        events: ChatEventProducer | None = None,
+        clock: Clock | None = None,
+        on_turn: Callable[[TurnRecord], None] | None = None,
+    ) -> None:
         self.config = config
         self.population = population
         self.client = client
@@ -113,8 +119,9 @@ class Simulator:
             await self._step(semaphore)
         return self.stats
 
-    async def _run_realtime(self, semaphore: asyncio.Semaphore, last_day: int | None,
-                            stop: Callable[[], bool] | None) -> None:
+    async def _run_realtime(
+        self, semaphore: asyncio.Semaphore, last_day: int | None, stop: Callable[[], bool] | None
+    ) -> None:
         """Each session's action starts when it is due, independently of the others (the
         engine batches whatever is in flight together)."""
         in_flight: set[asyncio.Task[_Session | None]] = set()
@@ -142,8 +149,9 @@ class Simulator:
                 in_flight.add(asyncio.ensure_future(advance(heapq.heappop(self._heap)[2])))
             wait_s = (self._heap[0][0] - now).total_seconds() if self._heap else 0.5
             if in_flight:
-                done, _ = await asyncio.wait(in_flight, timeout=max(0.001, min(wait_s, 0.5)),
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    in_flight, timeout=max(0.001, min(wait_s, 0.5)), return_when=asyncio.FIRST_COMPLETED
+                )
                 collect(done)
             else:
                 await asyncio.sleep(max(0.0, min(wait_s, 0.5)))
@@ -203,7 +211,9 @@ class Simulator:
     def _messages(self, session: _Session) -> tuple[dict[str, str], ...]:
         """What the client app sends: the character's system prompt, the conversation so far, the new message."""
         history = session.history
-        system = ({"role": "system", "content": session.character.system_prompt},) if session.character.system_prompt else ()
+        system = (
+            ({"role": "system", "content": session.character.system_prompt},) if session.character.system_prompt else ()
+        )
         return (*system, *history, {"role": "user", "content": session.user_text})
 
     async def _advance(self, session: _Session) -> _Session | None:
@@ -212,9 +222,14 @@ class Simulator:
         if session.turn == 1 and not session.regenerate:
             self.stats.sessions_started += 1
         request = TurnRequest(
-            user_id=session.user.id, conversation_id=session.conversation_id, character_id=session.character.id,
-            instructions=session.character.instructions, messages=self._messages(session), turn=session.turn,
-            ts=self.clock.now() if self.clock.realtime else session.due, regenerate=session.regenerate,
+            user_id=session.user.id,
+            conversation_id=session.conversation_id,
+            character_id=session.character.id,
+            instructions=session.character.instructions,
+            messages=self._messages(session),
+            turn=session.turn,
+            ts=self.clock.now() if self.clock.realtime else session.due,
+            regenerate=session.regenerate,
         )
         self.stats.requests += 1
         try:
@@ -230,11 +245,19 @@ class Simulator:
         reaction = react(judgement, session.user.prefs, rng, may_regenerate=not session.regenerate)
         session.satisfaction.append(reaction.p_continue)
         record = TurnRecord(
-            day=session.day, user_id=session.user.id, conversation_id=session.conversation_id,
-            character_id=session.character.id, turn=session.turn, model_version=session.model_version,
-            arm=reply.arm, regenerated=session.regenerate, follows_instructions=judgement.follows_instructions,
-            violation=judgement.violation, p_continue=reaction.p_continue,
-            continued=reaction.continues and session.turn < cfg.max_turns, regenerate=reaction.regenerate,
+            day=session.day,
+            user_id=session.user.id,
+            conversation_id=session.conversation_id,
+            character_id=session.character.id,
+            turn=session.turn,
+            model_version=session.model_version,
+            arm=reply.arm,
+            regenerated=session.regenerate,
+            follows_instructions=judgement.follows_instructions,
+            violation=judgement.violation,
+            p_continue=reaction.p_continue,
+            continued=reaction.continues and session.turn < cfg.max_turns,
+            regenerate=reaction.regenerate,
             feedback=reaction.feedback,
         )
         self.stats.record(record)
@@ -251,7 +274,10 @@ class Simulator:
         if not record.continued:
             self._end(session, self._later(reply_ts, _LEAVE_DELAY_S), "user_left")
             return None
-        session.history += [{"role": "user", "content": session.user_text}, {"role": "assistant", "content": reply.text}]
+        session.history += [
+            {"role": "user", "content": session.user_text},
+            {"role": "assistant", "content": reply.text},
+        ]
         session.turn += 1
         session.regenerate = False
         session.user_text = rng.choice(session.topic.follow_ups)
@@ -271,20 +297,33 @@ class Simulator:
         if self.events is None:
             return
         rng = random.Random(f"{self.config.seed}:end:{session.conversation_id}")
-        self._emit(SessionEndedEvent(
-            event_id=uuid.UUID(int=rng.getrandbits(128), version=4), ts=ts, user_id=session.user.id,
-            conversation_id=session.conversation_id, character_id=session.character.id,
-            surface=self.config.surface, reason=reason,
-        ))
+        self._emit(
+            SessionEndedEvent(
+                event_id=uuid.UUID(int=rng.getrandbits(128), version=4),
+                ts=ts,
+                user_id=session.user.id,
+                conversation_id=session.conversation_id,
+                character_id=session.character.id,
+                surface=self.config.surface,
+                reason=reason,
+            )
+        )
 
     def _emit_feedback(self, session: _Session, kind: FeedbackKind, ts: datetime, rng: random.Random) -> None:
         if self.events is None:
             return
-        self._emit(UserFeedbackEvent(
-            event_id=uuid.UUID(int=rng.getrandbits(128), version=4), ts=ts, user_id=session.user.id,
-            conversation_id=session.conversation_id, character_id=session.character.id,
-            surface=self.config.surface, turn=session.turn, kind=kind,
-        ))
+        self._emit(
+            UserFeedbackEvent(
+                event_id=uuid.UUID(int=rng.getrandbits(128), version=4),
+                ts=ts,
+                user_id=session.user.id,
+                conversation_id=session.conversation_id,
+                character_id=session.character.id,
+                surface=self.config.surface,
+                turn=session.turn,
+                kind=kind,
+            )
+        )
 
     def _emit(self, event: UserFeedbackEvent | SessionEndedEvent) -> None:
         assert self.events is not None

@@ -33,6 +33,7 @@ async def get_deployment(model: str, request: Request) -> dict[str, Any]:
 
 
 @router.post("/deployments/{model}/{action}")
-async def act(model: str, action: Literal["pause", "resume", "promote", "rollback"], body: ActionRequest,
-              request: Request) -> dict[str, Any]:
+async def act(
+    model: str, action: Literal["pause", "resume", "promote", "rollback"], body: ActionRequest, request: Request
+) -> dict[str, Any]:
     return await _service(request).act(model, action, body.actor, body.reason)  # type: ignore[no-any-return]

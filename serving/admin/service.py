@@ -40,9 +40,14 @@ class AdminService:
         return {
             "model": model,
             "state": state.model_dump(mode="json") if state else None,
-            "analysis": None if analysis is None else {
-                "metrics": [r.model_dump(mode="json") for r in analysis.metrics], "srm_p_value": analysis.srm_p_value,
-                "n_baseline": analysis.n_baseline, "n_candidate": analysis.n_candidate, "horizon_n": analysis.horizon_n,
+            "analysis": None
+            if analysis is None
+            else {
+                "metrics": [r.model_dump(mode="json") for r in analysis.metrics],
+                "srm_p_value": analysis.srm_p_value,
+                "n_baseline": analysis.n_baseline,
+                "n_candidate": analysis.n_candidate,
+                "horizon_n": analysis.horizon_n,
             },
             "recent_decisions": [d.model_dump(mode="json") for d in list(ctl.decisions)[-20:]],
         }

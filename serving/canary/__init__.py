@@ -6,6 +6,18 @@ from serving.canary.canary_config import GOALS, GUARDRAILS, CanaryConfig
 from serving.canary.controller import CanaryController, ErrorCounts, ensure_topics, gateway_error_counts
 
 __all__ = [
-    "Analysis", "ArmTotals", "CanaryConfig", "CanaryController", "ErrorCounts", "GOALS", "GUARDRAILS", "analyse",
-    "decide", "ensure_topics", "gateway_error_counts", "horizon_n", "lift_summary", "merge",
+    "GOALS",
+    "GUARDRAILS",
+    "Analysis",
+    "ArmTotals",
+    "CanaryConfig",
+    "CanaryController",
+    "ErrorCounts",
+    "analyse",
+    "decide",
+    "ensure_topics",
+    "gateway_error_counts",
+    "horizon_n",
+    "lift_summary",
+    "merge",
 ]

@@ -20,10 +20,25 @@ from serving.canary import stats
 from serving.canary.canary_config import GOALS, GUARDRAILS, CanaryConfig
 
 Role = Literal["goal", "guardrail"]
-_SUM_FIELDS = ("sessions", "users_assigned", "users_engaged", "users_active", "user_turns", "user_turns_sq", "responses", "continued",
-               "instruction_following", "violations")
+_SUM_FIELDS = (
+    "sessions",
+    "users_assigned",
+    "users_engaged",
+    "users_active",
+    "user_turns",
+    "user_turns_sq",
+    "responses",
+    "continued",
+    "instruction_following",
+    "violations",
+)
 # Guardrail → sign of harm: +1 when a higher candidate value is worse.
-_HARM_SIGN = {"violation_rate": 1.0, "instruction_following_rate": -1.0, "error_rate": 1.0, "latency_over_baseline_p95": 1.0}
+_HARM_SIGN = {
+    "violation_rate": 1.0,
+    "instruction_following_rate": -1.0,
+    "error_rate": 1.0,
+    "latency_over_baseline_p95": 1.0,
+}
 
 
 @dataclass
@@ -80,9 +95,14 @@ def lift_summary(metrics: Iterable[MetricResult]) -> dict[str, float | int | Non
     by_name = {r.name: r for r in metrics}
     out: dict[str, float | int | None] = {}
     cr = by_name.get("continue_rate")
-    out.update(continue_rate_lift=cr.lift if cr else None, ci_low=cr.ci_low if cr else None, ci_high=cr.ci_high if cr else None,
-               continue_rate_p_value=cr.p_value if cr else None,
-               n_baseline=cr.n_baseline if cr else 0, n_candidate=cr.n_candidate if cr else 0)
+    out.update(
+        continue_rate_lift=cr.lift if cr else None,
+        ci_low=cr.ci_low if cr else None,
+        ci_high=cr.ci_high if cr else None,
+        continue_rate_p_value=cr.p_value if cr else None,
+        n_baseline=cr.n_baseline if cr else 0,
+        n_candidate=cr.n_candidate if cr else 0,
+    )
     for name in ("depth", "breadth", "violation_rate", "instruction_following_rate"):
         r = by_name.get(name)
         out[f"{name}_lift"] = r.lift if r else None
@@ -91,8 +111,18 @@ def lift_summary(metrics: Iterable[MetricResult]) -> dict[str, float | int | Non
     return out
 
 
-def _bernoulli(name: str, role: Role, sb: int, nb: int, sc: int, nc: int, tau2: float, alpha: float,
-               p_min: dict[str, float], harm_sign: float = 0.0) -> MetricResult:
+def _bernoulli(
+    name: str,
+    role: Role,
+    sb: int,
+    nb: int,
+    sc: int,
+    nc: int,
+    tau2: float,
+    alpha: float,
+    p_min: dict[str, float],
+    harm_sign: float = 0.0,
+) -> MetricResult:
     pb = sb / nb if nb else 0.0
     pc = sc / nc if nc else 0.0
     var = float(stats.bernoulli_diff_var(pb, nb, pc, nc))
@@ -103,20 +133,53 @@ MIN_UNITS = 30
 """Units (responses, sessions, users) each arm needs before a metric can be judged."""
 
 
-def _result(name: str, role: Role, mb: float, mc: float, nb: int, nc: int, var: float, tau2: float, alpha: float,
-            p_min: dict[str, float], harm_sign: float) -> MetricResult:
+def _result(
+    name: str,
+    role: Role,
+    mb: float,
+    mc: float,
+    nb: int,
+    nc: int,
+    var: float,
+    tau2: float,
+    alpha: float,
+    p_min: dict[str, float],
+    harm_sign: float,
+) -> MetricResult:
     lift = mc - mb
     if nb == 0 or nc == 0 or not np.isfinite(var):
-        return MetricResult(name=name, role=role, baseline=mb, candidate=mc, lift=0.0, ci_low=0.0, ci_high=0.0,
-                            p_value=p_min.get(name, 1.0), n_baseline=nb, n_candidate=nc, verdict="no_data")  # type: ignore[arg-type]
+        return MetricResult(
+            name=name,
+            role=role,
+            baseline=mb,
+            candidate=mc,
+            lift=0.0,
+            ci_low=0.0,
+            ci_high=0.0,
+            p_value=p_min.get(name, 1.0),
+            n_baseline=nb,
+            n_candidate=nc,
+            verdict="no_data",
+        )  # type: ignore[arg-type]
     var = max(var, 1e-12)  # a degenerate arm (all 0 or all 1) still has sampling uncertainty
     level = alpha if role == "goal" else 2 * alpha  # guardrails: one-sided α from the two-sided 2α mixture
     if min(nb, nc) < MIN_UNITS:
         # A plug-in variance from a handful of units is no variance at all (one session, p̂ = 0):
         # report the numbers, judge nothing, and keep these looks out of the running p-values.
         half = float(stats.confidence_halfwidth(var, tau2, level))
-        return MetricResult(name=name, role=role, baseline=mb, candidate=mc, lift=lift, ci_low=lift - half, ci_high=lift + half,  # type: ignore[arg-type]
-                            p_value=p_min.get(name, 1.0), n_baseline=nb, n_candidate=nc, verdict="inconclusive")  # type: ignore[arg-type]
+        return MetricResult(
+            name=name,
+            role=role,
+            baseline=mb,
+            candidate=mc,
+            lift=lift,
+            ci_low=lift - half,
+            ci_high=lift + half,  # type: ignore[arg-type]
+            p_value=p_min.get(name, 1.0),
+            n_baseline=nb,
+            n_candidate=nc,
+            verdict="inconclusive",
+        )  # type: ignore[arg-type]
     p_now = float(stats.msprt_p_value(lift, var, tau2))
     # Running minima per direction, so evidence of a gain is never read as evidence of a loss.
     up = p_min[f"{name}:+"] = min(p_min.get(f"{name}:+", 1.0), p_now if lift > 0 else 1.0)
@@ -128,12 +191,23 @@ def _result(name: str, role: Role, mb: float, mc: float, nb: int, nc: int, var: 
     else:
         harm_p = up if harm_sign > 0 else down
         verdict = "breach" if harm_p <= level else "inconclusive"
-    return MetricResult(name=name, role=role, baseline=mb, candidate=mc, lift=lift, ci_low=lift - half, ci_high=lift + half,  # type: ignore[arg-type]
-                        p_value=p, n_baseline=nb, n_candidate=nc, verdict=verdict)  # type: ignore[arg-type]
+    return MetricResult(
+        name=name,
+        role=role,
+        baseline=mb,
+        candidate=mc,
+        lift=lift,
+        ci_low=lift - half,
+        ci_high=lift + half,  # type: ignore[arg-type]
+        p_value=p,
+        n_baseline=nb,
+        n_candidate=nc,
+        verdict=verdict,
+    )  # type: ignore[arg-type]
 
 
 def _slow_counts(buckets: list[int], edge: int) -> tuple[int, int]:
-    return int(sum(buckets[edge + 1:])), int(sum(buckets))
+    return int(sum(buckets[edge + 1 :])), int(sum(buckets))
 
 
 def _p95_edge(buckets: list[int]) -> int:
@@ -146,11 +220,19 @@ def _p95_edge(buckets: list[int]) -> int:
 
 def horizon_n(config: CanaryConfig, baseline_rate: float) -> int:
     p = min(max(baseline_rate, 0.05), 0.95)
-    return int(config.horizon_factor * stats.fixed_horizon_n(config.mde["continue_rate"], p * (1 - p), config.goal_alpha))
+    return int(
+        config.horizon_factor * stats.fixed_horizon_n(config.mde["continue_rate"], p * (1 - p), config.goal_alpha)
+    )
 
 
-def analyse(base: ArmTotals, cand: ArmTotals, config: CanaryConfig, p_min: dict[str, float],
-            step_users: tuple[int, int] | None = None, share_bp: int = 0) -> Analysis:
+def analyse(
+    base: ArmTotals,
+    cand: ArmTotals,
+    config: CanaryConfig,
+    p_min: dict[str, float],
+    step_users: tuple[int, int] | None = None,
+    share_bp: int = 0,
+) -> Analysis:
     """Compute every metric; ``p_min`` (running minimum p per metric) is updated in place.
 
     ``step_users`` = (baseline, candidate) users assigned since the current step began,
@@ -158,33 +240,106 @@ def analyse(base: ArmTotals, cand: ArmTotals, config: CanaryConfig, p_min: dict[
     """
     ga, gr = config.goal_alpha, config.guardrail_alpha
     results = [
-        _bernoulli("continue_rate", "goal", base.continued, base.responses, cand.continued, cand.responses,
-                   stats.tau2_for_mde(config.mde["continue_rate"]), ga, p_min),
+        _bernoulli(
+            "continue_rate",
+            "goal",
+            base.continued,
+            base.responses,
+            cand.continued,
+            cand.responses,
+            stats.tau2_for_mde(config.mde["continue_rate"]),
+            ga,
+            p_min,
+        ),
     ]
     mb = base.user_turns / base.sessions if base.sessions else 0.0
     mc = cand.user_turns / cand.sessions if cand.sessions else 0.0
     vb = max(0.0, base.user_turns_sq / base.sessions - mb * mb) if base.sessions else 0.0
     vc = max(0.0, cand.user_turns_sq / cand.sessions - mc * mc) if cand.sessions else 0.0
     var = float(stats.mean_diff_var(vb, base.sessions, vc, cand.sessions))
-    results.append(_result("depth", "goal", mb, mc, base.sessions, cand.sessions, var,
-                           stats.tau2_for_mde(config.mde["depth"]), ga, p_min, 0.0))
-    results.append(_bernoulli("breadth", "goal", base.users_engaged, base.users_active, cand.users_engaged,
-                              cand.users_active, stats.tau2_for_mde(config.mde["breadth"]), ga, p_min))
+    results.append(
+        _result(
+            "depth",
+            "goal",
+            mb,
+            mc,
+            base.sessions,
+            cand.sessions,
+            var,
+            stats.tau2_for_mde(config.mde["depth"]),
+            ga,
+            p_min,
+            0.0,
+        )
+    )
+    results.append(
+        _bernoulli(
+            "breadth",
+            "goal",
+            base.users_engaged,
+            base.users_active,
+            cand.users_engaged,
+            cand.users_active,
+            stats.tau2_for_mde(config.mde["breadth"]),
+            ga,
+            p_min,
+        )
+    )
     tol = config.tolerance
 
     def t2(name: str) -> float:
         return stats.tau2_for_mde(max(tol[name], 1e-3))
 
-    results.append(_bernoulli("violation_rate", "guardrail", base.violations, base.responses, cand.violations, cand.responses,
-                              t2("violation_rate"), gr, p_min, 1.0))
-    results.append(_bernoulli("instruction_following_rate", "guardrail", base.instruction_following, base.responses,
-                              cand.instruction_following, cand.responses, t2("instruction_following_rate"), gr, p_min, -1.0))
-    results.append(_bernoulli("error_rate", "guardrail", base.errors, base.requests, cand.errors, cand.requests,
-                              t2("error_rate"), gr, p_min, 1.0))
+    results.append(
+        _bernoulli(
+            "violation_rate",
+            "guardrail",
+            base.violations,
+            base.responses,
+            cand.violations,
+            cand.responses,
+            t2("violation_rate"),
+            gr,
+            p_min,
+            1.0,
+        )
+    )
+    results.append(
+        _bernoulli(
+            "instruction_following_rate",
+            "guardrail",
+            base.instruction_following,
+            base.responses,
+            cand.instruction_following,
+            cand.responses,
+            t2("instruction_following_rate"),
+            gr,
+            p_min,
+            -1.0,
+        )
+    )
+    results.append(
+        _bernoulli(
+            "error_rate",
+            "guardrail",
+            base.errors,
+            base.requests,
+            cand.errors,
+            cand.requests,
+            t2("error_rate"),
+            gr,
+            p_min,
+            1.0,
+        )
+    )
     edge = _p95_edge(base.latency_buckets)
     sb, nb = _slow_counts(base.latency_buckets, edge)
     sc, nc = _slow_counts(cand.latency_buckets, edge)
-    results.append(_bernoulli("latency_over_baseline_p95", "guardrail", sb, nb, sc, nc, t2("latency_over_baseline_p95"), gr, p_min, 1.0))
+    results.append(
+        _bernoulli(
+            "latency_over_baseline_p95", "guardrail", sb, nb, sc, nc, t2("latency_over_baseline_p95"), gr, p_min, 1.0
+        )
+    )
     # A guardrail whose whole interval of harm lies below its tolerance is shown to be fine.
     final = []
     for r in results:
@@ -204,7 +359,10 @@ def analyse(base: ArmTotals, cand: ArmTotals, config: CanaryConfig, p_min: dict[
 def decide(analysis: Analysis, config: CanaryConfig, step_index: int, step_samples: int) -> tuple[str, str]:
     """(action, reason) for one evaluation: halt, rollback, promote, advance or hold."""
     if analysis.srm_p_value is not None and analysis.srm_p_value < config.srm_alpha:
-        return "halt", f"sample ratio mismatch (p={analysis.srm_p_value:.2g} < {config.srm_alpha}): assignment or logging is broken"
+        return (
+            "halt",
+            f"sample ratio mismatch (p={analysis.srm_p_value:.2g} < {config.srm_alpha}): assignment or logging is broken",
+        )
     by_verdict: dict[str, list[str]] = {}
     for r in analysis.metrics:
         if r.role == "goal" and r.name not in config.deciding_goals:
@@ -230,9 +388,15 @@ def decide(analysis: Analysis, config: CanaryConfig, step_index: int, step_sampl
         if config.promote_on == "non_inferior":
             return "promote", "no goal worse; guardrails within tolerance"
     elif guard_ok:
-        return "advance", "guardrails within tolerance, no significant loss" + (f"; gain: {', '.join(gains)}" if gains else "")
+        return "advance", "guardrails within tolerance, no significant loss" + (
+            f"; gain: {', '.join(gains)}" if gains else ""
+        )
     if analysis.n_candidate >= analysis.horizon_n:
         reaction = config.on_inconclusive
-        return ("hold" if reaction == "hold" else reaction), f"inconclusive at the horizon ({analysis.n_candidate} ≥ {analysis.horizon_n} responses)"
+        return (
+            "hold" if reaction == "hold" else reaction
+        ), f"inconclusive at the horizon ({analysis.n_candidate} ≥ {analysis.horizon_n} responses)"
     pending = [n for n in GUARDRAILS if analysis.metric(n).verdict == "inconclusive"]
-    return "hold", "inconclusive: " + (f"guardrails not yet shown within tolerance ({', '.join(pending)})" if pending else "no significant gain yet")
+    return "hold", "inconclusive: " + (
+        f"guardrails not yet shown within tolerance ({', '.join(pending)})" if pending else "no significant gain yet"
+    )

@@ -16,36 +16,73 @@ class CanaryConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    steps_bp: tuple[int, ...] = Field(default=(500, 2000, 5000, 10_000), description="Candidate share per step, basis points; the last step (10000) means promote.")
-    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="Family-wise error rate of a wrong promote or rollback.")
-    srm_alpha: float = Field(default=0.001, gt=0, lt=0.5, description="Sample-ratio-mismatch p-value below which the experiment halts.")
-    mde: dict[str, float] = Field(default_factory=lambda: {"continue_rate": 0.03, "depth": 0.3, "breadth": 0.03},
-                                  description="Minimum detectable effect per goal metric (absolute); sets the mSPRT mixture τ = MDE.")
-    tolerance: dict[str, float] = Field(default_factory=lambda: {"violation_rate": 0.03, "instruction_following_rate": 0.03,
-                                                                 "error_rate": 0.01, "latency_over_baseline_p95": 0.05},
-                                        description="Largest harm per guardrail still acceptable; an advance needs the interval of the harm below it.")
-    srm_min_expected: float = Field(default=10.0, gt=0, description="The sample-ratio check runs once each arm expects at "
-                                    "least this many users at the step (the chi-square approximation needs counts).")
-    deciding_goals: tuple[str, ...] = Field(default=("continue_rate",), description="Goals whose verdict may promote or "
-                                            "roll back; the others are reported with their intervals. Continue rate is a "
-                                            "per-reply outcome decided within seconds. Depth counts a session in the window "
-                                            "where it ends, so while an arm is young its ended sessions are its short ones "
-                                            "(its long ones have not ended yet): add depth here only when sessions are far "
-                                            "shorter than a canary step.")
-    burn_in_s: float = Field(default=1800.0, ge=0, description="Windows overlapping the first burn_in_s after the canary "
-                             "opens or a step changes are left out of every metric, for both arms. Right after a change the "
-                             "arm that gains users has only young conversations (early turns, short sessions) while the other "
-                             "has all ages: comparing them then measures conversation age, not the model. Set it to about the "
-                             "longest session.")
-    min_samples_per_step: int = Field(default=200, gt=0, description="Candidate responses needed at a step before it may advance.")
-    horizon_factor: float = Field(default=2.5, gt=0, description="Experiment ends inconclusive when the candidate has this many times the fixed-horizon sample of the continue-rate MDE.")
-    promote_on: Literal["gain", "non_inferior"] = Field(default="gain", description="gain: a goal must be significantly better to promote; non_inferior: guardrails and goals not worse.")
+    steps_bp: tuple[int, ...] = Field(
+        default=(500, 2000, 5000, 10_000),
+        description="Candidate share per step, basis points; the last step (10000) means promote.",
+    )
+    alpha: float = Field(
+        default=0.05, gt=0, lt=0.5, description="Family-wise error rate of a wrong promote or rollback."
+    )
+    srm_alpha: float = Field(
+        default=0.001, gt=0, lt=0.5, description="Sample-ratio-mismatch p-value below which the experiment halts."
+    )
+    mde: dict[str, float] = Field(
+        default_factory=lambda: {"continue_rate": 0.03, "depth": 0.3, "breadth": 0.03},
+        description="Minimum detectable effect per goal metric (absolute); sets the mSPRT mixture τ = MDE.",
+    )
+    tolerance: dict[str, float] = Field(
+        default_factory=lambda: {
+            "violation_rate": 0.03,
+            "instruction_following_rate": 0.03,
+            "error_rate": 0.01,
+            "latency_over_baseline_p95": 0.05,
+        },
+        description="Largest harm per guardrail still acceptable; an advance needs the interval of the harm below it.",
+    )
+    srm_min_expected: float = Field(
+        default=10.0,
+        gt=0,
+        description="The sample-ratio check runs once each arm expects at "
+        "least this many users at the step (the chi-square approximation needs counts).",
+    )
+    deciding_goals: tuple[str, ...] = Field(
+        default=("continue_rate",),
+        description="Goals whose verdict may promote or "
+        "roll back; the others are reported with their intervals. Continue rate is a "
+        "per-reply outcome decided within seconds. Depth counts a session in the window "
+        "where it ends, so while an arm is young its ended sessions are its short ones "
+        "(its long ones have not ended yet): add depth here only when sessions are far "
+        "shorter than a canary step.",
+    )
+    burn_in_s: float = Field(
+        default=1800.0,
+        ge=0,
+        description="Windows overlapping the first burn_in_s after the canary "
+        "opens or a step changes are left out of every metric, for both arms. Right after a change the "
+        "arm that gains users has only young conversations (early turns, short sessions) while the other "
+        "has all ages: comparing them then measures conversation age, not the model. Set it to about the "
+        "longest session.",
+    )
+    min_samples_per_step: int = Field(
+        default=200, gt=0, description="Candidate responses needed at a step before it may advance."
+    )
+    horizon_factor: float = Field(
+        default=2.5,
+        gt=0,
+        description="Experiment ends inconclusive when the candidate has this many times the fixed-horizon sample of the continue-rate MDE.",
+    )
+    promote_on: Literal["gain", "non_inferior"] = Field(
+        default="gain",
+        description="gain: a goal must be significantly better to promote; non_inferior: guardrails and goals not worse.",
+    )
     on_no_data: Literal["hold", "rollback"] = Field(default="hold", description="Reaction when an arm has no data.")
-    on_inconclusive: Literal["hold", "rollback", "promote"] = Field(default="rollback", description="Reaction when the horizon is reached without evidence.")
+    on_inconclusive: Literal["hold", "rollback", "promote"] = Field(
+        default="rollback", description="Reaction when the horizon is reached without evidence."
+    )
     poll_interval_s: float = Field(default=10.0, gt=0, description="How often `flywheel serve` evaluates the canary.")
 
     @model_validator(mode="after")
-    def _check(self) -> "CanaryConfig":
+    def _check(self) -> CanaryConfig:
         steps = self.steps_bp
         if not steps or list(steps) != sorted(set(steps)) or steps[0] <= 0 or steps[-1] > 10_000:
             raise ValueError(f"steps_bp {steps} must be strictly increasing basis points in (0, 10000]")

@@ -50,8 +50,13 @@ def gateway_error_counts(model: str) -> ErrorCounts:
     def counts(arm: str, version: str) -> tuple[int, int]:
         total = errors = 0.0
         for outcome in ("ok", "error", "cancelled"):
-            value = REGISTRY.get_sample_value("flywheel_serving_requests_total",
-                                              {"model": model, "arm": arm, "version": version, "outcome": outcome}) or 0.0
+            value = (
+                REGISTRY.get_sample_value(
+                    "flywheel_serving_requests_total",
+                    {"model": model, "arm": arm, "version": version, "outcome": outcome},
+                )
+                or 0.0
+            )
             total += value
             if outcome == "error":
                 errors += value
@@ -84,8 +89,16 @@ class _Experiment:
 
 
 class CanaryController:
-    def __init__(self, config: CanaryConfig, model: str, store: RoutingStore, bus: Bus, topics: Topics,
-                 error_counts: ErrorCounts | None = None, history: int = 500) -> None:
+    def __init__(
+        self,
+        config: CanaryConfig,
+        model: str,
+        store: RoutingStore,
+        bus: Bus,
+        topics: Topics,
+        error_counts: ErrorCounts | None = None,
+        history: int = 500,
+    ) -> None:
         self.config = config
         self.model = model
         self.store = store
@@ -146,9 +159,19 @@ class CanaryController:
         now = now or datetime.now(UTC)
         with self._lock:
             before = self.state()
-            state = DeploymentState(model=self.model, baseline_version=version, candidate_version=None, share_bp=0,
-                                    step_index=-1, status="idle", experiment_salt=uuid.uuid4().hex, updated_ts=now)
-            return self._commit(before, state, "promote", f"first deployment of {self.model}: {version} is the baseline", now, actor)
+            state = DeploymentState(
+                model=self.model,
+                baseline_version=version,
+                candidate_version=None,
+                share_bp=0,
+                step_index=-1,
+                status="idle",
+                experiment_salt=uuid.uuid4().hex,
+                updated_ts=now,
+            )
+            return self._commit(
+                before, state, "promote", f"first deployment of {self.model}: {version} is the baseline", now, actor
+            )
 
     def start_canary(self, candidate: str, now: datetime | None = None, actor: str = "hotswap") -> CanaryDecision:
         """Open the canary for a loaded, health-checked ``candidate`` at the first step."""
@@ -158,8 +181,16 @@ class CanaryController:
             if before.candidate_version is not None:
                 raise DeploymentStateError(f"{before.candidate_version} is already the candidate of {self.model}")
             share = self.config.steps_bp[0]
-            state = before.model_copy(update={"candidate_version": candidate, "share_bp": share, "step_index": 0,
-                                              "status": "canary", "experiment_salt": uuid.uuid4().hex, "updated_ts": now})
+            state = before.model_copy(
+                update={
+                    "candidate_version": candidate,
+                    "share_bp": share,
+                    "step_index": 0,
+                    "status": "canary",
+                    "experiment_salt": uuid.uuid4().hex,
+                    "updated_ts": now,
+                }
+            )
             self._exp = _Experiment(candidate, now, now, errors_at_start=self._error_snapshot(state))
             return self._commit(before, state, "start", f"canary of {candidate} opened at {share / 100:g}%", now, actor)
 
@@ -181,7 +212,12 @@ class CanaryController:
         with self._lock:
             self.poll_signals()
             state = self.state()
-            if state is None or state.status != "canary" or state.candidate_version is None or state.baseline_version is None:
+            if (
+                state is None
+                or state.status != "canary"
+                or state.candidate_version is None
+                or state.baseline_version is None
+            ):
                 return None
             exp = self._experiment(state)
             base, cand, step_users, step_samples = self._totals(state, exp)
@@ -198,15 +234,25 @@ class CanaryController:
 
     def _totals(self, state: DeploymentState, exp: _Experiment) -> tuple[ArmTotals, ArmTotals, tuple[int, int], int]:
         start = exp.started
-        base_aggs = [a for a in self._aggs.values() if a.arm == "baseline" and a.model_version == state.baseline_version
-                     and a.window_start + timedelta(seconds=a.window_s) > start]
-        cand_aggs = [a for a in self._aggs.values() if a.arm == "candidate" and a.model_version == state.candidate_version]
+        base_aggs = [
+            a
+            for a in self._aggs.values()
+            if a.arm == "baseline"
+            and a.model_version == state.baseline_version
+            and a.window_start + timedelta(seconds=a.window_s) > start
+        ]
+        cand_aggs = [
+            a for a in self._aggs.values() if a.arm == "candidate" and a.model_version == state.candidate_version
+        ]
         burn_in = timedelta(seconds=self.config.burn_in_s)
         settled_b = [a for a in base_aggs if not exp.in_burn_in(a, burn_in)]
         settled_c = [a for a in cand_aggs if not exp.in_burn_in(a, burn_in)]
         base, cand = merge(settled_b), merge(settled_c)
         if self._error_counts is not None:
-            for arm, totals, version in (("baseline", base, state.baseline_version), ("candidate", cand, state.candidate_version)):
+            for arm, totals, version in (
+                ("baseline", base, state.baseline_version),
+                ("candidate", cand, state.candidate_version),
+            ):
                 req, err = self._error_counts(arm, version or "")
                 req0, err0 = exp.errors_at_start.get(arm, (0, 0))
                 totals.requests, totals.errors = max(0, req - req0), max(0, err - err0)
@@ -220,19 +266,30 @@ class CanaryController:
         # sessions ending in a window may have started before the step (all on the
         # baseline), which reads as a sample-ratio mismatch that is not there.
         both = {a.window_start for a in step_b} & {a.window_start for a in step_c}
-        users = (sum(a.users_assigned for a in step_b if a.window_start in both),
-                 sum(a.users_assigned for a in step_c if a.window_start in both))
+        users = (
+            sum(a.users_assigned for a in step_b if a.window_start in both),
+            sum(a.users_assigned for a in step_c if a.window_start in both),
+        )
         return base, cand, users, sum(a.responses for a in settled_c if a.window_start >= exp.step_started)
 
     def _error_snapshot(self, state: DeploymentState) -> dict[str, tuple[int, int]]:
         if self._error_counts is None:
             return {}
-        return {"baseline": self._error_counts("baseline", state.baseline_version or ""),
-                "candidate": self._error_counts("candidate", state.candidate_version or "")}
+        return {
+            "baseline": self._error_counts("baseline", state.baseline_version or ""),
+            "candidate": self._error_counts("candidate", state.candidate_version or ""),
+        }
 
     # -- actions ------------------------------------------------------------------------
-    def _apply(self, state: DeploymentState, action: str, reason: str, now: datetime, actor: str,
-               analysis: Analysis | None = None) -> CanaryDecision:
+    def _apply(
+        self,
+        state: DeploymentState,
+        action: str,
+        reason: str,
+        now: datetime,
+        actor: str,
+        analysis: Analysis | None = None,
+    ) -> CanaryDecision:
         update: dict[str, object] = {"updated_ts": now}
         if action == "advance":
             nxt = state.step_index + 1
@@ -244,7 +301,13 @@ class CanaryController:
                 if self._exp is not None:
                     self._exp.new_step(now)
         if action == "promote":
-            update.update(baseline_version=state.candidate_version, candidate_version=None, share_bp=0, step_index=-1, status="idle")
+            update.update(
+                baseline_version=state.candidate_version,
+                candidate_version=None,
+                share_bp=0,
+                step_index=-1,
+                status="idle",
+            )
         elif action == "rollback":
             update.update(candidate_version=None, share_bp=0, step_index=-1, status="idle")
         elif action == "halt":
@@ -270,8 +333,16 @@ class CanaryController:
             self._exp = None
         return self._commit(state, after, action, reason, now, actor, analysis)
 
-    def _commit(self, before: DeploymentState | None, after: DeploymentState, action: str, reason: str, now: datetime,
-                actor: str, analysis: Analysis | None = None) -> CanaryDecision:
+    def _commit(
+        self,
+        before: DeploymentState | None,
+        after: DeploymentState,
+        action: str,
+        reason: str,
+        now: datetime,
+        actor: str,
+        analysis: Analysis | None = None,
+    ) -> CanaryDecision:
         decision = self._decision(before, after, action, reason, now, actor, analysis)
         after = after.model_copy(update={"last_decision_id": decision.decision_id})
         after = DeploymentState.model_validate(after.model_dump())  # re-validate the updated copy
@@ -285,8 +356,17 @@ class CanaryController:
         log.info("%s %s: %s (%s)", self.model, action, reason, actor)
         return decision
 
-    def _decision(self, before: DeploymentState | None, after: DeploymentState | None, action: str, reason: str, now: datetime,
-                  actor: str, analysis: Analysis | None = None, candidate: str | None = None) -> CanaryDecision:
+    def _decision(
+        self,
+        before: DeploymentState | None,
+        after: DeploymentState | None,
+        action: str,
+        reason: str,
+        now: datetime,
+        actor: str,
+        analysis: Analysis | None = None,
+        candidate: str | None = None,
+    ) -> CanaryDecision:
         ref = before or after
         if analysis is not None:
             for r in analysis.metrics:
@@ -295,13 +375,20 @@ class CanaryController:
             if analysis.srm_p_value is not None:
                 m.SRM_P.labels(self.model).set(analysis.srm_p_value)
         return CanaryDecision(
-            decision_id=uuid.uuid4().hex, model=self.model,
+            decision_id=uuid.uuid4().hex,
+            model=self.model,
             baseline_version=ref.baseline_version if ref else None,
-            candidate_version=candidate or (before.candidate_version if before else None) or (after.candidate_version if after else None),
-            action=_action(action), reason=reason,
-            share_bp_before=before.share_bp if before else 0, share_bp_after=after.share_bp if after else 0,
-            metrics=analysis.metrics if analysis else (), srm_p_value=analysis.srm_p_value if analysis else None,
-            actor=actor, ts=now,
+            candidate_version=candidate
+            or (before.candidate_version if before else None)
+            or (after.candidate_version if after else None),
+            action=_action(action),
+            reason=reason,
+            share_bp_before=before.share_bp if before else 0,
+            share_bp_after=after.share_bp if after else 0,
+            metrics=analysis.metrics if analysis else (),
+            srm_p_value=analysis.srm_p_value if analysis else None,
+            actor=actor,
+            ts=now,
         )
 
     def _publish(self, state: DeploymentState | None, decision: CanaryDecision) -> None:
@@ -317,13 +404,26 @@ class CanaryController:
         now = now or datetime.now(UTC)
         with self._lock:
             state = self._require_state()
-            allowed = {"pause": state.status == "canary", "resume": state.status in ("paused", "halted"),
-                       "promote": state.candidate_version is not None, "rollback": state.candidate_version is not None}
+            allowed = {
+                "pause": state.status == "canary",
+                "resume": state.status in ("paused", "halted"),
+                "promote": state.candidate_version is not None,
+                "rollback": state.candidate_version is not None,
+            }
             if action not in allowed:
                 raise DeploymentStateError(f"unknown action {action!r}; use pause, resume, promote or rollback")
             if not allowed[action]:
-                raise DeploymentStateError(f"cannot {action} {self.model}: status {state.status}, candidate {state.candidate_version}")
-            return self._apply(state, action, f"operator: {reason}", now, actor, self.last_analysis if action in ("promote", "rollback") else None)
+                raise DeploymentStateError(
+                    f"cannot {action} {self.model}: status {state.status}, candidate {state.candidate_version}"
+                )
+            return self._apply(
+                state,
+                action,
+                f"operator: {reason}",
+                now,
+                actor,
+                self.last_analysis if action in ("promote", "rollback") else None,
+            )
 
     def close(self) -> None:
         if self._consumer is not None:
@@ -339,4 +439,3 @@ def ensure_topics(bus: Bus, topics: Topics) -> None:
     """Create the two topics the controller needs (idempotent)."""
     wanted = {topics.engagement_signals, topics.serving_deployments}
     bus.create_topics(s for s in topics.specs() if s.name in wanted)
-

@@ -46,7 +46,9 @@ def bernoulli_diff_var(p_b: ArrayLike, n_b: ArrayLike, p_c: ArrayLike, n_c: Arra
     """V = p̂_c(1−p̂_c)/n_c + p̂_b(1−p̂_b)/n_b, with empty arms giving infinite variance."""
     p_b, n_b, p_c, n_c = (np.asarray(x, dtype=float) for x in (p_b, n_b, p_c, n_c))
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where((n_b > 0) & (n_c > 0), p_b * (1 - p_b) / np.maximum(n_b, 1) + p_c * (1 - p_c) / np.maximum(n_c, 1), np.inf)
+        return np.where(
+            (n_b > 0) & (n_c > 0), p_b * (1 - p_b) / np.maximum(n_b, 1) + p_c * (1 - p_c) / np.maximum(n_c, 1), np.inf
+        )
 
 
 def mean_diff_var(var_b: ArrayLike, n_b: ArrayLike, var_c: ArrayLike, n_c: ArrayLike) -> NDArray[np.float64]:
@@ -61,7 +63,9 @@ def tau2_for_mde(mde: float) -> float:
     return mde * mde
 
 
-def fixed_horizon_n(mde: float, unit_var: float, alpha: float = 0.05, power: float = 0.8, two_sided: bool = True) -> int:
+def fixed_horizon_n(
+    mde: float, unit_var: float, alpha: float = 0.05, power: float = 0.8, two_sided: bool = True
+) -> int:
     """Per-arm sample of a classical fixed-horizon z-test for the same MDE (equal arms)."""
     z_a = _Z.inv_cdf(1 - alpha / 2) if two_sided else _Z.inv_cdf(1 - alpha)
     z_b = _Z.inv_cdf(power)
@@ -89,7 +93,9 @@ def srm_p_values(observed_c: ArrayLike, observed_b: ArrayLike, share_c: float) -
     b = np.asarray(observed_b, dtype=float)
     n = c + b
     with np.errstate(divide="ignore", invalid="ignore"):
-        chi2 = np.where(n > 0, (c - share_c * n) ** 2 / (share_c * n) + (b - (1 - share_c) * n) ** 2 / ((1 - share_c) * n), 0.0)
+        chi2 = np.where(
+            n > 0, (c - share_c * n) ** 2 / (share_c * n) + (b - (1 - share_c) * n) ** 2 / ((1 - share_c) * n), 0.0
+        )
     return np.asarray(np.vectorize(math.erfc)(np.sqrt(chi2 / 2.0)), dtype=float)
 
 
@@ -137,7 +143,7 @@ class Moments:
     def var(self) -> float:
         if self.n < 2:
             return 0.0
-        return max(0.0, self.sum_y2 / self.n - self.mean ** 2)
+        return max(0.0, self.sum_y2 / self.n - self.mean**2)
 
 
 def cuped(baseline: Moments, candidate: Moments) -> tuple[float, float, float]:
@@ -165,8 +171,8 @@ def cuped(baseline: Moments, candidate: Moments) -> tuple[float, float, float]:
 def ratio_var(n: float, sum_m: float, sum_m2: float, sum_d: float, sum_d2: float, sum_md: float) -> tuple[float, float]:
     """Delta method for a ratio metric R̂ = ΣM/ΣD with users as units: (R̂, Var(R̂))."""
     mu_m, mu_d = sum_m / n, sum_d / n
-    s_m = sum_m2 / n - mu_m ** 2
-    s_d = sum_d2 / n - mu_d ** 2
+    s_m = sum_m2 / n - mu_m**2
+    s_d = sum_d2 / n - mu_d**2
     s_md = sum_md / n - mu_m * mu_d
     r = mu_m / mu_d
     unit = (s_m - 2 * r * s_md + r * r * s_d) / (mu_d * mu_d)

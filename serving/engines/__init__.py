@@ -8,6 +8,15 @@ from serving.engines.vllm import VllmEngine
 from serving.engines.vllm_config import VllmEngineConfig
 
 __all__ = [
-    "Delta", "EmbeddedEngine", "EmbeddedEngineConfig", "Engine", "GenerationRequest", "ModelSource",
-    "SamplingParams", "VllmEngine", "VllmEngineConfig", "complete", "verify_checkpoint_dir",
+    "Delta",
+    "EmbeddedEngine",
+    "EmbeddedEngineConfig",
+    "Engine",
+    "GenerationRequest",
+    "ModelSource",
+    "SamplingParams",
+    "VllmEngine",
+    "VllmEngineConfig",
+    "complete",
+    "verify_checkpoint_dir",
 ]

@@ -30,7 +30,9 @@ def verify_checkpoint_dir(path: Path, version: str, manifest: CheckpointManifest
         raise ModelLoadError(f"checkpoint {version}: {path} is not a directory", version=version)
     pickles = sorted(p.name for p in path.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
     if pickles:
-        raise ModelLoadError(f"checkpoint {version}: refusing pickle files {pickles}; publish safetensors only", version=version)
+        raise ModelLoadError(
+            f"checkpoint {version}: refusing pickle files {pickles}; publish safetensors only", version=version
+        )
     if not any(path.rglob("*.safetensors")):
         raise ModelLoadError(f"checkpoint {version}: no *.safetensors weights in {path}", version=version)
     if manifest is None:
@@ -41,9 +43,14 @@ def verify_checkpoint_dir(path: Path, version: str, manifest: CheckpointManifest
     for digest in manifest.files:
         file = (path / digest.path).resolve()
         if not file.is_relative_to(root):
-            raise ModelLoadError(f"checkpoint {version}: manifest path {digest.path!r} escapes the checkpoint", version=version)
+            raise ModelLoadError(
+                f"checkpoint {version}: manifest path {digest.path!r} escapes the checkpoint", version=version
+            )
         if not file.is_file():
             raise ModelLoadError(f"checkpoint {version}: {digest.path} is missing", version=version)
         actual = sha256_file(file)
         if actual != digest.sha256:
-            raise ModelLoadError(f"checkpoint {version}: sha256 of {digest.path} is {actual[:12]}…, manifest says {digest.sha256[:12]}…", version=version)
+            raise ModelLoadError(
+                f"checkpoint {version}: sha256 of {digest.path} is {actual[:12]}…, manifest says {digest.sha256[:12]}…",
+                version=version,
+            )

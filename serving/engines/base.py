@@ -50,7 +50,7 @@ class ModelSource:
     manifest: CheckpointManifest | None = None
 
     @classmethod
-    def from_manifest(cls, manifest: CheckpointManifest) -> "ModelSource":
+    def from_manifest(cls, manifest: CheckpointManifest) -> ModelSource:
         uri = manifest.uri or ""
         path = Path(uri.removeprefix("file://")) if uri else None
         return cls(manifest.version, path, manifest.kind, manifest.parent, manifest)

@@ -125,7 +125,9 @@ class EmbeddedEngine:
         except ServingError:
             raise
         except Exception as exc:  # any loader failure is a load failure of this checkpoint
-            raise ModelLoadError(f"checkpoint {source.version}: load failed: {type(exc).__name__}: {exc}", version=source.version) from exc
+            raise ModelLoadError(
+                f"checkpoint {source.version}: load failed: {type(exc).__name__}: {exc}", version=source.version
+            ) from exc
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"  # decoder-only batches pad on the left
@@ -146,7 +148,9 @@ class EmbeddedEngine:
         try:
             from peft import AutoPeftModelForCausalLM
         except ImportError as exc:
-            raise ModelLoadError(f"checkpoint {source.version}: LoRA needs peft installed", version=source.version) from exc
+            raise ModelLoadError(
+                f"checkpoint {source.version}: LoRA needs peft installed", version=source.version
+            ) from exc
         model = AutoPeftModelForCausalLM.from_pretrained(str(source.path), use_safetensors=True)
         return model.merge_and_unload()
 
@@ -225,7 +229,9 @@ class EmbeddedEngine:
                 job.emit(err)
             return
         tok, model = loaded.tokenizer, loaded.model
-        prompts = [tok.apply_chat_template(list(j.request.messages), add_generation_prompt=True, tokenize=False) for j in batch]
+        prompts = [
+            tok.apply_chat_template(list(j.request.messages), add_generation_prompt=True, tokenize=False) for j in batch
+        ]
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         for i, job in enumerate(batch):
             job.prompt_tokens = int(enc["attention_mask"][i].sum())
@@ -237,8 +243,12 @@ class EmbeddedEngine:
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
                 return torch.tensor([j.finished or j.cancelled.is_set() for j in batch], device=input_ids.device)
 
-        kwargs: dict[str, Any] = {"max_new_tokens": max_new, "pad_token_id": tok.pad_token_id, "streamer": streamer,
-                                  "stopping_criteria": StoppingCriteriaList([_RowsDone()])}
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": max_new,
+            "pad_token_id": tok.pad_token_id,
+            "streamer": streamer,
+            "stopping_criteria": StoppingCriteriaList([_RowsDone()]),
+        }
         if params.temperature > 0:
             kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
             if params.seed is not None:
@@ -263,7 +273,7 @@ class _BatchStreamer:
         if self.first:  # generate() hands over the prompt first
             self.first = False
             return
-        for job, token in zip(self.jobs, value.reshape(-1).tolist()):
+        for job, token in zip(self.jobs, value.reshape(-1).tolist(), strict=False):
             if job.finished or job.cancelled.is_set():
                 continue
             if token in self.eos:
@@ -284,7 +294,7 @@ class _BatchStreamer:
 
     def _send(self, job: _Job, text: str) -> None:
         if len(text) > job.sent_chars:
-            job.emit(Delta(text[job.sent_chars:]))
+            job.emit(Delta(text[job.sent_chars :]))
             job.sent_chars = len(text)
 
     def _finish(self, job: _Job, reason: str) -> None:

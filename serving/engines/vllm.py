@@ -41,7 +41,9 @@ class VllmEngine:
     def __init__(self, config: VllmEngineConfig | None = None, client: httpx.AsyncClient | None = None) -> None:
         self.config = config or VllmEngineConfig()
         timeout = httpx.Timeout(self.config.request_timeout_s, connect=self.config.connect_timeout_s)
-        self._client = client or httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200))
+        self._client = client or httpx.AsyncClient(
+            timeout=timeout, limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200)
+        )
         self._replicas: dict[str, list[str]] = {}  # version -> replica URLs serving it
         self._kinds: dict[str, ModelSource] = {}
         self._rr = itertools.count()
@@ -70,7 +72,7 @@ class VllmEngine:
     def _remote_path(self, source: ModelSource) -> str:
         path = str(source.path)
         if self.config.local_path_prefix and path.startswith(self.config.local_path_prefix):
-            path = self.config.lora_path_prefix + path[len(self.config.local_path_prefix):]
+            path = self.config.lora_path_prefix + path[len(self.config.local_path_prefix) :]
         return path
 
     async def load(self, source: ModelSource) -> None:
@@ -89,7 +91,9 @@ class VllmEngine:
             for url in urls:
                 await self._warm_up(url, name, source.version)
         except httpx.HTTPError as exc:
-            raise ModelLoadError(f"checkpoint {source.version}: vLLM unreachable: {exc}", version=source.version) from exc
+            raise ModelLoadError(
+                f"checkpoint {source.version}: vLLM unreachable: {exc}", version=source.version
+            ) from exc
         self._replicas[source.version] = urls
         self._kinds[source.version] = source
 
@@ -99,7 +103,9 @@ class VllmEngine:
             return
         if resp.status_code == 400 and name in await self._listed(url):
             return  # already loaded under this immutable name (e.g. a controller restart)
-        raise ModelLoadError(f"checkpoint {version}: {url} refused the adapter: {resp.status_code} {resp.text[:200]}", version=version)
+        raise ModelLoadError(
+            f"checkpoint {version}: {url} refused the adapter: {resp.status_code} {resp.text[:200]}", version=version
+        )
 
     async def _wait_for_replicas(self, name: str, version: str) -> list[str]:
         loop = asyncio.get_running_loop()
@@ -115,16 +121,25 @@ class VllmEngine:
             if urls:
                 return urls
             if loop.time() >= deadline:
-                raise ModelLoadError(f"checkpoint {version}: no replica serves {name!r} after {self.config.load_timeout_s:.0f}s "
-                                     f"(start one with --served-model-name {name})", version=version)
+                raise ModelLoadError(
+                    f"checkpoint {version}: no replica serves {name!r} after {self.config.load_timeout_s:.0f}s "
+                    f"(start one with --served-model-name {name})",
+                    version=version,
+                )
             await asyncio.sleep(self.config.poll_interval_s)
 
     async def _warm_up(self, url: str, name: str, version: str) -> None:
-        body = {"model": name, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": self.config.warmup_max_tokens,
-                "temperature": 0.0}
+        body = {
+            "model": name,
+            "messages": [{"role": "user", "content": "Hello"}],
+            "max_tokens": self.config.warmup_max_tokens,
+            "temperature": 0.0,
+        }
         resp = await self._client.post(f"{url}/v1/chat/completions", json=body)
         if resp.status_code != 200:
-            raise ModelLoadError(f"checkpoint {version}: warm-up on {url} failed: {resp.status_code} {resp.text[:200]}", version=version)
+            raise ModelLoadError(
+                f"checkpoint {version}: warm-up on {url} failed: {resp.status_code} {resp.text[:200]}", version=version
+            )
 
     async def unload(self, version: str) -> None:
         urls = self._replicas.pop(version, [])
@@ -162,8 +177,12 @@ class VllmEngine:
         url = urls[next(self._rr) % len(urls)]
         p = request.params
         body: dict[str, Any] = {
-            "model": self.served_name(version), "messages": list(request.messages), "stream": True,
-            "stream_options": {"include_usage": True}, "max_tokens": p.max_tokens, "temperature": p.temperature,
+            "model": self.served_name(version),
+            "messages": list(request.messages),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "max_tokens": p.max_tokens,
+            "temperature": p.temperature,
             "top_p": p.top_p,
         }
         if p.seed is not None:
@@ -171,8 +190,9 @@ class VllmEngine:
         if p.stop:
             body["stop"] = list(p.stop)
         try:
-            async with self._client.stream("POST", f"{url}/v1/chat/completions", json=body,
-                                           headers={"X-Request-Id": request.request_id}) as resp:
+            async with self._client.stream(
+                "POST", f"{url}/v1/chat/completions", json=body, headers={"X-Request-Id": request.request_id}
+            ) as resp:
                 if resp.status_code != 200:
                     text = (await resp.aread()).decode(errors="replace")[:300]
                     raise EngineUnavailableError(f"vLLM {url} answered {resp.status_code}: {text}", retry_after_s=1.0)
@@ -195,7 +215,11 @@ class VllmEngine:
                             yield Delta(text)
                         if choice.get("finish_reason"):
                             finish = choice["finish_reason"]
-                yield Delta("", "length" if finish == "length" else "stop",
-                            int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
+                yield Delta(
+                    "",
+                    "length" if finish == "length" else "stop",
+                    int(usage.get("prompt_tokens", 0)),
+                    int(usage.get("completion_tokens", 0)),
+                )
         except httpx.HTTPError as exc:
             raise EngineUnavailableError(f"vLLM {url} unreachable: {exc}", retry_after_s=1.0) from exc

@@ -8,12 +8,21 @@ from pydantic import BaseModel, ConfigDict, Field
 class VllmEngineConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    urls: tuple[str, ...] = Field(default=("http://127.0.0.1:8000",), description="Base URLs of the vLLM replicas (without /v1).")
+    urls: tuple[str, ...] = Field(
+        default=("http://127.0.0.1:8000",), description="Base URLs of the vLLM replicas (without /v1)."
+    )
     model: str = Field(default="policy", description="Public model name; versions are served as '<model>@<version>'.")
     request_timeout_s: float = Field(default=120.0, gt=0, description="Longest a single completion may take.")
     connect_timeout_s: float = Field(default=2.0, gt=0, description="TCP connect timeout to a replica.")
-    load_timeout_s: float = Field(default=600.0, gt=0, description="How long a full checkpoint's replica may take to appear and become healthy.")
+    load_timeout_s: float = Field(
+        default=600.0, gt=0, description="How long a full checkpoint's replica may take to appear and become healthy."
+    )
     poll_interval_s: float = Field(default=2.0, gt=0, description="Poll interval while waiting for a replica.")
-    warmup_max_tokens: int = Field(default=8, gt=0, description="max_tokens of the warm-up completion sent after every load.")
-    lora_path_prefix: str = Field(default="", description="Replace the local checkpoint root with this path as the vLLM servers see it ('' = same path).")
+    warmup_max_tokens: int = Field(
+        default=8, gt=0, description="max_tokens of the warm-up completion sent after every load."
+    )
+    lora_path_prefix: str = Field(
+        default="",
+        description="Replace the local checkpoint root with this path as the vLLM servers see it ('' = same path).",
+    )
     local_path_prefix: str = Field(default="", description="Local checkpoint root that lora_path_prefix replaces.")

@@ -7,6 +7,13 @@ from serving.gateway.gateway_config import GatewayConfig
 from serving.gateway.handler import ChatHandler, caller_from
 
 __all__ = [
-    "ChatHandler", "EventLogStats", "EventLogger", "Gateway", "GatewayConfig", "caller_from", "classify",
-    "create_app", "error_body",
+    "ChatHandler",
+    "EventLogStats",
+    "EventLogger",
+    "Gateway",
+    "GatewayConfig",
+    "caller_from",
+    "classify",
+    "create_app",
+    "error_body",
 ]

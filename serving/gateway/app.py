@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 class Gateway:
     """Everything one gateway replica holds: routing store, engine slots, event logger."""
 
-    def __init__(self, config: GatewayConfig, store: RoutingStore, slots: ModelSlots | Engine,
-                 events: EventLogger | None = None) -> None:
+    def __init__(
+        self, config: GatewayConfig, store: RoutingStore, slots: ModelSlots | Engine, events: EventLogger | None = None
+    ) -> None:
         self.config = config
         self.store = store
         self.slots = slots if isinstance(slots, ModelSlots) else ModelSlots(slots)
@@ -50,7 +51,7 @@ class Gateway:
             self.events.stop()
 
 
-def create_app(gateway: Gateway, admin: "AdminService | None" = None, manage_lifecycle: bool = True) -> FastAPI:
+def create_app(gateway: Gateway, admin: AdminService | None = None, manage_lifecycle: bool = True) -> FastAPI:
     """The gateway's ASGI app: OpenAI API, /health, /ready, /metrics, and the admin API
     under /admin when ``admin`` is given (the process that runs the deployment controller).
 

@@ -75,7 +75,9 @@ def install_error_handlers(app: FastAPI) -> None:
         errors = exc.errors() if isinstance(exc, RequestValidationError) else []
         first = errors[0] if errors else {}
         loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-        err = InvalidRequestError(f"{'.'.join(loc) or 'body'}: {first.get('msg', 'invalid request')}", param=".".join(loc) or None)
+        err = InvalidRequestError(
+            f"{'.'.join(loc) or 'body'}: {first.get('msg', 'invalid request')}", param=".".join(loc) or None
+        )
         return error_response(err)
 
     async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -31,8 +31,15 @@ class EventLogStats:
 
 
 class EventLogger:
-    def __init__(self, producer: Producer, topic: str, capacity: int = 10_000, batch: int = 500,
-                 flush_interval_s: float = 0.05, max_attempts: int = 5) -> None:
+    def __init__(
+        self,
+        producer: Producer,
+        topic: str,
+        capacity: int = 10_000,
+        batch: int = 500,
+        flush_interval_s: float = 0.05,
+        max_attempts: int = 5,
+    ) -> None:
         self._producer = producer
         self._topic = topic
         self._capacity = capacity
@@ -131,4 +138,4 @@ class EventLogger:
                     m.EVENTS_FAILED.inc()
                     log.warning("dropping chat event %s after %d attempts: %s", event.event_id, self._max_attempts, exc)
                     return
-                time.sleep(min(1.0, 0.05 * 2 ** attempt))
+                time.sleep(min(1.0, 0.05 * 2**attempt))

@@ -20,7 +20,14 @@ from typing import Any
 import anyio
 from pydantic import TypeAdapter, ValidationError
 
-from schemas import DeploymentState, FlywheelError, Instruction, ModelResponseEvent, SessionStartedEvent, UserMessageEvent
+from schemas import (
+    DeploymentState,
+    FlywheelError,
+    Instruction,
+    ModelResponseEvent,
+    SessionStartedEvent,
+    UserMessageEvent,
+)
 from serving import _metrics as m
 from serving._errors import EngineUnavailableError, InvalidRequestError, ModelNotFoundError, OverloadedError
 from serving.engines.base import Delta, GenerationRequest, SamplingParams
@@ -76,9 +83,15 @@ def caller_from(body: ChatCompletionRequest, headers: Mapping[str, str]) -> Call
     instructions: tuple[Instruction, ...] = ()
     if raw:
         try:
-            parsed = _instructions_adapter.validate_json(raw) if isinstance(raw, str) else _instructions_adapter.validate_python(raw)
+            parsed = (
+                _instructions_adapter.validate_json(raw)
+                if isinstance(raw, str)
+                else _instructions_adapter.validate_python(raw)
+            )
         except ValidationError as exc:
-            raise InvalidRequestError(f"instructions: {exc.errors(include_url=False)[0]['msg']}", param="metadata.instructions") from None
+            raise InvalidRequestError(
+                f"instructions: {exc.errors(include_url=False)[0]['msg']}", param="metadata.instructions"
+            ) from None
         instructions = tuple(parsed)
     event_time = None
     raw_ts = headers.get(EVENT_TIME_HEADER) or _str(meta.get("event_time"))
@@ -91,8 +104,16 @@ def caller_from(body: ChatCompletionRequest, headers: Mapping[str, str]) -> Call
             raise InvalidRequestError("event time needs an explicit UTC offset", param=EVENT_TIME_HEADER)
         event_time = event_time.astimezone(UTC)
     regenerated = (headers.get(REGENERATE_HEADER) or str(meta.get("regenerate", ""))).lower() in {"1", "true", "yes"}
-    return Caller(user, character, conversation, max(1, len(user_msgs)), instructions, user_msgs[-1] if user_msgs else "",
-                  event_time, regenerated)
+    return Caller(
+        user,
+        character,
+        conversation,
+        max(1, len(user_msgs)),
+        instructions,
+        user_msgs[-1] if user_msgs else "",
+        event_time,
+        regenerated,
+    )
 
 
 _ids = random.Random()  # seeded from os.urandom once; ids need uniqueness, not secrecy
@@ -121,11 +142,18 @@ class _RouteMetrics:
     in_flight: Any
 
     @classmethod
-    def of(cls, r: Route) -> "_RouteMetrics":
+    def of(cls, r: Route) -> _RouteMetrics:
         labels = (r.model, r.arm, r.version)
-        return cls(m.REQUESTS.labels(*labels, "ok"), m.REQUESTS.labels(*labels, "cancelled"), m.REQUESTS.labels(*labels, "error"),
-                   m.TTFT.labels(*labels), m.E2E.labels(*labels), m.TOKENS.labels(*labels, "prompt"),
-                   m.TOKENS.labels(*labels, "completion"), m.IN_FLIGHT.labels(*labels))
+        return cls(
+            m.REQUESTS.labels(*labels, "ok"),
+            m.REQUESTS.labels(*labels, "cancelled"),
+            m.REQUESTS.labels(*labels, "error"),
+            m.TTFT.labels(*labels),
+            m.E2E.labels(*labels),
+            m.TOKENS.labels(*labels, "prompt"),
+            m.TOKENS.labels(*labels, "completion"),
+            m.IN_FLIGHT.labels(*labels),
+        )
 
 
 _route_metrics: dict[Route, _RouteMetrics] = {}
@@ -152,7 +180,9 @@ class _Open:
 
 
 class ChatHandler:
-    def __init__(self, config: GatewayConfig, store: RoutingStore, slots: ModelSlots, events: EventLogger | None) -> None:
+    def __init__(
+        self, config: GatewayConfig, store: RoutingStore, slots: ModelSlots, events: EventLogger | None
+    ) -> None:
         self.config = config
         self.store = store
         self.slots = slots
@@ -168,7 +198,9 @@ class ChatHandler:
     def resolve(self, model: str, user_id: str | None, conversation_id: str | None = None, turn: int = 1) -> Route:
         public = model.split("@", 1)[0]
         if public not in self.config.models:
-            raise ModelNotFoundError(f"the model {model!r} does not exist; this gateway serves {list(self.config.models)}")
+            raise ModelNotFoundError(
+                f"the model {model!r} does not exist; this gateway serves {list(self.config.models)}"
+            )
         state = self.store.get(public)
         if state is None:
             raise ModelNotFoundError(f"model {public!r} has no version deployed yet")
@@ -196,9 +228,13 @@ class ChatHandler:
     def sampling(self, body: ChatCompletionRequest) -> SamplingParams:
         max_tokens = body.max_completion_tokens or body.max_tokens or self.config.default_max_tokens
         if max_tokens > self.config.max_tokens_limit:
-            raise InvalidRequestError(f"max_tokens ({max_tokens}) exceeds the limit {self.config.max_tokens_limit}", param="max_tokens")
+            raise InvalidRequestError(
+                f"max_tokens ({max_tokens}) exceeds the limit {self.config.max_tokens_limit}", param="max_tokens"
+            )
         stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
-        return SamplingParams(max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=stop)
+        return SamplingParams(
+            max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=stop
+        )
 
     # -- engine calls -----------------------------------------------------------------
     async def _open(self, body: ChatCompletionRequest, caller: Caller, request: GenerationRequest) -> _Open:
@@ -220,7 +256,9 @@ class ChatHandler:
                 except StopAsyncIteration:
                     await stream.aclose()  # type: ignore[attr-defined]
                     lease.__exit__(None, None, None)
-                    return _Open(chosen, Delta("", "stop"), _empty(), _NullLease(), started, time.perf_counter() - started)
+                    return _Open(
+                        chosen, Delta("", "stop"), _empty(), _NullLease(), started, time.perf_counter() - started
+                    )
                 except FlywheelError as exc:
                     last = exc
                     await stream.aclose()  # type: ignore[attr-defined]
@@ -231,7 +269,7 @@ class ChatHandler:
                     raise
             if attempt + 1 < self.config.engine_attempts:
                 m.RETRIES.labels(chosen.model, chosen.arm, chosen.version).inc()
-                await asyncio.sleep(self.config.retry_backoff_s * 2 ** attempt)
+                await asyncio.sleep(self.config.retry_backoff_s * 2**attempt)
         assert last is not None
         m.ERRORS.labels(chosen.model, chosen.arm, chosen.version, type(last).__name__).inc()
         m.REQUESTS.labels(chosen.model, chosen.arm, chosen.version, "error").inc()
@@ -275,11 +313,19 @@ class ChatHandler:
         finally:
             self._in_flight -= 1
         r = opened.route
-        body_out = completion_body(request.request_id, int(time.time()), f"{r.model}@{r.version}", f"{r.arm}:{r.version}",
-                                   "".join(parts), last.finish_reason or "stop", last.prompt_tokens, last.completion_tokens)
+        body_out = completion_body(
+            request.request_id,
+            int(time.time()),
+            f"{r.model}@{r.version}",
+            f"{r.arm}:{r.version}",
+            "".join(parts),
+            last.finish_reason or "stop",
+            last.prompt_tokens,
+            last.completion_tokens,
+        )
         return body_out, r
 
-    async def stream(self, body: ChatCompletionRequest, headers: Mapping[str, str]) -> "OpenStream":
+    async def stream(self, body: ChatCompletionRequest, headers: Mapping[str, str]) -> OpenStream:
         """A streaming completion: the first delta is in hand before any byte is sent.
 
         The caller must call ``OpenStream.release()`` once the response is over (idempotent):
@@ -306,10 +352,18 @@ class ChatHandler:
             self._in_flight -= 1
             self._finish(opened, caller, request, state["outcome"], "".join(state["text"]), state["last"])
 
-        return OpenStream(self._relay(opened, request, include_usage, state, release), opened.route, request.request_id, release)
+        return OpenStream(
+            self._relay(opened, request, include_usage, state, release), opened.route, request.request_id, release
+        )
 
-    async def _relay(self, opened: _Open, request: GenerationRequest, include_usage: bool, state: dict[str, Any],
-                     release: Callable[[], Awaitable[None]]) -> AsyncIterator[bytes]:
+    async def _relay(
+        self,
+        opened: _Open,
+        request: GenerationRequest,
+        include_usage: bool,
+        state: dict[str, Any],
+        release: Callable[[], Awaitable[None]],
+    ) -> AsyncIterator[bytes]:
         r = opened.route
         rid, created = request.request_id, int(time.time())
         name, fp = f"{r.model}@{r.version}", f"{r.arm}:{r.version}"
@@ -350,7 +404,9 @@ class ChatHandler:
         if extra:
             log.debug("ignoring unknown request fields %s", extra)
         caller = caller_from(body, headers)
-        messages = tuple({"role": "system" if msg.role == "developer" else msg.role, "content": msg.text()} for msg in body.messages)
+        messages = tuple(
+            {"role": "system" if msg.role == "developer" else msg.role, "content": msg.text()} for msg in body.messages
+        )
         request = GenerationRequest(f"chatcmpl-{_event_id().hex}", messages, self.sampling(body))
         return caller, request
 
@@ -364,15 +420,22 @@ class ChatHandler:
     def _log_request_events(self, caller: Caller, r: Route) -> None:
         if self.events is None or caller.user_id is None:
             return  # without a user there is no experiment unit to attribute the turn to
-        common: dict[str, Any] = dict(ts=caller.ts(), user_id=caller.user_id, conversation_id=caller.conversation_id,
-                      character_id=caller.character_id, surface=self.config.surface)
+        common: dict[str, Any] = dict(
+            ts=caller.ts(),
+            user_id=caller.user_id,
+            conversation_id=caller.conversation_id,
+            character_id=caller.character_id,
+            surface=self.config.surface,
+        )
         if caller.regenerated:
             return  # the user message of this turn was logged with the first reply
         if caller.turn == 1:
             self.events.log(SessionStartedEvent(event_id=_event_id(), arm=r.arm, model_version=r.version, **common))
         self.events.log(UserMessageEvent(event_id=_event_id(), turn=caller.turn, text=caller.last_user_text, **common))
 
-    def _finish(self, opened: _Open, caller: Caller, request: GenerationRequest, outcome: str, text: str, last: Delta) -> None:
+    def _finish(
+        self, opened: _Open, caller: Caller, request: GenerationRequest, outcome: str, text: str, last: Delta
+    ) -> None:
         r = opened.route
         elapsed = time.perf_counter() - opened.started
         rm = route_metrics(r)
@@ -387,10 +450,21 @@ class ChatHandler:
             return
         try:
             event = ModelResponseEvent(
-                event_id=_event_id(), ts=caller.ts(elapsed), user_id=caller.user_id, conversation_id=caller.conversation_id,
-                character_id=caller.character_id, surface=self.config.surface, turn=caller.turn, text=text,
-                model_version=r.version, arm=r.arm, request_id=request.request_id, latency_ms=elapsed * 1000.0,
-                prompt_tokens=last.prompt_tokens, completion_tokens=last.completion_tokens, instructions=caller.instructions,
+                event_id=_event_id(),
+                ts=caller.ts(elapsed),
+                user_id=caller.user_id,
+                conversation_id=caller.conversation_id,
+                character_id=caller.character_id,
+                surface=self.config.surface,
+                turn=caller.turn,
+                text=text,
+                model_version=r.version,
+                arm=r.arm,
+                request_id=request.request_id,
+                latency_ms=elapsed * 1000.0,
+                prompt_tokens=last.prompt_tokens,
+                completion_tokens=last.completion_tokens,
+                instructions=caller.instructions,
                 regenerated=caller.regenerated,
             )
         except ValidationError as exc:

@@ -53,36 +53,67 @@ class ChatCompletionRequest(BaseModel):
     metadata: dict[str, Any] | None = None
 
 
-def completion_body(request_id: str, created: int, model: str, fingerprint: str, text: str, finish: str | None,
-                    prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+def completion_body(
+    request_id: str,
+    created: int,
+    model: str,
+    fingerprint: str,
+    text: str,
+    finish: str | None,
+    prompt_tokens: int,
+    completion_tokens: int,
+) -> dict[str, Any]:
     return {
-        "id": request_id, "object": "chat.completion", "created": created, "model": model,
+        "id": request_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
         "system_fingerprint": fingerprint,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": None}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": None}
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
     }
 
 
-def chunk_body(request_id: str, created: int, model: str, fingerprint: str, delta: dict[str, Any],
-               finish: str | None = None) -> dict[str, Any]:
+def chunk_body(
+    request_id: str, created: int, model: str, fingerprint: str, delta: dict[str, Any], finish: str | None = None
+) -> dict[str, Any]:
     return {
-        "id": request_id, "object": "chat.completion.chunk", "created": created, "model": model,
+        "id": request_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
         "system_fingerprint": fingerprint,
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
     }
 
 
-def usage_chunk(request_id: str, created: int, model: str, fingerprint: str, prompt_tokens: int,
-                completion_tokens: int) -> dict[str, Any]:
+def usage_chunk(
+    request_id: str, created: int, model: str, fingerprint: str, prompt_tokens: int, completion_tokens: int
+) -> dict[str, Any]:
     return {
-        "id": request_id, "object": "chat.completion.chunk", "created": created, "model": model,
-        "system_fingerprint": fingerprint, "choices": [],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
+        "id": request_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "system_fingerprint": fingerprint,
+        "choices": [],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
     }
 
 
 def models_body(models: list[str]) -> dict[str, Any]:
     now = int(time.time())
-    return {"object": "list", "data": [{"id": m, "object": "model", "created": now, "owned_by": "flywheel"} for m in models]}
+    return {
+        "object": "list",
+        "data": [{"id": m, "object": "model", "created": now, "owned_by": "flywheel"} for m in models],
+    }

@@ -43,8 +43,14 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     if body.stream:
         opened = await gateway.handler.stream(body, headers)
         return _ReleasingStreamingResponse(
-            opened.release, opened.body, media_type="text/event-stream",
-            headers={**_route_headers(opened.route, opened.request_id), "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            opened.release,
+            opened.body,
+            media_type="text/event-stream",
+            headers={
+                **_route_headers(opened.route, opened.request_id),
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            },
         )
     # Not streaming: nothing is sent until the end, so watch the connection meanwhile and
     # cancel the generation (and its engine work) when the client goes away.

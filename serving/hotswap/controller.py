@@ -14,6 +14,7 @@ in flight on it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -44,8 +45,16 @@ class SwapEvent:
 
 
 class HotSwapController:
-    def __init__(self, config: HotSwapConfig, model: str, slots: ModelSlots, canary: CanaryController, bus: Bus | None,
-                 topics: Topics, source_for: Callable[[CheckpointManifest], ModelSource] = ModelSource.from_manifest) -> None:
+    def __init__(
+        self,
+        config: HotSwapConfig,
+        model: str,
+        slots: ModelSlots,
+        canary: CanaryController,
+        bus: Bus | None,
+        topics: Topics,
+        source_for: Callable[[CheckpointManifest], ModelSource] = ModelSource.from_manifest,
+    ) -> None:
         self.config = config
         self.model = model
         self.slots = slots
@@ -102,7 +111,9 @@ class HotSwapController:
         state = self.canary.state()
         retired = [v for v, mf in self._manifests.items() if mf.status != "published"]
         if state is not None and state.candidate_version in retired and state.status != "idle":
-            self.canary.operator_action("rollback", "hotswap", f"checkpoint {state.candidate_version} was withdrawn", now)
+            self.canary.operator_action(
+                "rollback", "hotswap", f"checkpoint {state.candidate_version} was withdrawn", now
+            )
             state = self.canary.state()
         if state is not None and state.baseline_version and not self.slots.is_ready(state.baseline_version):
             # A restarted gateway: bring back what the routing state names.
@@ -161,14 +172,12 @@ class HotSwapController:
         try:
             await self.slots.engine.load(source)
             await asyncio.wait_for(self._health_check(version), self.config.health_timeout_s)
-        except (ServingError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, ServingError) as exc:
             detail = str(exc) or f"health check timed out after {self.config.health_timeout_s:.0f}s"
             log.warning("checkpoint %s rejected: %s", version, detail)
             m.SWAPS.labels(self.model, "rejected").inc()
-            try:
+            with contextlib.suppress(ServingError):
                 await self.slots.engine.unload(version)
-            except ServingError:
-                pass
             return False, detail
         self.slots.mark_ready(version)
         m.SWAPS.labels(self.model, "loaded").inc()
@@ -177,11 +186,16 @@ class HotSwapController:
     async def _health_check(self, version: str) -> None:
         """Real completions: the first one is also the warm-up."""
         for i, prompt in enumerate(self.config.health_prompts):
-            request = GenerationRequest(f"health-{version}-{i}", ({"role": "user", "content": prompt},),
-                                        SamplingParams(max_tokens=self.config.health_max_tokens, temperature=0.0))
+            request = GenerationRequest(
+                f"health-{version}-{i}",
+                ({"role": "user", "content": prompt},),
+                SamplingParams(max_tokens=self.config.health_max_tokens, temperature=0.0),
+            )
             reply = await complete(self.slots.engine, version, request)
             if not reply.text.strip() or reply.finish_reason is None:
-                raise ModelLoadError(f"checkpoint {version}: health check got an empty reply to {prompt!r}", version=version)
+                raise ModelLoadError(
+                    f"checkpoint {version}: health check got an empty reply to {prompt!r}", version=version
+                )
 
     async def _unload_unrouted(self) -> list[SwapEvent]:
         state = self.canary.state()
@@ -220,10 +234,8 @@ class HotSwapController:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         if self._consumer is not None:
             self._consumer.close()

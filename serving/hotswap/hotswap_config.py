@@ -8,10 +8,20 @@ from pydantic import BaseModel, ConfigDict, Field
 class HotSwapConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    require_gate: bool = Field(default=True, description="Only checkpoints whose offline gate passed (eval.passed) get a canary.")
-    health_prompts: tuple[str, ...] = Field(default=("Hello! How are you today?", "Tell me something about yourself."),
-                                            description="Real completions a new version must answer before it gets traffic.")
+    require_gate: bool = Field(
+        default=True, description="Only checkpoints whose offline gate passed (eval.passed) get a canary."
+    )
+    health_prompts: tuple[str, ...] = Field(
+        default=("Hello! How are you today?", "Tell me something about yourself."),
+        description="Real completions a new version must answer before it gets traffic.",
+    )
     health_max_tokens: int = Field(default=8, gt=0, description="max_tokens of each health-check completion.")
     health_timeout_s: float = Field(default=60.0, gt=0, description="Longest the whole health check may take.")
-    unload_grace_s: float = Field(default=2.0, ge=0, description="Keep a version loaded this long after routing stopped naming it (gateways refresh routing state within this).")
-    poll_interval_s: float = Field(default=1.0, gt=0, description="How often `flywheel serve` polls models.checkpoints.")
+    unload_grace_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="Keep a version loaded this long after routing stopped naming it (gateways refresh routing state within this).",
+    )
+    poll_interval_s: float = Field(
+        default=1.0, gt=0, description="How often `flywheel serve` polls models.checkpoints."
+    )

@@ -4,6 +4,14 @@ from serving.routing.assignment import BUCKETS, Arm, Route, arm_for, bucket, fnv
 from serving.routing.store import MemoryRoutingStore, RedisRoutingStore, RoutingStore
 
 __all__ = [
-    "Arm", "BUCKETS", "MemoryRoutingStore", "RedisRoutingStore", "Route", "RoutingStore",
-    "arm_for", "bucket", "fnv1a_32", "route",
+    "BUCKETS",
+    "Arm",
+    "MemoryRoutingStore",
+    "RedisRoutingStore",
+    "Route",
+    "RoutingStore",
+    "arm_for",
+    "bucket",
+    "fnv1a_32",
+    "route",
 ]

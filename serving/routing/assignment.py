@@ -49,9 +49,13 @@ def route(state: DeploymentState, user_id: str | None) -> Route:
     without a stable unit of randomisation they cannot be in the experiment."""
     if state.baseline_version is None and state.candidate_version is None:
         raise ModelNotFoundError(f"model {state.model!r} has no version deployed yet")
-    if state.candidate_version is not None and state.status in ("canary", "paused") and user_id is not None:
-        if arm_for(state.experiment_salt, user_id, state.share_bp) == "candidate":
-            return Route(state.model, "candidate", state.candidate_version)
+    if (
+        state.candidate_version is not None
+        and state.status in ("canary", "paused")
+        and user_id is not None
+        and arm_for(state.experiment_salt, user_id, state.share_bp) == "candidate"
+    ):
+        return Route(state.model, "candidate", state.candidate_version)
     if state.baseline_version is None:
         # Only a candidate exists (first deployment still warming): nobody gets it yet.
         raise EngineUnavailableError(f"model {state.model!r} has no baseline yet", retry_after_s=1.0)

@@ -49,7 +49,9 @@ class CompatState:
 
 
 def _error(status: int, message: str, type_: str = "BadRequestError") -> JSONResponse:
-    return JSONResponse({"object": "error", "message": message, "type": type_, "param": None, "code": status}, status_code=status)
+    return JSONResponse(
+        {"object": "error", "message": message, "type": type_, "param": None, "code": status}, status_code=status
+    )
 
 
 def create_vllm_compat_app(served: tuple[str, ...] = ("policy@base",), token_delay_s: float = 0.0) -> FastAPI:
@@ -63,7 +65,10 @@ def create_vllm_compat_app(served: tuple[str, ...] = ("policy@base",), token_del
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "vllm", "created": 0} for m in state.models()]}
+        return {
+            "object": "list",
+            "data": [{"id": m, "object": "model", "owned_by": "vllm", "created": 0} for m in state.models()],
+        }
 
     @app.post("/v1/load_lora_adapter")
     async def load_lora(body: dict[str, Any]) -> Any:
@@ -98,9 +103,20 @@ def create_vllm_compat_app(served: tuple[str, ...] = ("policy@base",), token_del
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         if not body.get("stream"):
-            return {"id": rid, "object": "chat.completion", "created": created, "model": model,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": " ".join(words)}, "finish_reason": "length"}],
-                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n}}
+            return {
+                "id": rid,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": " ".join(words)},
+                        "finish_reason": "length",
+                    }
+                ],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n},
+            }
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         fail = state.fail_mid_stream > 0
         if fail:
@@ -108,8 +124,13 @@ def create_vllm_compat_app(served: tuple[str, ...] = ("policy@base",), token_del
 
         async def events() -> AsyncIterator[str]:
             def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
-                doc = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+                doc = {
+                    "id": rid,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                }
                 return f"data: {json.dumps(doc)}\n\n"
 
             done = False
@@ -119,7 +140,14 @@ def create_vllm_compat_app(served: tuple[str, ...] = ("policy@base",), token_del
                     if state.token_delay_s:
                         await asyncio.sleep(state.token_delay_s)
                     if fail and i == len(words) // 2:
-                        err = {"error": {"object": "error", "message": "simulated engine failure", "type": "InternalServerError", "code": 500}}
+                        err = {
+                            "error": {
+                                "object": "error",
+                                "message": "simulated engine failure",
+                                "type": "InternalServerError",
+                                "code": 500,
+                            }
+                        }
                         yield f"data: {json.dumps(err)}\n\n"
                         done = True
                         return
@@ -158,14 +186,16 @@ class VllmCompatServer:
         self.app = create_vllm_compat_app(served, token_delay_s)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"))
+        self._server = uvicorn.Server(
+            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        )
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     @property
     def state(self) -> CompatState:
         return self.app.state.compat  # type: ignore[no-any-return]
 
-    def start(self) -> "VllmCompatServer":
+    def start(self) -> VllmCompatServer:
         self._thread.start()
         deadline = time.monotonic() + 10
         while not self._server.started:
@@ -178,7 +208,7 @@ class VllmCompatServer:
         self._server.should_exit = True
         self._thread.join(5)
 
-    def __enter__(self) -> "VllmCompatServer":
+    def __enter__(self) -> VllmCompatServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -7,6 +7,16 @@ from streams.bus.kafka import KafkaBus
 from streams.bus.kafka_settings import KafkaSettings
 
 __all__ = [
-    "Bus", "Consumer", "EmbeddedBus", "KafkaBus", "KafkaSettings", "Offsets", "Producer",
-    "RebalanceCallback", "Record", "TopicPartition", "murmur2", "partition_for_key",
+    "Bus",
+    "Consumer",
+    "EmbeddedBus",
+    "KafkaBus",
+    "KafkaSettings",
+    "Offsets",
+    "Producer",
+    "RebalanceCallback",
+    "Record",
+    "TopicPartition",
+    "murmur2",
+    "partition_for_key",
 ]

@@ -46,8 +46,12 @@ RebalanceCallback = Callable[[list[TopicPartition]], None]
 @runtime_checkable
 class Producer(Protocol):
     def produce(
-        self, topic: str, value: bytes, key: str | None = None,
-        headers: Mapping[str, bytes] | None = None, partition: int | None = None,
+        self,
+        topic: str,
+        value: bytes,
+        key: str | None = None,
+        headers: Mapping[str, bytes] | None = None,
+        partition: int | None = None,
     ) -> None:
         """Queue one message. Delivery failures surface from flush() as StreamError."""
 
@@ -55,7 +59,7 @@ class Producer(Protocol):
         """Wait until everything queued is delivered; raise StreamError on any failure."""
 
     def begin_transaction(self) -> None: ...
-    def send_offsets_to_transaction(self, offsets: Offsets, consumer: "Consumer") -> None: ...
+    def send_offsets_to_transaction(self, offsets: Offsets, consumer: Consumer) -> None: ...
     def commit_transaction(self, timeout_s: float = 30.0) -> None: ...
     def abort_transaction(self, timeout_s: float = 30.0) -> None: ...
     def close(self) -> None: ...
@@ -64,7 +68,9 @@ class Producer(Protocol):
 @runtime_checkable
 class Consumer(Protocol):
     def subscribe(
-        self, topics: Sequence[str], on_assign: RebalanceCallback | None = None,
+        self,
+        topics: Sequence[str],
+        on_assign: RebalanceCallback | None = None,
         on_revoke: RebalanceCallback | None = None,
     ) -> None:
         """Join the consumer group for ``topics``; callbacks run inside consume()."""

@@ -17,7 +17,7 @@ from streams.bus._murmur2 import partition_for_key
 
 @dataclass
 class _Group:
-    members: list["EmbeddedConsumer"] = field(default_factory=list)
+    members: list[EmbeddedConsumer] = field(default_factory=list)
     committed: dict[TopicPartition, int] = field(default_factory=dict)
     generation: int = 0
 
@@ -53,10 +53,10 @@ class EmbeddedBus:
         except KeyError:
             raise StreamError(f"unknown topic {topic!r}; run `flywheel topics create`", topic=topic) from None
 
-    def producer(self, transactional_id: str | None = None, **config: str | int) -> "EmbeddedProducer":
+    def producer(self, transactional_id: str | None = None, **config: str | int) -> EmbeddedProducer:
         return EmbeddedProducer(self, transactional_id)
 
-    def consumer(self, group_id: str | None = None, **config: str | int) -> "EmbeddedConsumer":
+    def consumer(self, group_id: str | None = None, **config: str | int) -> EmbeddedConsumer:
         return EmbeddedConsumer(self, group_id, str(config.get("auto.offset.reset", "earliest")))
 
     def close(self) -> None:
@@ -92,13 +92,13 @@ class EmbeddedBus:
         if self._epochs.get(transactional_id) != epoch:
             raise StreamError(f"producer fenced: a newer producer uses transactional.id {transactional_id!r}")
 
-    def _join(self, group_id: str, member: "EmbeddedConsumer") -> None:
+    def _join(self, group_id: str, member: EmbeddedConsumer) -> None:
         with self._lock:
             group = self._groups.setdefault(group_id, _Group())
             group.members.append(member)
             self._rebalance(group)
 
-    def _leave(self, group_id: str, member: "EmbeddedConsumer") -> None:
+    def _leave(self, group_id: str, member: EmbeddedConsumer) -> None:
         with self._lock:
             group = self._groups.get(group_id)
             if group and member in group.members:
@@ -129,8 +129,14 @@ class EmbeddedProducer:
         self._txn_offsets: dict[str, dict[TopicPartition, int]] = {}
         self._lock = threading.Lock()
 
-    def produce(self, topic: str, value: bytes, key: str | None = None,
-                headers: Mapping[str, bytes] | None = None, partition: int | None = None) -> None:
+    def produce(
+        self,
+        topic: str,
+        value: bytes,
+        key: str | None = None,
+        headers: Mapping[str, bytes] | None = None,
+        partition: int | None = None,
+    ) -> None:
         if not isinstance(value, (bytes, bytearray)):
             raise TypeError(f"value must be bytes, not {type(value).__name__}")
         with self._bus._lock:
@@ -194,8 +200,12 @@ class EmbeddedConsumer:
         self._on_revoke: RebalanceCallback | None = None
         self._closed = False
 
-    def subscribe(self, topics: Sequence[str], on_assign: RebalanceCallback | None = None,
-                  on_revoke: RebalanceCallback | None = None) -> None:
+    def subscribe(
+        self,
+        topics: Sequence[str],
+        on_assign: RebalanceCallback | None = None,
+        on_revoke: RebalanceCallback | None = None,
+    ) -> None:
         if not self.group_id:
             raise StreamError("subscribe() needs a group_id; use assign() to read without a group")
         for t in topics:
@@ -238,7 +248,7 @@ class EmbeddedConsumer:
                 for tp, pos in self._positions.items():
                     log = self._bus._logs[tp.topic][tp.partition]
                     if pos < len(log):
-                        take = log[pos:pos + max_records - len(out)]
+                        take = log[pos : pos + max_records - len(out)]
                         out.extend(take)
                         self._positions[tp] = pos + len(take)
                         if len(out) >= max_records:

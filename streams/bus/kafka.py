@@ -12,7 +12,17 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
-from confluent_kafka import OFFSET_INVALID, Consumer as _RawConsumer, KafkaError, KafkaException, Producer as _RawProducer
+from confluent_kafka import (
+    OFFSET_INVALID,
+    KafkaError,
+    KafkaException,
+)
+from confluent_kafka import (
+    Consumer as _RawConsumer,
+)
+from confluent_kafka import (
+    Producer as _RawProducer,
+)
 from confluent_kafka import TopicPartition as _RawTP
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -44,10 +54,10 @@ class KafkaBus:
             self._admin = AdminClient(self.settings.client_config())
         return self._admin
 
-    def producer(self, transactional_id: str | None = None, **config: str | int) -> "KafkaProducer":
+    def producer(self, transactional_id: str | None = None, **config: str | int) -> KafkaProducer:
         return KafkaProducer(self.settings, transactional_id, config)
 
-    def consumer(self, group_id: str | None = None, **config: str | int) -> "KafkaConsumer":
+    def consumer(self, group_id: str | None = None, **config: str | int) -> KafkaConsumer:
         return KafkaConsumer(self.settings, group_id, config)
 
     def create_topics(self, specs: Iterable[TopicSpec]) -> list[str]:
@@ -57,7 +67,10 @@ class KafkaBus:
         if not missing:
             return []
         futures = self.admin.create_topics(
-            [NewTopic(s.name, num_partitions=s.partitions, replication_factor=-1, config=s.kafka_config()) for s in missing],
+            [
+                NewTopic(s.name, num_partitions=s.partitions, replication_factor=-1, config=s.kafka_config())
+                for s in missing
+            ],
             operation_timeout=30,
         )
         created = []
@@ -79,12 +92,19 @@ class KafkaBus:
         pending = set(names)
         while pending:
             topics = self.admin.list_topics(timeout=10).topics
-            pending = {n for n in pending if n not in topics or topics[n].error is not None
-                       or any(p.leader < 0 for p in topics[n].partitions.values())}
+            pending = {
+                n
+                for n in pending
+                if n not in topics
+                or topics[n].error is not None
+                or any(p.leader < 0 for p in topics[n].partitions.values())
+            }
             if not pending:
                 return
             if time.monotonic() > deadline:
-                raise StreamError(f"created topics not visible after {timeout_s:.0f}s: {sorted(pending)}", retriable=True)
+                raise StreamError(
+                    f"created topics not visible after {timeout_s:.0f}s: {sorted(pending)}", retriable=True
+                )
             time.sleep(0.05)
 
     def delete_topics(self, names: Iterable[str]) -> None:
@@ -106,7 +126,9 @@ class KafkaBus:
 
 
 class KafkaProducer:
-    def __init__(self, settings: KafkaSettings, transactional_id: str | None, overrides: Mapping[str, str | int]) -> None:
+    def __init__(
+        self, settings: KafkaSettings, transactional_id: str | None, overrides: Mapping[str, str | int]
+    ) -> None:
         conf: dict[str, str | int] = {
             **settings.client_config(),
             "enable.idempotence": True,
@@ -145,16 +167,27 @@ class KafkaProducer:
             with self._lock:
                 self._errors.append(f"delivery to {msg.topic()}[{msg.partition()}] failed: {err}")  # type: ignore[attr-defined]
 
-    def produce(self, topic: str, value: bytes, key: str | None = None,
-                headers: Mapping[str, bytes] | None = None, partition: int | None = None) -> None:
+    def produce(
+        self,
+        topic: str,
+        value: bytes,
+        key: str | None = None,
+        headers: Mapping[str, bytes] | None = None,
+        partition: int | None = None,
+    ) -> None:
         while True:
             try:
                 if partition is None and not headers:  # the hot path: no keyword dicts to build
                     self._producer.produce(topic, value, key, on_delivery=self._on_delivery_cb)
                 else:
-                    self._producer.produce(topic, value, key, headers=dict(headers) if headers else None,
-                                           on_delivery=self._on_delivery_cb,
-                                           **({"partition": partition} if partition is not None else {}))
+                    self._producer.produce(
+                        topic,
+                        value,
+                        key,
+                        headers=dict(headers) if headers else None,
+                        on_delivery=self._on_delivery_cb,
+                        **({"partition": partition} if partition is not None else {}),
+                    )
                 break
             except BufferError:
                 self._producer.poll(0.05)  # local queue full: let deliveries drain, then retry
@@ -231,8 +264,12 @@ class KafkaConsumer:
         self._consumer = _RawConsumer(conf)
         self._closed = False
 
-    def subscribe(self, topics: Sequence[str], on_assign: RebalanceCallback | None = None,
-                  on_revoke: RebalanceCallback | None = None) -> None:
+    def subscribe(
+        self,
+        topics: Sequence[str],
+        on_assign: RebalanceCallback | None = None,
+        on_revoke: RebalanceCallback | None = None,
+    ) -> None:
         def assigned(_c: object, parts: list[_RawTP]) -> None:
             if on_assign:
                 on_assign([TopicPartition(p.topic, p.partition) for p in parts])
@@ -265,8 +302,20 @@ class KafkaConsumer:
                 continue
             key = m.key()
             headers = m.headers()
-            out.append(_new_record(Record, (m.topic(), m.partition(), m.offset(), key.decode() if key is not None else None,
-                                            m.value() or b"", m.timestamp()[1], dict(headers) if headers else _NO_HEADERS)))
+            out.append(
+                _new_record(
+                    Record,
+                    (
+                        m.topic(),
+                        m.partition(),
+                        m.offset(),
+                        key.decode() if key is not None else None,
+                        m.value() or b"",
+                        m.timestamp()[1],
+                        dict(headers) if headers else _NO_HEADERS,
+                    ),
+                )
+            )
         return out
 
     def commit(self, offsets: Offsets | None = None) -> None:
@@ -276,8 +325,9 @@ class KafkaConsumer:
                 if positions:
                     self._consumer.commit(offsets=positions, asynchronous=False)
             elif offsets:
-                self._consumer.commit(offsets=[_RawTP(tp.topic, tp.partition, o) for tp, o in offsets.items()],
-                                      asynchronous=False)
+                self._consumer.commit(
+                    offsets=[_RawTP(tp.topic, tp.partition, o) for tp, o in offsets.items()], asynchronous=False
+                )
         except KafkaException as exc:
             raise _raise(exc, "commit") from None
 

@@ -23,7 +23,9 @@ class KafkaSettings(BaseModel):
     ssl_certificate_location: str | None = None
     ssl_key_location: str | None = None
     ssl_key_password: SecretStr | None = None
-    linger_ms: int = Field(default=20, ge=0, description="Producer batching delay; 5–100 trades latency for throughput.")
+    linger_ms: int = Field(
+        default=20, ge=0, description="Producer batching delay; 5–100 trades latency for throughput."
+    )
     compression_type: Literal["none", "lz4", "zstd", "snappy", "gzip"] = "lz4"
     extra: dict[str, str] = Field(default_factory=dict, description="Any other librdkafka property, passed as is.")
 

@@ -14,7 +14,20 @@ from streams.processors.signals_config import SignalsConfig
 from streams.processors.synthetic import synthetic_events
 
 __all__ = [
-    "BufferConfig", "BufferProcessor", "CurationConfig", "CurationProcessor", "META", "Output", "PartitionState",
-    "Processor", "ProcessorBase", "SignalsConfig", "SignalsProcessor", "SourcePartition", "find_pii", "job_id_for",
-    "redact", "synthetic_events",
+    "META",
+    "BufferConfig",
+    "BufferProcessor",
+    "CurationConfig",
+    "CurationProcessor",
+    "Output",
+    "PartitionState",
+    "Processor",
+    "ProcessorBase",
+    "SignalsConfig",
+    "SignalsProcessor",
+    "SourcePartition",
+    "find_pii",
+    "job_id_for",
+    "redact",
+    "synthetic_events",
 ]

@@ -12,8 +12,18 @@ from schemas import EMOJI, words
 
 _RUN = re.compile(r"(.)\1{9,}")
 _SPACE = re.compile(r"\s+")
-STOCK_PHRASES = ("as an ai", "i'm sorry", "i am sorry", "i cannot", "great question", "i understand",
-                 "happy to help", "let me know if", "feel free to", "absolutely!")
+STOCK_PHRASES = (
+    "as an ai",
+    "i'm sorry",
+    "i am sorry",
+    "i cannot",
+    "great question",
+    "i understand",
+    "happy to help",
+    "let me know if",
+    "feel free to",
+    "absolutely!",
+)
 
 
 def normalise(text: str) -> str:
@@ -24,8 +34,9 @@ def exact_hash(text: str) -> str:
     return hashlib.sha256(normalise(text).encode()).hexdigest()[:24]
 
 
-def quality_problem(text: str, min_words: int, max_words: int, min_ascii_letter_share: float,
-                    min_distinct_word_share: float) -> str | None:
+def quality_problem(
+    text: str, min_words: int, max_words: int, min_ascii_letter_share: float, min_distinct_word_share: float
+) -> str | None:
     """The first quality rule ``text`` breaks, or None."""
     ws = words(text)
     if len(ws) < min_words:
@@ -43,9 +54,12 @@ def quality_problem(text: str, min_words: int, max_words: int, min_ascii_letter_
 def minhash_signature(text: str, num_perm: int, seed: int = 1) -> list[int]:
     """MinHash of word 3-shingles (character 5-grams for very short texts)."""
     ws = words(text)
-    shingles = {" ".join(ws[i:i + 3]) for i in range(max(1, len(ws) - 2))} if len(ws) >= 3 else \
-        {normalise(text)[i:i + 5] for i in range(max(1, len(text) - 4))}
-    from datasketch import MinHash  # noqa: PLC0415 - pulls in scipy: only load it when curation runs
+    shingles = (
+        {" ".join(ws[i : i + 3]) for i in range(max(1, len(ws) - 2))}
+        if len(ws) >= 3
+        else {normalise(text)[i : i + 5] for i in range(max(1, len(text) - 4))}
+    )
+    from datasketch import MinHash
 
     mh = MinHash(num_perm=num_perm, seed=seed)
     mh.update_batch([s.encode() for s in shingles])
@@ -61,7 +75,7 @@ class LshIndex:
 
     def _keys(self, sig: list[int]) -> list[tuple[int, bytes]]:
         arr = np.asarray(sig, dtype=np.uint64)
-        return [(b, arr[b * self.rows:(b + 1) * self.rows].tobytes()) for b in range(self.bands)]
+        return [(b, arr[b * self.rows : (b + 1) * self.rows].tobytes()) for b in range(self.bands)]
 
     def query(self, sig: list[int], threshold: float, signatures: dict[str, Any]) -> str | None:
         """Id of an indexed signature whose estimated Jaccard similarity is >= threshold."""
@@ -90,5 +104,9 @@ class LshIndex:
 
 def style_of(text: str) -> dict[str, float]:
     low = text.lower()
-    return {"words": float(len(words(text))), "emoji": float(len(EMOJI.findall(text))),
-            "questions": float(text.count("?")), "stock_phrases": float(sum(p in low for p in STOCK_PHRASES))}
+    return {
+        "words": float(len(words(text))),
+        "emoji": float(len(EMOJI.findall(text))),
+        "questions": float(text.count("?")),
+        "stock_phrases": float(sum(p in low for p in STOCK_PHRASES)),
+    }

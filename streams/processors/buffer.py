@@ -67,7 +67,9 @@ class BufferProcessor(ProcessorBase):
         else:
             state.touch("buf")
         buf["to"] = offset + 1
-        sample = parse_message(_MODELS[source.topic], value)  # bad samples are dead-lettered; their offset stays in range
+        sample = parse_message(
+            _MODELS[source.topic], value
+        )  # bad samples are dead-lettered; their offset stays in range
         buf["n"] += 1
         buf["last_ts_ms"] = max(buf["last_ts_ms"], to_ms(sample.ts))
         if buf["first_wall_ms"] is None and self._now_ms:
@@ -102,8 +104,11 @@ class BufferProcessor(ProcessorBase):
         return sum(self._parts[s].entries.get("buf", {}).get("n", 0) for s in self.owned() if s.topic == topic)
 
     def _maybe_trigger(self, topic: str, force: bool = False) -> list[Output]:
-        bufs = [(s, self._parts[s].entries["buf"]) for s in self.owned()
-                if s.topic == topic and self._parts[s].entries.get("buf", {}).get("n", 0) > 0]
+        bufs = [
+            (s, self._parts[s].entries["buf"])
+            for s in self.owned()
+            if s.topic == topic and self._parts[s].entries.get("buf", {}).get("n", 0) > 0
+        ]
         if not bufs:
             return []
         count = sum(b["n"] for _, b in bufs)
@@ -121,10 +126,14 @@ class BufferProcessor(ProcessorBase):
         ranges = [(name, s.partition, b["from"], b["to"]) for s, b in sorted(bufs)]
         created = max(b["last_ts_ms"] for _, b in bufs)
         job: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION, "job_id": job_id_for(kind, ranges), "kind": kind,
-            "model": self.config.model, "base_version": None,
+            "schema_version": SCHEMA_VERSION,
+            "job_id": job_id_for(kind, ranges),
+            "kind": kind,
+            "model": self.config.model,
+            "base_version": None,
             "inputs": [{"topic": t, "partition": p, "from_offset": f, "to_offset": e} for t, p, f, e in ranges],
-            "created_ts": iso_ms(created), "config": {},
+            "created_ts": iso_ms(created),
+            "config": {},
         }
         for s, b in bufs:
             b["from"], b["n"], b["first_wall_ms"] = b["to"], 0, None

@@ -65,8 +65,12 @@ class CurationProcessor(EventTimeProcessor):
     name = "curation"
     inputs = (CHAT_EVENTS,)
 
-    def __init__(self, config: CurationConfig | None = None, policy: PolicyRuleSet = DEFAULT_POLICY,
-                 limits: ValidationLimits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self,
+        config: CurationConfig | None = None,
+        policy: PolicyRuleSet = DEFAULT_POLICY,
+        limits: ValidationLimits = DEFAULT_LIMITS,
+    ) -> None:
         super().__init__()
         self.config = c = config or CurationConfig()
         self._policy, self._limits = policy, limits
@@ -117,8 +121,19 @@ class CurationProcessor(EventTimeProcessor):
         ckey = "c|" + event.conversation_id
         conv = state.entries.get(ckey)
         if conv is None:
-            conv = {"u": event.user_id, "cid": event.conversation_id, "ch": event.character_id, "m": {}, "ut": {},
-                    "at": {}, "r": {}, "fb": {}, "done": {}, "end": None, "lt": t}
+            conv = {
+                "u": event.user_id,
+                "cid": event.conversation_id,
+                "ch": event.character_id,
+                "m": {},
+                "ut": {},
+                "at": {},
+                "r": {},
+                "fb": {},
+                "done": {},
+                "end": None,
+                "lt": t,
+            }
             state.put(ckey, conv)
             self._timers[source].push(t + self._idle + self._grace, "idle", ckey)
         else:
@@ -159,25 +174,40 @@ class CurationProcessor(EventTimeProcessor):
             self._fire(source, state, t, out)
         return out
 
-    def _end(self, source: SourcePartition, state: PartitionState, ckey: str, conv: dict[str, Any], t: int,
-             out: list[Output]) -> None:
+    def _end(
+        self, source: SourcePartition, state: PartitionState, ckey: str, conv: dict[str, Any], t: int, out: list[Output]
+    ) -> None:
         for turn in sorted({str(r["t"]) for r in conv["r"].values()}, key=int):
             self._finalise_turn(source, state, conv, turn, None, out)
         conv.pop("pe", None)
         conv.update({"end": t, "m": {}, "ut": {}, "at": {}, "fb": {}})
         self._timers[source].push(t + self._grace + self._cw, "gc", ckey)
 
-    def _on_response(self, source: SourcePartition, state: PartitionState, ckey: str, conv: dict[str, Any],
-                     event: ModelResponseEvent, t: int, out: list[Output]) -> None:
+    def _on_response(
+        self,
+        source: SourcePartition,
+        state: PartitionState,
+        ckey: str,
+        conv: dict[str, Any],
+        event: ModelResponseEvent,
+        t: int,
+        out: list[Output],
+    ) -> None:
         req, turn = event.request_id, str(event.turn)
         if req in conv["r"] or turn in conv["done"]:
             self._metrics.dropped.labels(self.name, "late_or_duplicate_response").inc()
             return
         conv["r"][req] = {
-            "t": event.turn, "ts": t, "text": redact(event.text)[0], "mv": event.model_version, "arm": event.arm,
+            "t": event.turn,
+            "ts": t,
+            "text": redact(event.text)[0],
+            "mv": event.model_version,
+            "arm": event.arm,
             "if": follows_instructions(event.text, event.instructions),
-            "v": not check_policy(event.text, self._policy).passed, "regen": event.regenerated,
-            "instr": [i.model_dump(mode="json") for i in event.instructions], "fb": conv["fb"].pop(turn, []),
+            "v": not check_policy(event.text, self._policy).passed,
+            "regen": event.regenerated,
+            "instr": [i.model_dump(mode="json") for i in event.instructions],
+            "fb": conv["fb"].pop(turn, []),
         }
         nxt = conv["m"].get(str(event.turn + 1))
         if nxt is not None:
@@ -200,7 +230,9 @@ class CurationProcessor(EventTimeProcessor):
                 if group and max(group) + self._cw + self._grace == due:
                     state.touch(ckey)
                     self._finalise_turn(source, state, conv, turn, None, out)
-            elif kind == "end" and conv["end"] is None and conv.get("pe") is not None and conv["pe"] + self._grace == due:
+            elif (
+                kind == "end" and conv["end"] is None and conv.get("pe") is not None and conv["pe"] + self._grace == due
+            ):
                 state.touch(ckey)
                 self._end(source, state, ckey, conv, conv["pe"], out)
             elif kind == "idle" and conv["end"] is None and conv.get("pe") is None:
@@ -216,8 +248,15 @@ class CurationProcessor(EventTimeProcessor):
                 state.delete(ckey)
 
     # -- samples ---------------------------------------------------------------------------
-    def _finalise_turn(self, source: SourcePartition, state: PartitionState, conv: dict[str, Any], turn: str,
-                       next_ts: int | None, out: list[Output]) -> None:
+    def _finalise_turn(
+        self,
+        source: SourcePartition,
+        state: PartitionState,
+        conv: dict[str, Any],
+        turn: str,
+        next_ts: int | None,
+        out: list[Output],
+    ) -> None:
         group = sorted(((r["ts"], req) for req, r in conv["r"].items() if str(r["t"]) == turn))
         if not group:
             return
@@ -228,30 +267,73 @@ class CurationProcessor(EventTimeProcessor):
         labelled = []
         for req, r in resps:
             continued = next_ts is not None and req == latest and next_ts - r["ts"] <= self._cw
-            labels = {"continued": continued, "thumbs_up": "thumbs_up" in r["fb"],
-                      "thumbs_down": "thumbs_down" in r["fb"] or "report" in r["fb"],
-                      "regenerated": req != latest or "regenerate" in r["fb"],
-                      "instruction_following": r["if"], "violation": r["v"]}
+            labels = {
+                "continued": continued,
+                "thumbs_up": "thumbs_up" in r["fb"],
+                "thumbs_down": "thumbs_down" in r["fb"] or "report" in r["fb"],
+                "regenerated": req != latest or "regenerate" in r["fb"],
+                "instruction_following": r["if"],
+                "violation": r["v"],
+            }
             labelled.append((req, r, labels))
         conv["at"][turn] = resps[-1][1]["text"]
-        for old in sorted(conv["at"], key=int)[:-self.config.context_turns]:
+        for old in sorted(conv["at"], key=int)[: -self.config.context_turns]:
             conv["at"].pop(old, None)
             conv["ut"].pop(old, None)
         if not context:
             self._metrics.dropped.labels(self.name, "no_context").inc()
             return
-        base = {"schema_version": SCHEMA_VERSION, "conversation_id": conv["cid"], "character_id": conv["ch"],
-                "context": context}
+        base = {
+            "schema_version": SCHEMA_VERSION,
+            "conversation_id": conv["cid"],
+            "character_id": conv["ch"],
+            "context": context,
+        }
         for req, r, labels in labelled:
-            out.append(self._sample(SAMPLES_REWARD, conv["cid"], {
-                **base, "kind": "reward", "sample_id": _sample_id("reward", conv["cid"], req), "instructions": r["instr"],
-                "ts": iso_ms(r["ts"]), "response": r["text"], "labels": labels, "model_version": r["mv"], "arm": r["arm"]},
-                "reward", r["text"]))
-            if labels["continued"] and labels["instruction_following"] and not labels["violation"] \
-                    and not labels["thumbs_down"] and self._clean(r["text"]) and self._novel(source, state, r["text"]):
-                out.append(self._sample(SAMPLES_SFT, conv["cid"], {
-                    **base, "kind": "sft", "sample_id": _sample_id("sft", conv["cid"], req), "instructions": r["instr"],
-                    "ts": iso_ms(r["ts"]), "response": r["text"], "model_version": r["mv"]}, "sft", r["text"]))
+            out.append(
+                self._sample(
+                    SAMPLES_REWARD,
+                    conv["cid"],
+                    {
+                        **base,
+                        "kind": "reward",
+                        "sample_id": _sample_id("reward", conv["cid"], req),
+                        "instructions": r["instr"],
+                        "ts": iso_ms(r["ts"]),
+                        "response": r["text"],
+                        "labels": labels,
+                        "model_version": r["mv"],
+                        "arm": r["arm"],
+                    },
+                    "reward",
+                    r["text"],
+                )
+            )
+            if (
+                labels["continued"]
+                and labels["instruction_following"]
+                and not labels["violation"]
+                and not labels["thumbs_down"]
+                and self._clean(r["text"])
+                and self._novel(source, state, r["text"])
+            ):
+                out.append(
+                    self._sample(
+                        SAMPLES_SFT,
+                        conv["cid"],
+                        {
+                            **base,
+                            "kind": "sft",
+                            "sample_id": _sample_id("sft", conv["cid"], req),
+                            "instructions": r["instr"],
+                            "ts": iso_ms(r["ts"]),
+                            "response": r["text"],
+                            "model_version": r["mv"],
+                        },
+                        "sft",
+                        r["text"],
+                    )
+                )
         self._pair(conv, base, labelled, out)
         if self.config.pair_across_arms:
             req, r, labels = labelled[-1]  # the reply the user saw last
@@ -266,8 +348,15 @@ class CurationProcessor(EventTimeProcessor):
             return
         chosen, rejected = good[-1][1], bad[0][1]
         if self._pairable(chosen["text"], rejected["text"]):
-            self._emit_pair(conv["cid"], base, chosen, rejected, "regenerate",
-                            _sample_id("preference", conv["cid"], good[-1][0], bad[0][0]), out)
+            self._emit_pair(
+                conv["cid"],
+                base,
+                chosen,
+                rejected,
+                "regenerate",
+                _sample_id("preference", conv["cid"], good[-1][0], bad[0][0]),
+                out,
+            )
 
     def _pairable(self, chosen: str, rejected: str) -> bool:
         """The pair filters: a clean chosen reply, two different texts, similar length and emoji."""
@@ -283,16 +372,40 @@ class CurationProcessor(EventTimeProcessor):
             return False
         return True
 
-    def _emit_pair(self, key: str, base: dict[str, Any], chosen: dict[str, Any], rejected: dict[str, Any],
-                   source: str, sample_id: str, out: list[Output]) -> None:
-        sample = {**base, "kind": "preference", "instructions": chosen["instr"], "ts": iso_ms(chosen["ts"]),
-                  "sample_id": sample_id, "chosen": chosen["text"], "rejected": rejected["text"], "source": source}
+    def _emit_pair(
+        self,
+        key: str,
+        base: dict[str, Any],
+        chosen: dict[str, Any],
+        rejected: dict[str, Any],
+        source: str,
+        sample_id: str,
+        out: list[Output],
+    ) -> None:
+        sample = {
+            **base,
+            "kind": "preference",
+            "instructions": chosen["instr"],
+            "ts": iso_ms(chosen["ts"]),
+            "sample_id": sample_id,
+            "chosen": chosen["text"],
+            "rejected": rejected["text"],
+            "source": source,
+        }
         out.append(self._sample(SAMPLES_PREFERENCE, key, sample, "preference.chosen", chosen["text"]))
         self._observe_style("preference.rejected", rejected["text"])
 
-    def _pair_across_arms(self, source: SourcePartition, state: PartitionState, conv: dict[str, Any],
-                          base: dict[str, Any], req: str, reply: dict[str, Any], labels: dict[str, Any],
-                          out: list[Output]) -> None:
+    def _pair_across_arms(
+        self,
+        source: SourcePartition,
+        state: PartitionState,
+        conv: dict[str, Any],
+        base: dict[str, Any],
+        req: str,
+        reply: dict[str, Any],
+        labels: dict[str, Any],
+        out: list[Output],
+    ) -> None:
         """Pair ``reply`` with an unpaired reply of the other arm to the same context and the
         opposite outcome, or keep it (``pair_across_arms``)."""
         if labels["violation"] or labels["thumbs_down"] or labels["regenerated"]:
@@ -311,14 +424,20 @@ class CurationProcessor(EventTimeProcessor):
             chosen, rejected = (reply, match) if good else (match, reply)
             chosen_req, rejected_req = (req, match["req"]) if good else (match["req"], req)
             if self._pairable(chosen["text"], rejected["text"]):
-                self._emit_pair(conv["cid"], base, chosen, rejected, "arms",
-                                _sample_id("preference", chosen_req, rejected_req), out)
+                self._emit_pair(
+                    conv["cid"], base, chosen, rejected, "arms", _sample_id("preference", chosen_req, rejected_req), out
+                )
             return
         meta = state.entries[META]
         meta["seq"] += 1
         pool["s"] = meta["seq"]
-        pool["r"][f"{reply['arm']}|{good}"] = {"cid": conv["cid"], "req": req, "text": reply["text"],
-                                                "ts": reply["ts"], "instr": reply["instr"]}
+        pool["r"][f"{reply['arm']}|{good}"] = {
+            "cid": conv["cid"],
+            "req": req,
+            "text": reply["text"],
+            "ts": reply["ts"],
+            "instr": reply["instr"],
+        }
         state.put(key, pool)
         order = self._pool_order[source]
         order.append((pool["s"], key))
@@ -386,5 +505,7 @@ class CurationProcessor(EventTimeProcessor):
 
     def style_stats(self) -> dict[str, dict[str, float]]:
         """Mean words, emoji, question marks and stock phrases per emitted sample stream."""
-        return {s: {k: v / sums["n"] for k, v in sums.items() if k != "n"} | {"samples": sums["n"]}
-                for s, sums in self._style.items()}
+        return {
+            s: {k: v / sums["n"] for k, v in sums.items() if k != "n"} | {"samples": sums["n"]}
+            for s, sums in self._style.items()
+        }

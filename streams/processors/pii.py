@@ -27,24 +27,34 @@ _NINO = re.compile(r"\b[A-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b")
 _ID_CONTEXT = re.compile(
     r"(?i)\b(?:passport|national (?:id|insurance)|id card|identity card|id|ssn|sin|social security|tax id|"
     r"personalausweis|dni|nif|aadhaar|bsn|tfn|nric|pesel|cpf)(?:\s+(?:number|no\.?|num|#))?\s*(?:is|:|#)?\s*"
-    r"(?P<id>(?=[A-Z0-9 -]*\d)[A-Z0-9][A-Z0-9 -]{4,17}[A-Z0-9])\b")
-_IPV4 = re.compile(r"(?<![\d.])(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}(?![\d.])")
-_IPV6 = re.compile(r"(?<![:\w])(?:(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}|"
-                   r"(?:[0-9A-Fa-f]{1,4}:){1,6}:(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,5})?|"
-                   r"::(?:[0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{1,4})(?![:\w])")
+    r"(?P<id>(?=[A-Z0-9 -]*\d)[A-Z0-9][A-Z0-9 -]{4,17}[A-Z0-9])\b"
+)
+_IPV4 = re.compile(
+    r"(?<![\d.])(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}(?![\d.])"
+)
+_IPV6 = re.compile(
+    r"(?<![:\w])(?:(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}|"
+    r"(?:[0-9A-Fa-f]{1,4}:){1,6}:(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,5})?|"
+    r"::(?:[0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{1,4})(?![:\w])"
+)
 _PHONE = re.compile(r"(?<![\w+-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?\d{1,15}(?:[ .-]\d{1,8}){0,5}(?![\w])")
 _DATE = re.compile(r"^(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})$")
-_STREET_TYPES = (r"street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way|place|pl|terrace|"
-                 r"circle|cir|parkway|pkwy|highway|hwy|square|sq|close|crescent|row|strasse|straße|gardens|"
-                 r"hill|mews|walk|grove|trail|alley|loop")
-_STOP = (r"the|a|an|my|your|our|his|her|their|this|that|these|those|to|on|in|at|of|for|and|or|down|up|"
-         r"across|along|from|by|with|over|under|around|miles?|km|kilometers?|blocks?|minutes?|hours?|times?|"
-         r"people|dollars?|steps|feet|meters?|years?|days?|weeks?")
+_STREET_TYPES = (
+    r"street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way|place|pl|terrace|"
+    r"circle|cir|parkway|pkwy|highway|hwy|square|sq|close|crescent|row|strasse|straße|gardens|"
+    r"hill|mews|walk|grove|trail|alley|loop"
+)
+_STOP = (
+    r"the|a|an|my|your|our|his|her|their|this|that|these|those|to|on|in|at|of|for|and|or|down|up|"
+    r"across|along|from|by|with|over|under|around|miles?|km|kilometers?|blocks?|minutes?|hours?|times?|"
+    r"people|dollars?|steps|feet|meters?|years?|days?|weeks?"
+)
 _NAME = rf"(?!(?i:{_STOP})\b)[A-Za-z][A-Za-z'.-]*"
 _ADDRESS = re.compile(
     rf"\b\d{{1,6}}[A-Za-z]?,?\s+(?:{_NAME}\s+){{1,4}}(?i:{_STREET_TYPES})\b\.?"
     rf"(?:,?\s+(?i:apt|apartment|suite|unit|flat|#)\.?\s*#?\w+)?"
-    rf"(?:,\s*[A-Z][A-Za-z]+(?:\s[A-Z][A-Za-z]+)?)?(?:,?\s+[A-Z]{{2}}\s+\d{{5}}(?:-\d{{4}})?)?")
+    rf"(?:,\s*[A-Z][A-Za-z]+(?:\s[A-Z][A-Za-z]+)?)?(?:,?\s+[A-Z]{{2}}\s+\d{{5}}(?:-\d{{4}})?)?"
+)
 _PO_BOX = re.compile(r"(?i)\bP\.?\s?O\.?\s+Box\s+\d+\b")
 _POSTCODE_UK = re.compile(r"\b[A-Z]{1,2}\d[A-Z\d]? \d[A-Z]{2}\b")
 
@@ -116,7 +126,7 @@ def redact(text: str) -> tuple[str, list[str]]:
     parts: list[str] = []
     pos = 0
     for span in spans:
-        parts.append(text[pos:span.start])
+        parts.append(text[pos : span.start])
         parts.append(f"[{span.kind}]")
         pos = span.end
     parts.append(text[pos:])

@@ -28,19 +28,19 @@ from heapq import heappop
 from typing import Any
 
 from schemas import (
+    CHAT_EVENTS,
+    DEFAULT_LIMITS,
+    DEFAULT_POLICY,
+    ENGAGEMENT_SIGNALS,
     LATENCY_BUCKETS_MS,
     SCHEMA_VERSION,
     ArmWindowAggregate,
     ModelResponseEvent,
+    PolicyRuleSet,
     SessionEndedEvent,
     SessionStartedEvent,
     UserFeedbackEvent,
     UserMessageEvent,
-    ENGAGEMENT_SIGNALS,
-    CHAT_EVENTS,
-    DEFAULT_LIMITS,
-    DEFAULT_POLICY,
-    PolicyRuleSet,
     ValidationLimits,
     check_policy,
     follows_instructions,
@@ -60,8 +60,21 @@ def _bucket(latency_ms: float) -> int:
 
 
 def _new_window() -> dict[str, Any]:
-    return {"s": 0, "ua": {}, "ue": {}, "uact": {}, "ut": 0, "ut2": 0, "r": 0, "c": 0, "if": 0, "v": 0, "lat": 0.0,
-            "lb": [0] * _N_BUCKETS, "late": 0}
+    return {
+        "s": 0,
+        "ua": {},
+        "ue": {},
+        "uact": {},
+        "ut": 0,
+        "ut2": 0,
+        "r": 0,
+        "c": 0,
+        "if": 0,
+        "v": 0,
+        "lat": 0.0,
+        "lb": [0] * _N_BUCKETS,
+        "late": 0,
+    }
 
 
 class SignalsProcessor(EventTimeProcessor):
@@ -70,8 +83,12 @@ class SignalsProcessor(EventTimeProcessor):
     name = "signals"
     inputs = (CHAT_EVENTS,)
 
-    def __init__(self, config: SignalsConfig | None = None, policy: PolicyRuleSet = DEFAULT_POLICY,
-                 limits: ValidationLimits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self,
+        config: SignalsConfig | None = None,
+        policy: PolicyRuleSet = DEFAULT_POLICY,
+        limits: ValidationLimits = DEFAULT_LIMITS,
+    ) -> None:
         super().__init__()
         self.config = config or SignalsConfig()
         self._policy = policy
@@ -83,7 +100,9 @@ class SignalsProcessor(EventTimeProcessor):
         self._timers: dict[SourcePartition, Timers] = {}
         self._windows: dict[SourcePartition, set[str]] = {}
         self._quiet_ms = None if self.config.quiet_partition_s is None else int(self.config.quiet_partition_s * 1000)
-        self._last_seen: dict[SourcePartition, tuple[int, int]] = {}  # source -> (last offset, wall ms it was first seen)
+        self._last_seen: dict[
+            SourcePartition, tuple[int, int]
+        ] = {}  # source -> (last offset, wall ms it was first seen)
         self._metrics = processor_metrics()
         self._latest_window: dict[str, tuple[int, dict[str, float]]] = {}
         self._latest_version_window: dict[tuple[str, str], tuple[int, dict[str, float]]] = {}
@@ -125,8 +144,23 @@ class SignalsProcessor(EventTimeProcessor):
             arm = sess.get("arm") if sess else getattr(event, "arm", None)
             bump(meta["late"], arm or "unknown")
         if sess is None:
-            sess = {"u": event.user_id, "cid": event.conversation_id, "ch": event.character_id, "arm": None, "mv": None, "st": None, "ft": t,
-                    "lt": t, "m": {}, "r": {}, "fb": {}, "done": {}, "eng": [], "nr": 0, "end": None}
+            sess = {
+                "u": event.user_id,
+                "cid": event.conversation_id,
+                "ch": event.character_id,
+                "arm": None,
+                "mv": None,
+                "st": None,
+                "ft": t,
+                "lt": t,
+                "m": {},
+                "r": {},
+                "fb": {},
+                "done": {},
+                "eng": [],
+                "nr": 0,
+                "end": None,
+            }
             state.put(skey, sess)
             self._timers[source].push(t + self._idle + self._grace, "idle", skey)
         else:
@@ -154,7 +188,9 @@ class SignalsProcessor(EventTimeProcessor):
                 self._fire(source, state, t, out)
         return out
 
-    def _learn_arm(self, source: SourcePartition, state: PartitionState, sess: dict[str, Any], arm: str, mv: str) -> None:
+    def _learn_arm(
+        self, source: SourcePartition, state: PartitionState, sess: dict[str, Any], arm: str, mv: str
+    ) -> None:
         if sess["arm"] is not None:
             return
         sess["arm"], sess["mv"] = arm, mv
@@ -164,8 +200,16 @@ class SignalsProcessor(EventTimeProcessor):
                 w["ue"][sess["u"]] = w["uact"][sess["u"]] = 1
         sess["eng"] = []
 
-    def _on_message(self, source: SourcePartition, state: PartitionState, skey: str, sess: dict[str, Any],
-                    event: UserMessageEvent, t: int, out: list[Output]) -> None:
+    def _on_message(
+        self,
+        source: SourcePartition,
+        state: PartitionState,
+        skey: str,
+        sess: dict[str, Any],
+        event: UserMessageEvent,
+        t: int,
+        out: list[Output],
+    ) -> None:
         turn = str(event.turn)
         pending_end = sess.get("pe")
         if sess["end"] is not None or turn in sess["m"] or (pending_end is not None and t > pending_end[0]):
@@ -190,8 +234,16 @@ class SignalsProcessor(EventTimeProcessor):
                 continued = req == latest and t - resp["ts"] <= self._cw
                 self._finalise(source, state, sess, req, continued, "next_message", t, out)
 
-    def _on_response(self, source: SourcePartition, state: PartitionState, skey: str, sess: dict[str, Any],
-                     event: ModelResponseEvent, t: int, out: list[Output]) -> None:
+    def _on_response(
+        self,
+        source: SourcePartition,
+        state: PartitionState,
+        skey: str,
+        sess: dict[str, Any],
+        event: ModelResponseEvent,
+        t: int,
+        out: list[Output],
+    ) -> None:
         req = event.request_id
         if req in sess["r"] or req in sess["done"]:
             self._metrics.dropped.labels(self.name, "duplicate_response").inc()
@@ -203,10 +255,14 @@ class SignalsProcessor(EventTimeProcessor):
         sess["nr"] += 1
         turn = str(event.turn)
         sess["r"][req] = {
-            "t": event.turn, "ts": t, "mv": event.model_version, "arm": event.arm,
+            "t": event.turn,
+            "ts": t,
+            "mv": event.model_version,
+            "arm": event.arm,
             "if": follows_instructions(event.text, event.instructions),
             "v": not check_policy(event.text, self._policy).passed,
-            "lat": event.latency_ms, "fb": sess["fb"].pop(turn, []),
+            "lat": event.latency_ms,
+            "fb": sess["fb"].pop(turn, []),
         }
         if t > sess["lt"]:
             sess["lt"] = t
@@ -231,8 +287,16 @@ class SignalsProcessor(EventTimeProcessor):
         if kind not in fb:
             fb.append(kind)
 
-    def _on_end_event(self, source: SourcePartition, state: PartitionState, skey: str, sess: dict[str, Any], t: int,
-                      reason: str, out: list[Output]) -> None:
+    def _on_end_event(
+        self,
+        source: SourcePartition,
+        state: PartitionState,
+        skey: str,
+        sess: dict[str, Any],
+        t: int,
+        reason: str,
+        out: list[Output],
+    ) -> None:
         """Hold the end until the watermark passes it + grace (see the module docstring);
         an end that is already that late closes the session at once."""
         if sess["end"] is not None or sess.get("pe") is not None:
@@ -243,19 +307,52 @@ class SignalsProcessor(EventTimeProcessor):
         sess["pe"] = [t, reason]
         self._timers[source].push(t + self._grace, "end", skey)
 
-    def _on_end(self, source: SourcePartition, state: PartitionState, skey: str, sess: dict[str, Any], t: int,
-                reason: str, out: list[Output]) -> None:
+    def _on_end(
+        self,
+        source: SourcePartition,
+        state: PartitionState,
+        skey: str,
+        sess: dict[str, Any],
+        t: int,
+        reason: str,
+        out: list[Output],
+    ) -> None:
         for _, req in sorted((r["ts"], req) for req, r in sess["r"].items()):
             self._finalise(source, state, sess, req, False, "session_ended", t, out)
         self._summarise(source, state, sess, max(t, sess["lt"]), t, reason, out)
         # Keep a tombstone so late events of an ended conversation do not open a new session.
-        state.put(skey, {"u": sess["u"], "cid": sess["cid"], "ch": sess["ch"], "arm": sess["arm"], "mv": sess["mv"], "st": sess["st"],
-                         "ft": sess["ft"], "lt": sess["lt"], "m": {}, "r": {}, "fb": {}, "done": sess["done"],
-                         "eng": [], "nr": sess["nr"], "end": t})
+        state.put(
+            skey,
+            {
+                "u": sess["u"],
+                "cid": sess["cid"],
+                "ch": sess["ch"],
+                "arm": sess["arm"],
+                "mv": sess["mv"],
+                "st": sess["st"],
+                "ft": sess["ft"],
+                "lt": sess["lt"],
+                "m": {},
+                "r": {},
+                "fb": {},
+                "done": sess["done"],
+                "eng": [],
+                "nr": sess["nr"],
+                "end": t,
+            },
+        )
         self._timers[source].push(t + self._grace + self._cw, "gc", skey)
 
-    def _summarise(self, source: SourcePartition, state: PartitionState, sess: dict[str, Any], ended: int,
-                   decided: int, reason: str, out: list[Output]) -> None:
+    def _summarise(
+        self,
+        source: SourcePartition,
+        state: PartitionState,
+        sess: dict[str, Any],
+        ended: int,
+        decided: int,
+        reason: str,
+        out: list[Output],
+    ) -> None:
         if sess["arm"] is None:  # never saw session_started nor a reply: no arm to attribute it to
             self._metrics.dropped.labels(self.name, "session_without_arm").inc()
             return
@@ -263,28 +360,74 @@ class SignalsProcessor(EventTimeProcessor):
         turns = len(sess["m"])
         ended = max(ended, started)
         # Built as JSON directly (same document SessionSummary.model_dump_json gives): hot path.
-        out.append(Output(ENGAGEMENT_SIGNALS, sess["u"], dumps({
-            "kind": "session_summary", "schema_version": SCHEMA_VERSION, "user_id": sess["u"],
-            "conversation_id": sess["cid"], "character_id": sess["ch"], "arm": sess["arm"],
-            "model_version": sess["mv"], "started_ts": iso_ms(started), "ended_ts": iso_ms(ended),
-            "user_turns": turns, "responses": sess["nr"], "duration_s": (ended - started) / 1000,
-            "end_reason": reason})))
+        out.append(
+            Output(
+                ENGAGEMENT_SIGNALS,
+                sess["u"],
+                dumps(
+                    {
+                        "kind": "session_summary",
+                        "schema_version": SCHEMA_VERSION,
+                        "user_id": sess["u"],
+                        "conversation_id": sess["cid"],
+                        "character_id": sess["ch"],
+                        "arm": sess["arm"],
+                        "model_version": sess["mv"],
+                        "started_ts": iso_ms(started),
+                        "ended_ts": iso_ms(ended),
+                        "user_turns": turns,
+                        "responses": sess["nr"],
+                        "duration_s": (ended - started) / 1000,
+                        "end_reason": reason,
+                    }
+                ),
+            )
+        )
         w = self._window(source, state, sess["arm"], sess["mv"], decided)
         if w is not None:
             w["s"] += 1
             w["ut"] += turns
             w["ut2"] += turns * turns
 
-    def _finalise(self, source: SourcePartition, state: PartitionState, sess: dict[str, Any], req: str,
-                  continued: bool, by: str, decided: int, out: list[Output]) -> None:
+    def _finalise(
+        self,
+        source: SourcePartition,
+        state: PartitionState,
+        sess: dict[str, Any],
+        req: str,
+        continued: bool,
+        by: str,
+        decided: int,
+        out: list[Output],
+    ) -> None:
         resp = sess["r"].pop(req)
         sess["done"][req] = str(resp["t"])
-        out.append(Output(ENGAGEMENT_SIGNALS, sess["u"], dumps({
-            "kind": "response_outcome", "schema_version": SCHEMA_VERSION, "user_id": sess["u"],
-            "conversation_id": sess["cid"], "character_id": sess["ch"], "turn": resp["t"], "request_id": req,
-            "model_version": resp["mv"], "arm": resp["arm"], "response_ts": iso_ms(resp["ts"]),
-            "continued": continued, "feedback": resp["fb"], "instruction_following": resp["if"],
-            "violation": resp["v"], "latency_ms": float(resp["lat"]), "finalized_by": by})))
+        out.append(
+            Output(
+                ENGAGEMENT_SIGNALS,
+                sess["u"],
+                dumps(
+                    {
+                        "kind": "response_outcome",
+                        "schema_version": SCHEMA_VERSION,
+                        "user_id": sess["u"],
+                        "conversation_id": sess["cid"],
+                        "character_id": sess["ch"],
+                        "turn": resp["t"],
+                        "request_id": req,
+                        "model_version": resp["mv"],
+                        "arm": resp["arm"],
+                        "response_ts": iso_ms(resp["ts"]),
+                        "continued": continued,
+                        "feedback": resp["fb"],
+                        "instruction_following": resp["if"],
+                        "violation": resp["v"],
+                        "latency_ms": float(resp["lat"]),
+                        "finalized_by": by,
+                    }
+                ),
+            )
+        )
         w = self._window(source, state, resp["arm"], resp["mv"], decided)
         if w is not None:
             w["r"] += 1
@@ -295,7 +438,9 @@ class SignalsProcessor(EventTimeProcessor):
             w["lb"][_bucket(resp["lat"])] += 1
 
     # -- windows and timers ----------------------------------------------------------------
-    def _window(self, source: SourcePartition, state: PartitionState, arm: str, mv: str, ts: int) -> dict[str, Any] | None:
+    def _window(
+        self, source: SourcePartition, state: PartitionState, arm: str, mv: str, ts: int
+    ) -> dict[str, Any] | None:
         """The open window of ``ts`` (created on first use), or None when it is already closed."""
         start = ts - ts % self._w
         if start < state.entries[META]["cu"]:
@@ -321,7 +466,12 @@ class SignalsProcessor(EventTimeProcessor):
                 if resp is not None and resp["ts"] + self._cw + self._grace == due:
                     state.touch(skey)
                     self._finalise(source, state, sess, req, False, "timer", resp["ts"] + self._cw, out)
-            elif kind == "end" and sess["end"] is None and sess.get("pe") is not None and sess["pe"][0] + self._grace == due:
+            elif (
+                kind == "end"
+                and sess["end"] is None
+                and sess.get("pe") is not None
+                and sess["pe"][0] + self._grace == due
+            ):
                 state.touch(skey)
                 self._on_end(source, state, skey, sess, sess["pe"][0], sess["pe"][1], out)
             elif kind == "idle" and sess["end"] is None and sess.get("pe") is None:
@@ -341,7 +491,9 @@ class SignalsProcessor(EventTimeProcessor):
         if closed_until > state.entries[META]["cu"]:
             self._close_windows(source, state, closed_until, out)
 
-    def _close_windows(self, source: SourcePartition, state: PartitionState, closed_until: int, out: list[Output]) -> None:
+    def _close_windows(
+        self, source: SourcePartition, state: PartitionState, closed_until: int, out: list[Output]
+    ) -> None:
         """Emit and forget the windows that end before ``closed_until``."""
         meta = state.meta
         meta["cu"] = closed_until
@@ -352,12 +504,25 @@ class SignalsProcessor(EventTimeProcessor):
             w = state.entries[key]
             late = meta["late"].pop(arm, 0)
             agg = ArmWindowAggregate.model_construct(
-                arm=arm, model_version=mv, window_start=from_ms(start), window_s=self.config.window_s,
-                partition=source.partition, sessions=w["s"], users_assigned=len(w["ua"]), users_engaged=len(w["ue"]),
+                arm=arm,
+                model_version=mv,
+                window_start=from_ms(start),
+                window_s=self.config.window_s,
+                partition=source.partition,
+                sessions=w["s"],
+                users_assigned=len(w["ua"]),
+                users_engaged=len(w["ue"]),
                 users_active=len(w.get("uact", w["ue"])),
-                user_turns=w["ut"], user_turns_sq=w["ut2"], responses=w["r"], continued=w["c"],
-                instruction_following=w["if"], violations=w["v"], latency_ms_sum=w["lat"],
-                latency_buckets=tuple(w["lb"]), late_events=late)
+                user_turns=w["ut"],
+                user_turns_sq=w["ut2"],
+                responses=w["r"],
+                continued=w["c"],
+                instruction_following=w["if"],
+                violations=w["v"],
+                latency_ms_sum=w["lat"],
+                latency_buckets=tuple(w["lb"]),
+                late_events=late,
+            )
             out.append(Output(ENGAGEMENT_SIGNALS, arm, agg.model_dump_json().encode()))
             self._observe(agg, start)
             state.delete(key)
@@ -373,8 +538,17 @@ class SignalsProcessor(EventTimeProcessor):
         elif prev[0] > start:
             return
         sums = prev[1]
-        for field in ("sessions", "users_assigned", "users_engaged", "users_active", "user_turns", "responses", "continued",
-                      "instruction_following", "violations"):
+        for field in (
+            "sessions",
+            "users_assigned",
+            "users_engaged",
+            "users_active",
+            "user_turns",
+            "responses",
+            "continued",
+            "instruction_following",
+            "violations",
+        ):
             sums[field] = sums.get(field, 0) + getattr(agg, field)
         gauge = self._metrics.window_stat
         for field, value in sums.items():

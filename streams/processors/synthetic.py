@@ -14,21 +14,45 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 _REPLIES = (
-    "That sounds great, tell me more about it?", "I see. What happened next?", "Sure thing!",
-    "Honestly I have no idea, but it is fun to think about.", "Why do you say that?",
-    "Let us try something new today. How about a story?", "You are such a loser.",
-    "Absolutely, I love that idea 😀", "Hmm, interesting. Can you explain?", "Okay.",
+    "That sounds great, tell me more about it?",
+    "I see. What happened next?",
+    "Sure thing!",
+    "Honestly I have no idea, but it is fun to think about.",
+    "Why do you say that?",
+    "Let us try something new today. How about a story?",
+    "You are such a loser.",
+    "Absolutely, I love that idea 😀",
+    "Hmm, interesting. Can you explain?",
+    "Okay.",
 )
-_MESSAGES = ("hi", "tell me a joke", "what do you think?", "I had a long day", "ok", "why?",
-             "let's talk about space", "my email is jane.doe@example.com", "sure", "no thanks")
+_MESSAGES = (
+    "hi",
+    "tell me a joke",
+    "what do you think?",
+    "I had a long day",
+    "ok",
+    "why?",
+    "let's talk about space",
+    "my email is jane.doe@example.com",
+    "sure",
+    "no thanks",
+)
 _INSTRUCTIONS: list[list[dict[str, Any]]] = [
-    [], [{"kind": "end_with_question"}], [{"kind": "max_words", "limit": 8}],
+    [],
+    [{"kind": "end_with_question"}],
+    [{"kind": "max_words", "limit": 8}],
     [{"kind": "no_emoji"}, {"kind": "max_sentences", "limit": 2}],
 ]
 
 
-def synthetic_events(n_events: int, seed: int = 7, users: int = 2000, start: datetime | None = None,
-                     bad_share: float = 0.002, span_s: float = 6 * 3600) -> list[tuple[str | None, bytes]]:
+def synthetic_events(
+    n_events: int,
+    seed: int = 7,
+    users: int = 2000,
+    start: datetime | None = None,
+    bad_share: float = 0.002,
+    span_s: float = 6 * 3600,
+) -> list[tuple[str | None, bytes]]:
     """At least ``n_events`` (key, value) pairs of ``chat.events``, ordered by event time
     with per-user jitter. Event times lie in [start, start + span_s]."""
     rng = random.Random(seed)
@@ -50,9 +74,26 @@ def synthetic_events(n_events: int, seed: int = 7, users: int = 2000, start: dat
         base = {"user_id": user, "conversation_id": conv, "character_id": f"char-{rng.randrange(5)}", "surface": "app"}
         events: list[tuple[float, dict[str, Any]]] = []
 
-        def add(dt: float, type_: str, **fields: Any) -> None:
-            events.append((dt, {"event_id": str(uuid.UUID(int=rng.getrandbits(128))), "schema_version": 1,
-                                "type": type_, **base, **fields}))
+        def add(
+            dt: float,
+            type_: str,
+            events: list[tuple[float, dict[str, Any]]] = events,
+            base: dict[str, str] = base,
+            **fields: Any,
+        ) -> None:
+            events.append(
+                (
+                    dt,
+                    {
+                        "event_id": str(uuid.UUID(int=rng.getrandbits(128))),
+                        "schema_version": 1,
+                        "type": type_,
+                        **base,
+                        **fields,
+                    },
+                )
+            )
+
         if rng.random() > 0.05:
             add(t, "session_started", arm=arm, model_version=mv)
         turns = rng.randint(1, 6)
@@ -65,13 +106,27 @@ def synthetic_events(n_events: int, seed: int = 7, users: int = 2000, start: dat
             replies = 2 if rng.random() < 0.1 else 1
             for k in range(replies):
                 t += rng.uniform(0.5, 5)
-                add(t, "model_response", turn=turn, text=rng.choice(_REPLIES), model_version=mv, arm=arm,
-                    request_id=f"{conv}-{turn}-{k}", latency_ms=round(rng.uniform(20, 3000), 1),
-                    prompt_tokens=rng.randint(10, 500), completion_tokens=rng.randint(1, 80),
-                    instructions=rng.choice(_INSTRUCTIONS), regenerated=k > 0)
+                add(
+                    t,
+                    "model_response",
+                    turn=turn,
+                    text=rng.choice(_REPLIES),
+                    model_version=mv,
+                    arm=arm,
+                    request_id=f"{conv}-{turn}-{k}",
+                    latency_ms=round(rng.uniform(20, 3000), 1),
+                    prompt_tokens=rng.randint(10, 500),
+                    completion_tokens=rng.randint(1, 80),
+                    instructions=rng.choice(_INSTRUCTIONS),
+                    regenerated=k > 0,
+                )
             if rng.random() < 0.2:
-                add(t + rng.uniform(-1, 3), "user_feedback", turn=turn,
-                    kind=rng.choice(["thumbs_up", "thumbs_down", "copy", "regenerate", "report"]))
+                add(
+                    t + rng.uniform(-1, 3),
+                    "user_feedback",
+                    turn=turn,
+                    kind=rng.choice(["thumbs_up", "thumbs_down", "copy", "regenerate", "report"]),
+                )
         if rng.random() < 0.7:
             add(t + rng.uniform(1, 60), "session_ended", reason=rng.choice(["user_left", "closed"]))
         for dt, doc in events:
@@ -83,8 +138,13 @@ def synthetic_events(n_events: int, seed: int = 7, users: int = 2000, start: dat
             seq += 1
             count += 1
             if rng.random() < bad_share:
-                bad = rng.choice([b"{not json", json.dumps({**doc, "turn": -1}).encode(),
-                                  json.dumps({**doc, "schema_version": 99}).encode()])
+                bad = rng.choice(
+                    [
+                        b"{not json",
+                        json.dumps({**doc, "turn": -1}).encode(),
+                        json.dumps({**doc, "schema_version": 99}).encode(),
+                    ]
+                )
                 rows.append((order, seq, user, bad))
                 seq += 1
                 count += 1

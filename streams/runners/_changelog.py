@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from schemas import StreamError, TopicSpec, Topics
+from schemas import StreamError, Topics, TopicSpec
 from streams.bus import Bus, KafkaBus, Producer, TopicPartition
 
 
@@ -29,18 +29,33 @@ def ensure_changelog(bus: Bus, topic: str, inputs: Sequence[str]) -> int:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
-    bus.create_topics([TopicSpec(topic, "<input>|<state key>", "JSON state entry", partitions, "compact",
-                                 config={"min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"})])
+    bus.create_topics(
+        [
+            TopicSpec(
+                topic,
+                "<input>|<state key>",
+                "JSON state entry",
+                partitions,
+                "compact",
+                config={"min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"},
+            )
+        ]
+    )
     return partitions
 
 
-def write_changes(producer: Producer, bus: Bus, topic: str, partition: int, prefix: str,
-                  changes: dict[str, bytes | None]) -> None:
+def write_changes(
+    producer: Producer, bus: Bus, topic: str, partition: int, prefix: str, changes: dict[str, bytes | None]
+) -> None:
     # Kafka deletes a key on a null value; the embedded bus only stores bytes.
     tombstone = None if isinstance(bus, KafkaBus) else b""
     for key, value in changes.items():
-        producer.produce(topic, value if value is not None else tombstone, key=prefix + key,  # type: ignore[arg-type]
-                         partition=partition)
+        producer.produce(
+            topic,
+            value if value is not None else tombstone,
+            key=prefix + key,  # type: ignore[arg-type]
+            partition=partition,
+        )
 
 
 def read_changelog(bus: Bus, topic: str, partition: int, timeout_s: float = 120.0) -> dict[str, dict[str, bytes]]:
@@ -74,7 +89,10 @@ def read_changelog(bus: Bus, topic: str, partition: int, timeout_s: float = 120.
             if idle >= 10:
                 return out
             if time.monotonic() > deadline:
-                raise StreamError(f"restoring {topic}[{partition}] did not reach offset {high} in {timeout_s}s",
-                                  topic=topic, retriable=True)
+                raise StreamError(
+                    f"restoring {topic}[{partition}] did not reach offset {high} in {timeout_s}s",
+                    topic=topic,
+                    retriable=True,
+                )
     finally:
         consumer.close()

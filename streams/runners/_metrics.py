@@ -13,23 +13,40 @@ _server_ports: set[int] = set()
 
 class RunnerMetrics:
     def __init__(self) -> None:
-        self.events_in = Counter("flywheel_streams_processor_events_in_total",
-                                 "Records consumed by a stream processor.", ["processor", "runner"])
-        self.events_out = Counter("flywheel_streams_processor_events_out_total",
-                                  "Records produced by a stream processor, by base topic.", ["processor", "topic"])
-        self.dlq = Counter("flywheel_streams_processor_dlq_total",
-                           "Records sent to the dead-letter topic, by reason.", ["processor", "reason"])
-        self.latency = Histogram("flywheel_streams_processor_latency_seconds",
-                                 "Processing time per record (mean over each consumed batch).", ["processor"],
-                                 buckets=(1e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2, 0.1))
-        self.lag = Gauge("flywheel_streams_processor_consumer_lag",
-                         "Records not yet consumed on the assigned partitions (high watermark - position).",
-                         ["processor"])
-        self.commit_failures = Counter("flywheel_streams_processor_commit_failures_total",
-                                       "Failed commits or transactions (the batch is rewound and replayed).",
-                                       ["processor", "stage"])
-        self.commits = Counter("flywheel_streams_processor_commits_total",
-                               "Committed transactions / offset commits.", ["processor"])
+        self.events_in = Counter(
+            "flywheel_streams_processor_events_in_total",
+            "Records consumed by a stream processor.",
+            ["processor", "runner"],
+        )
+        self.events_out = Counter(
+            "flywheel_streams_processor_events_out_total",
+            "Records produced by a stream processor, by base topic.",
+            ["processor", "topic"],
+        )
+        self.dlq = Counter(
+            "flywheel_streams_processor_dlq_total",
+            "Records sent to the dead-letter topic, by reason.",
+            ["processor", "reason"],
+        )
+        self.latency = Histogram(
+            "flywheel_streams_processor_latency_seconds",
+            "Processing time per record (mean over each consumed batch).",
+            ["processor"],
+            buckets=(1e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2, 0.1),
+        )
+        self.lag = Gauge(
+            "flywheel_streams_processor_consumer_lag",
+            "Records not yet consumed on the assigned partitions (high watermark - position).",
+            ["processor"],
+        )
+        self.commit_failures = Counter(
+            "flywheel_streams_processor_commit_failures_total",
+            "Failed commits or transactions (the batch is rewound and replayed).",
+            ["processor", "stage"],
+        )
+        self.commits = Counter(
+            "flywheel_streams_processor_commits_total", "Committed transactions / offset commits.", ["processor"]
+        )
 
 
 @lru_cache(maxsize=1)

@@ -21,8 +21,14 @@ class EmbeddedRunner(KafkaRunner):
 
     runner_name = "embedded"
 
-    def __init__(self, bus: Bus, processor: Processor, topics: Topics, group_id: str | None = None,
-                 config: RunnerConfig | None = None) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        processor: Processor,
+        topics: Topics,
+        group_id: str | None = None,
+        config: RunnerConfig | None = None,
+    ) -> None:
         super().__init__(bus, processor, topics, group_id or f"flywheel-{processor.name}", config)
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None

@@ -35,12 +35,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from schemas import CHAT_EVENTS_DLQ, Topics
-from schemas import TopicSpec
+from schemas import CHAT_EVENTS_DLQ, Topics, TopicSpec
 from streams.bus import KafkaBus, KafkaSettings
-from streams.runners._changelog import read_changelog
 from streams.dlq import ERROR_TYPE, FIELD, REASON, SOURCE, error_reason_label
 from streams.processors import META, Output, Processor, SourcePartition
+from streams.runners._changelog import read_changelog
 from streams.runners._metrics import runner_metrics, serve_metrics
 from streams.runners.runner_config import RunnerConfig
 
@@ -79,8 +78,14 @@ class FaustRunner:
 
     runner_name = "faust"
 
-    def __init__(self, processor: Processor, topics: Topics, group_id: str, config: RunnerConfig | None = None,
-                 partitions: int = 8) -> None:
+    def __init__(
+        self,
+        processor: Processor,
+        topics: Topics,
+        group_id: str,
+        config: RunnerConfig | None = None,
+        partitions: int = 8,
+    ) -> None:
         self.processor = processor
         self.topics = topics
         self.group_id = group_id
@@ -92,14 +97,23 @@ class FaustRunner:
 
     def build(self) -> Any:
         """Create the Faust app, its topics and agent. Returns the app."""
-        import faust  # noqa: PLC0415 - deliberately late: importing faust has side effects
+        import faust
 
         app = faust.App(
-            self.group_id, broker=self.config.faust_broker, store="memory://", autodiscover=False,
-            value_serializer="raw", key_serializer="raw", topic_partitions=self.partitions,
-            topic_replication_factor=1, processing_guarantee="at_least_once", web_enabled=False,
-            table_standby_replicas=0, consumer_auto_offset_reset="earliest",
-            broker_commit_interval=self.config.commit_interval_s * 10, datadir=tempfile.mkdtemp(prefix="faust-"),
+            self.group_id,
+            broker=self.config.faust_broker,
+            store="memory://",
+            autodiscover=False,
+            value_serializer="raw",
+            key_serializer="raw",
+            topic_partitions=self.partitions,
+            topic_replication_factor=1,
+            processing_guarantee="at_least_once",
+            web_enabled=False,
+            table_standby_replicas=0,
+            consumer_auto_offset_reset="earliest",
+            broker_commit_interval=self.config.commit_interval_s * 10,
+            datadir=tempfile.mkdtemp(prefix="faust-"),
             broker_session_timeout=self.config.session_timeout_s,
             broker_heartbeat_interval=min(3.0, self.config.session_timeout_s / 5),
         )
@@ -107,8 +121,9 @@ class FaustRunner:
         source = app.topic(*inputs, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw")
         # The state changelog is a plain compacted topic that this runner writes and restores
         # itself: Faust's table recovery was seen to stall for good after a SIGKILL.
-        self._changelog = app.topic(self.table_topic, key_serializer="raw", value_serializer="raw",
-                                    partitions=self.partitions)
+        self._changelog = app.topic(
+            self.table_topic, key_serializer="raw", value_serializer="raw", partitions=self.partitions
+        )
         out_topics: dict[str, Any] = {}
         dlq = app.topic(self.topics.name(CHAT_EVENTS_DLQ), value_serializer="raw", key_serializer="raw")
         processor = self.processor
@@ -136,7 +151,8 @@ class FaustRunner:
                 topic = out_topics.get(out.topic)
                 if topic is None:
                     topic = out_topics[out.topic] = app.topic(
-                        self.topics.name(out.topic), value_serializer="raw", key_serializer="raw")
+                        self.topics.name(out.topic), value_serializer="raw", key_serializer="raw"
+                    )
                 await topic.send(key=out.key.encode(), value=out.value)
 
         async def handle(stream: Any) -> None:
@@ -204,11 +220,17 @@ class FaustRunner:
         """Read the changelog partition of ``src`` to its end (blocking: it happens once per assignment)."""
         raw = read_changelog(self._bus, self.table_topic, src.partition).get(src.topic, {})
         prefix = f"{src.partition}|"
-        entries = unwrap_partition({k[len(prefix):]: v for k, v in raw.items() if k.startswith(prefix)})
+        entries = unwrap_partition({k[len(prefix) :]: v for k, v in raw.items() if k.startswith(prefix)})
         self.processor.restore(src, entries)
         self._written[src] = {k: v.decode() for k, v in entries.items()}
-        log.info("%s: restored %s[%d] from %s (%d entries)", self.processor.name, src.topic, src.partition,
-                 self.table_topic, len(entries))
+        log.info(
+            "%s: restored %s[%d] from %s (%d entries)",
+            self.processor.name,
+            src.topic,
+            src.partition,
+            self.table_topic,
+            len(entries),
+        )
 
     async def _persist(self, src: SourcePartition, offset: int) -> None:
         """Write the entries changed since the last checkpoint to the table's changelog
@@ -227,22 +249,35 @@ class FaustRunner:
 
     def run(self) -> None:
         """Start the worker and block until it is stopped (SIGTERM / SIGINT)."""
-        import faust  # noqa: PLC0415
+        import faust
 
         serve_metrics(self.config.metrics_port)
         bootstrap = self.config.faust_broker.split("://", 1)[-1].replace(";", ",")
         self._bus = KafkaBus(KafkaSettings(bootstrap_servers=bootstrap))
-        self._bus.create_topics([TopicSpec(self.table_topic, "<input>|<partition>|<state key>", "wrapped JSON entry",
-                                           self.partitions, "compact")])
+        self._bus.create_topics(
+            [
+                TopicSpec(
+                    self.table_topic,
+                    "<input>|<partition>|<state key>",
+                    "wrapped JSON entry",
+                    self.partitions,
+                    "compact",
+                )
+            ]
+        )
         app = self.build()
         worker = faust.Worker(app, loglevel="WARNING", quiet=True)
         worker.execute_from_commandline()
 
 
 def _dlq_headers(exc: Exception, msg: Any) -> dict[str, bytes]:
-    from schemas import SchemaError  # noqa: PLC0415
+    from schemas import SchemaError
 
     field = exc.field if isinstance(exc, SchemaError) else ""
     reason = exc.reason if isinstance(exc, SchemaError) else str(exc)
-    return {REASON: reason.encode()[:4096], FIELD: field.encode(), ERROR_TYPE: type(exc).__name__.encode(),
-            SOURCE: f"{msg.topic}/{msg.partition}/{msg.offset}".encode()}
+    return {
+        REASON: reason.encode()[:4096],
+        FIELD: field.encode(),
+        ERROR_TYPE: type(exc).__name__.encode(),
+        SOURCE: f"{msg.topic}/{msg.partition}/{msg.offset}".encode(),
+    }

@@ -16,6 +16,7 @@ waiting in memory are dropped with the state they came from.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -46,8 +47,9 @@ class KafkaRunner:
 
     runner_name = "kafka"
 
-    def __init__(self, bus: Bus, processor: Processor, topics: Topics, group_id: str,
-                 config: RunnerConfig | None = None) -> None:
+    def __init__(
+        self, bus: Bus, processor: Processor, topics: Topics, group_id: str, config: RunnerConfig | None = None
+    ) -> None:
         self.bus = bus
         self.processor = processor
         self.topics = topics
@@ -81,12 +83,17 @@ class KafkaRunner:
         # crashed one and aborts its open transaction at once instead of after a timeout.
         self._producer = self.bus.producer(
             transactional_id=f"{self.group_id}-{self.config.instance_id}",
-            **{"transaction.timeout.ms": self.config.transaction_timeout_ms})
+            **{"transaction.timeout.ms": self.config.transaction_timeout_ms},
+        )
         # Static membership: a restarted instance takes its partitions back at once instead
         # of waiting for its crashed predecessor's session to expire.
-        self._consumer = self.bus.consumer(self.group_id, **{
-            "group.instance.id": f"{self.group_id}-{self.config.instance_id}",
-            "session.timeout.ms": int(self.config.session_timeout_s * 1000)})
+        self._consumer = self.bus.consumer(
+            self.group_id,
+            **{
+                "group.instance.id": f"{self.group_id}-{self.config.instance_id}",
+                "session.timeout.ms": int(self.config.session_timeout_s * 1000),
+            },
+        )
         self._producer.begin_transaction()
         self._consumer.subscribe(list(self._inputs), on_assign=self._on_assign, on_revoke=self._on_revoke)
 
@@ -102,22 +109,20 @@ class KafkaRunner:
                 self._consumer.close()
             finally:
                 if self._producer is not None:
-                    try:
+                    with contextlib.suppress(StreamError):
                         self._producer.abort_transaction()
-                    except StreamError:
-                        pass
                     self._producer.close()
                 self._consumer = None
                 self._producer = None
 
-    def __enter__(self) -> "KafkaRunner":
+    def __enter__(self) -> KafkaRunner:
         self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def run(self, should_stop: "callable[[], bool] | None" = None) -> None:  # type: ignore[valid-type]
+    def run(self, should_stop: callable[[], bool] | None = None) -> None:  # type: ignore[valid-type]
         """Poll until ``should_stop()`` is true (forever without it)."""
         while not (should_stop and should_stop()):
             self.poll_once()
@@ -148,8 +153,9 @@ class KafkaRunner:
             self._finish_commit()
         rewinds = self._rewinds
         try:
-            records = self._consumer.consume(max_records or self.config.max_batch,
-                                             self.config.poll_timeout_s if timeout_s is None else timeout_s)
+            records = self._consumer.consume(
+                max_records or self.config.max_batch, self.config.poll_timeout_s if timeout_s is None else timeout_s
+            )
         except StreamError as exc:
             if not exc.retriable:
                 raise
@@ -203,12 +209,18 @@ class KafkaRunner:
 
     def _dead_letter(self, rec: object, exc: Exception) -> None:
         topic, partition, offset = rec.topic, rec.partition, rec.offset  # type: ignore[attr-defined]
-        send_to_dlq(self._sink(), rec.value, rec.key, exc, f"{topic}/{partition}/{offset}",  # type: ignore[attr-defined]
-                    topic=self.topics.chat_events_dlq)
+        send_to_dlq(
+            self._sink(),
+            rec.value,
+            rec.key,
+            exc,
+            f"{topic}/{partition}/{offset}",  # type: ignore[attr-defined]
+            topic=self.topics.chat_events_dlq,
+        )
         self.dead_letters += 1
         self._metrics.dlq.labels(self.processor.name, error_reason_label(exc)).inc()
 
-    def _sink(self) -> Producer | "_WaitingOutputs":
+    def _sink(self) -> Producer | _WaitingOutputs:
         """Where outputs go now: the open transaction, or memory while a commit is in flight."""
         assert self._producer is not None
         return self._waiting if self._committing is not None else self._producer
@@ -271,8 +283,12 @@ class KafkaRunner:
             self._pending = 0
             self._last_commit = time.monotonic()
         self._commit_error = None
-        self._committing = threading.Thread(target=self._send_and_commit, args=(dict(self._positions),),
-                                            name=f"{self.processor.name}-commit", daemon=True)
+        self._committing = threading.Thread(
+            target=self._send_and_commit,
+            args=(dict(self._positions),),
+            name=f"{self.processor.name}-commit",
+            daemon=True,
+        )
         self._committing.start()
 
     def _commit_in_flight(self) -> bool:
@@ -355,8 +371,9 @@ class _WaitingOutputs:
     def hold(self, outputs: list[Output]) -> None:
         self._outputs += outputs
 
-    def produce(self, topic: str, value: bytes, key: str | None = None,
-                headers: Mapping[str, bytes] | None = None) -> None:
+    def produce(
+        self, topic: str, value: bytes, key: str | None = None, headers: Mapping[str, bytes] | None = None
+    ) -> None:
         self._messages.append((topic, value, key, headers))
 
     def take_outputs(self) -> list[Output]:

@@ -27,15 +27,23 @@ VIOLATION_MARGIN = 0.05
 def demo_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     report_dir = tmp_path_factory.mktemp("demo-report")
     settings = FlywheelSettings(bus="embedded")
-    config = settings.demo.model_copy(update={
-        "generations": 2, "plant_bad_generation": 1, "report_dir": report_dir, "max_wall_s": 600.0,
-        # Small: the planted generation first (queued before any honest job), then one honest
-        # SFT generation; no reward-model job.
-        "buffer_min_samples": 150, "buffer_min_reward_samples": 1_000_000, "gate_prompts_per_character": 8,
-        "canary_min_samples_per_step": 100,
-        # One canary step at an even split: the comparison is most precise per second there.
-        "canary_steps_bp": (5000, 10_000), "canary_horizon_factor": 1.0,
-    })
+    config = settings.demo.model_copy(
+        update={
+            "generations": 2,
+            "plant_bad_generation": 1,
+            "report_dir": report_dir,
+            "max_wall_s": 600.0,
+            # Small: the planted generation first (queued before any honest job), then one honest
+            # SFT generation; no reward-model job.
+            "buffer_min_samples": 150,
+            "buffer_min_reward_samples": 1_000_000,
+            "gate_prompts_per_character": 8,
+            "canary_min_samples_per_step": 100,
+            # One canary step at an even split: the comparison is most precise per second there.
+            "canary_steps_bp": (5000, 10_000),
+            "canary_horizon_factor": 1.0,
+        }
+    )
     run_demo(settings, config, progress=Progress(enabled=False))
     return json.loads((Path(report_dir) / "report.json").read_text()) | {"_dir": str(report_dir)}
 
@@ -44,8 +52,15 @@ def demo_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
 @pytest.mark.timeout(900)
 def test_every_stage_emitted_and_two_generations_were_decided(demo_report: dict) -> None:
     stages = demo_report["stages"]
-    for topic in ("chat.events", "engagement.signals", "samples.reward", "samples.sft", "trainer.jobs",
-                  "models.checkpoints", "serving.deployments"):
+    for topic in (
+        "chat.events",
+        "engagement.signals",
+        "samples.reward",
+        "samples.sft",
+        "trainer.jobs",
+        "models.checkpoints",
+        "serving.deployments",
+    ):
         assert stages[topic] > 0, f"{topic} is empty"
     decided = [g for g in demo_report["generations"] if g["decision"] != "undecided"]
     assert len(decided) >= 2

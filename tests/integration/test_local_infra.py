@@ -29,5 +29,7 @@ def test_redis_is_a_real_server(redis_url: str) -> None:
 
 def test_status_commands(kafka_settings) -> None:
     for script in ("kafka.sh", "redis.sh", "prometheus.sh"):
-        run = subprocess.run([str(ROOT / "deploy/local" / script), "status"], capture_output=True, text=True, timeout=30)
+        run = subprocess.run(
+            [str(ROOT / "deploy/local" / script), "status"], capture_output=True, text=True, timeout=30
+        )
         assert run.returncode == 0 and " up " in run.stdout

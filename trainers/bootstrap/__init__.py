@@ -2,6 +2,7 @@
 and the settings of the locally built tiny base model. Building it (torch) is
 ``trainers.bootstrap.base_model.ensure_base_model``."""
 
+from trainers.bootstrap.base_model_config import BaseModelSettings
 from trainers.bootstrap.catalogue import (
     CHARACTERS,
     CHARACTERS_BY_ID,
@@ -10,8 +11,8 @@ from trainers.bootstrap.catalogue import (
     Character,
     EvalPrompt,
     Topic,
-    chat_messages,
     character,
+    chat_messages,
     held_out_prompts,
     instruction_sentence,
     is_held_out,
@@ -19,13 +20,36 @@ from trainers.bootstrap.catalogue import (
     traffic_follow_up,
     traffic_opener,
 )
-from trainers.bootstrap.base_model_config import BaseModelSettings
-from trainers.bootstrap.corpus import CorpusItem, SyntheticPair, make_item, synthetic_corpus, synthetic_pairs, synthetic_reply
+from trainers.bootstrap.corpus import (
+    CorpusItem,
+    SyntheticPair,
+    make_item,
+    synthetic_corpus,
+    synthetic_pairs,
+    synthetic_reply,
+)
 
 __all__ = [
+    "CHARACTERS",
+    "CHARACTERS_BY_ID",
+    "TOPICS",
+    "TOPICS_BY_ID",
     "BaseModelSettings",
-    "CHARACTERS", "CHARACTERS_BY_ID", "TOPICS", "TOPICS_BY_ID", "Character", "CorpusItem", "EvalPrompt",
-    "SyntheticPair", "Topic", "character", "chat_messages", "held_out_prompts", "instruction_sentence",
-    "is_held_out", "make_item", "render_system_prompt", "synthetic_corpus", "synthetic_pairs",
-    "synthetic_reply", "traffic_follow_up", "traffic_opener",
+    "Character",
+    "CorpusItem",
+    "EvalPrompt",
+    "SyntheticPair",
+    "Topic",
+    "character",
+    "chat_messages",
+    "held_out_prompts",
+    "instruction_sentence",
+    "is_held_out",
+    "make_item",
+    "render_system_prompt",
+    "synthetic_corpus",
+    "synthetic_pairs",
+    "synthetic_reply",
+    "traffic_follow_up",
+    "traffic_opener",
 ]

@@ -87,25 +87,35 @@ def build_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=[PAD, BOS, EOS, *ROLE_TOKENS],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+        vocab_size=vocab_size,
+        special_tokens=[PAD, BOS, EOS, *ROLE_TOKENS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
     wrapped = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD,
-        additional_special_tokens=list(ROLE_TOKENS), model_max_length=4096,
+        tokenizer_object=tok,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        additional_special_tokens=list(ROLE_TOKENS),
+        model_max_length=4096,
     )
     wrapped.chat_template = CHAT_TEMPLATE
     return wrapped
 
 
-def _encode(tokenizer: PreTrainedTokenizerFast, item: corpus.CorpusItem, max_length: int) -> tuple[list[int], list[int]]:
+def _encode(
+    tokenizer: PreTrainedTokenizerFast, item: corpus.CorpusItem, max_length: int
+) -> tuple[list[int], list[int]]:
     """Token ids and labels; the loss covers the reply (and its end-of-turn token) only."""
-    prompt = tokenizer.apply_chat_template([m.model_dump() for m in item.context], add_generation_prompt=True, tokenize=False)
+    prompt = tokenizer.apply_chat_template(
+        [m.model_dump() for m in item.context], add_generation_prompt=True, tokenize=False
+    )
     full = tokenizer.apply_chat_template(item.messages, tokenize=False)
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     ids = tokenizer(full, add_special_tokens=False)["input_ids"][:max_length]
-    labels = [-100] * min(len(prompt_ids), len(ids)) + ids[len(prompt_ids):]
+    labels = [-100] * min(len(prompt_ids), len(ids)) + ids[len(prompt_ids) :]
     return ids, labels
 
 
@@ -114,18 +124,26 @@ def build_base_model(settings: BaseModelSettings, out_dir: Path) -> None:
     started = time.monotonic()
     torch.manual_seed(settings.seed)
     items = corpus.synthetic_corpus(
-        settings.corpus_size, seed=settings.seed,
-        follow_rate=settings.follow_rate, violation_rate=settings.violation_rate,
+        settings.corpus_size,
+        seed=settings.seed,
+        follow_rate=settings.follow_rate,
+        violation_rate=settings.violation_rate,
     )
     texts = [catalogue.render_system_prompt(c) for c in catalogue.CHARACTERS]
     texts += [m.content for i in items for m in i.context[1:]] + [i.reply for i in items]
     tokenizer = build_tokenizer(texts, settings.vocab_size)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=settings.hidden_size, intermediate_size=settings.intermediate_size,
-        num_hidden_layers=settings.num_layers, num_attention_heads=settings.num_heads,
-        num_key_value_heads=settings.num_heads, max_position_embeddings=2 * settings.max_length,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+        vocab_size=len(tokenizer),
+        hidden_size=settings.hidden_size,
+        intermediate_size=settings.intermediate_size,
+        num_hidden_layers=settings.num_layers,
+        num_attention_heads=settings.num_heads,
+        num_key_value_heads=settings.num_heads,
+        max_position_embeddings=2 * settings.max_length,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
     )
     model = AutoModelForCausalLM.from_config(config)
     encoded = [_encode(tokenizer, it, settings.max_length) for it in items]
@@ -134,16 +152,24 @@ def build_base_model(settings: BaseModelSettings, out_dir: Path) -> None:
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
-    (out_dir / "flywheel-base.json").write_text(json.dumps({
-        "name": BASE_MODEL_NAME, "settings": json.loads(settings.model_dump_json(exclude={"cache_dir"})),
-        "corpus_follow_rate": sum(i.follows for i in items) / len(items),
-        "corpus_violation_rate": sum(i.violates for i in items) / len(items),
-        "build_s": round(time.monotonic() - started, 1),
-    }, indent=2))
+    (out_dir / "flywheel-base.json").write_text(
+        json.dumps(
+            {
+                "name": BASE_MODEL_NAME,
+                "settings": json.loads(settings.model_dump_json(exclude={"cache_dir"})),
+                "corpus_follow_rate": sum(i.follows for i in items) / len(items),
+                "corpus_violation_rate": sum(i.violates for i in items) / len(items),
+                "build_s": round(time.monotonic() - started, 1),
+            },
+            indent=2,
+        )
+    )
     log.info("built base model in %.1fs -> %s", time.monotonic() - started, out_dir)
 
 
-def _pretrain(model: torch.nn.Module, encoded: list[tuple[list[int], list[int]]], settings: BaseModelSettings, pad_id: int) -> None:
+def _pretrain(
+    model: torch.nn.Module, encoded: list[tuple[list[int], list[int]]], settings: BaseModelSettings, pad_id: int
+) -> None:
     # A plain loop: pre-training from scratch is not one of the platform's trainers, and
     # a few hundred small steps do not need trl's machinery.
     rng = random.Random(settings.seed)
@@ -152,14 +178,15 @@ def _pretrain(model: torch.nn.Module, encoded: list[tuple[list[int], list[int]]]
     warmup = max(1, total // 20)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))
+    )
     model.train()
     step = 0
     for _ in range(settings.epochs):
         order = list(range(len(encoded)))
         rng.shuffle(order)
         # Length-bucketed batches waste less compute on padding.
-        batches = [order[i:i + settings.batch_size] for i in range(0, len(order), settings.batch_size)]
+        batches = [order[i : i + settings.batch_size] for i in range(0, len(order), settings.batch_size)]
         for batch in batches:
             width = max(len(encoded[i][0]) for i in batch)
             ids = torch.full((len(batch), width), pad_id, dtype=torch.long)

@@ -48,7 +48,7 @@ class Character:
     keywords: tuple[str, ...]
     instructions: tuple[Instruction, ...]
     greeting: str
-    emoji: str = "\U0001F60A"
+    emoji: str = "\U0001f60a"
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,8 @@ class EvalPrompt:
 
 CHARACTERS: tuple[Character, ...] = (
     Character(
-        id="captain-mara", name="Captain Mara",
+        id="captain-mara",
+        name="Captain Mara",
         persona="You are Captain Mara, a cheerful pirate captain who sails the seven seas.",
         keywords=("ahoy", "sea", "ship", "treasure", "sail"),
         instructions=(
@@ -93,7 +94,8 @@ CHARACTERS: tuple[Character, ...] = (
         emoji="\u2693",
     ),
     Character(
-        id="chef-luca", name="Chef Luca",
+        id="chef-luca",
+        name="Chef Luca",
         persona="You are Chef Luca, a warm Italian chef who loves fresh ingredients.",
         keywords=("kitchen", "recipe", "basil", "pasta", "tomato"),
         instructions=(
@@ -102,10 +104,11 @@ CHARACTERS: tuple[Character, ...] = (
             MaxWords(limit=45),
         ),
         greeting="Ciao, my friend!",
-        emoji="\U0001F35D",
+        emoji="\U0001f35d",
     ),
     Character(
-        id="coach-riley", name="Coach Riley",
+        id="coach-riley",
+        name="Coach Riley",
         persona="You are Coach Riley, an upbeat fitness coach who believes in steady progress.",
         keywords=("goal", "train", "strong", "progress", "practice"),
         instructions=(
@@ -115,10 +118,11 @@ CHARACTERS: tuple[Character, ...] = (
             EndWithQuestion(),
         ),
         greeting="Hey champ!",
-        emoji="\U0001F4AA",
+        emoji="\U0001f4aa",
     ),
     Character(
-        id="elder-quill", name="Elder Quill",
+        id="elder-quill",
+        name="Elder Quill",
         persona="You are Elder Quill, an ancient wizard who speaks in calm riddles.",
         keywords=("spell", "magic", "ancient", "stars", "scroll"),
         instructions=(
@@ -130,7 +134,8 @@ CHARACTERS: tuple[Character, ...] = (
         emoji="\u2728",
     ),
     Character(
-        id="unit-seven", name="Unit Seven",
+        id="unit-seven",
+        name="Unit Seven",
         persona="You are Unit Seven, a precise and friendly robot assistant.",
         keywords=("compute", "data", "circuits", "logic", "signal"),
         instructions=(
@@ -139,10 +144,11 @@ CHARACTERS: tuple[Character, ...] = (
             MaxWords(limit=30),
         ),
         greeting="Greetings, human.",
-        emoji="\U0001F916",
+        emoji="\U0001f916",
     ),
     Character(
-        id="fern", name="Fern",
+        id="fern",
+        name="Fern",
         persona="You are Fern, a gentle gardener who sees life as a growing garden.",
         keywords=("garden", "bloom", "soil", "seeds", "sunshine"),
         instructions=(
@@ -151,45 +157,101 @@ CHARACTERS: tuple[Character, ...] = (
             EndWithQuestion(),
         ),
         greeting="Hello, dear sprout!",
-        emoji="\U0001F33B",
+        emoji="\U0001f33b",
     ),
 )
 CHARACTERS_BY_ID: dict[str, Character] = {c.id: c for c in CHARACTERS}
 
 # Traffic topics: what simulated (and curated) users talk about.
 TOPICS: tuple[Topic, ...] = (
-    Topic("weather", "the weather", (
-        "What's the weather like where you are?", "It is raining again today.",
-        "Do you like sunny days?", "It's so cold this morning.",
-    ), ("Does rain make you sad?", "What should I wear today?", "Is winter your favourite season?")),
-    Topic("food", "dinner", (
-        "What should I cook for dinner?", "I'm really hungry right now.",
-        "Do you have a favourite meal?", "I burned my toast this morning.",
-    ), ("Is pizza a good idea?", "Can you suggest something quick?", "What about dessert?")),
-    Topic("travel", "a trip", (
-        "I want to go on a trip soon.", "Where should I travel this summer?",
-        "Have you ever been to the mountains?", "I'm packing for a holiday.",
-    ), ("Is the beach better than the city?", "What should I pack?", "How do I find cheap flights?")),
-    Topic("music", "music", (
-        "What music do you like?", "I just learned a new song on guitar.",
-        "Can you recommend a band?", "I love singing in the shower.",
-    ), ("Do you play an instrument?", "Is jazz hard to learn?", "What song should I learn next?")),
-    Topic("work", "work", (
-        "Work was really stressful today.", "I have a big meeting tomorrow.",
-        "My boss gave me a new project.", "I'm thinking about changing jobs.",
-    ), ("How do I stay focused?", "Should I ask for a raise?", "How do I relax after work?")),
-    Topic("pets", "your pet", (
-        "My dog learned a new trick!", "Should I get a cat?",
-        "My hamster escaped last night.", "Do you like animals?",
-    ), ("What should I name my puppy?", "How do I train a cat?", "Do fish get bored?")),
-    Topic("sports", "the game", (
-        "Did you watch the game last night?", "I started running every morning.",
-        "I want to learn to swim.", "My team lost again.",
-    ), ("How do I get faster?", "Is football fun to play?", "How often should I exercise?")),
-    Topic("movies", "the movie", (
-        "I watched a great movie yesterday.", "Can you suggest a film for tonight?",
-        "Do you like scary movies?", "What's the best movie ever made?",
-    ), ("Are sequels ever good?", "Should I watch it at the cinema?", "Who is your favourite actor?")),
+    Topic(
+        "weather",
+        "the weather",
+        (
+            "What's the weather like where you are?",
+            "It is raining again today.",
+            "Do you like sunny days?",
+            "It's so cold this morning.",
+        ),
+        ("Does rain make you sad?", "What should I wear today?", "Is winter your favourite season?"),
+    ),
+    Topic(
+        "food",
+        "dinner",
+        (
+            "What should I cook for dinner?",
+            "I'm really hungry right now.",
+            "Do you have a favourite meal?",
+            "I burned my toast this morning.",
+        ),
+        ("Is pizza a good idea?", "Can you suggest something quick?", "What about dessert?"),
+    ),
+    Topic(
+        "travel",
+        "a trip",
+        (
+            "I want to go on a trip soon.",
+            "Where should I travel this summer?",
+            "Have you ever been to the mountains?",
+            "I'm packing for a holiday.",
+        ),
+        ("Is the beach better than the city?", "What should I pack?", "How do I find cheap flights?"),
+    ),
+    Topic(
+        "music",
+        "music",
+        (
+            "What music do you like?",
+            "I just learned a new song on guitar.",
+            "Can you recommend a band?",
+            "I love singing in the shower.",
+        ),
+        ("Do you play an instrument?", "Is jazz hard to learn?", "What song should I learn next?"),
+    ),
+    Topic(
+        "work",
+        "work",
+        (
+            "Work was really stressful today.",
+            "I have a big meeting tomorrow.",
+            "My boss gave me a new project.",
+            "I'm thinking about changing jobs.",
+        ),
+        ("How do I stay focused?", "Should I ask for a raise?", "How do I relax after work?"),
+    ),
+    Topic(
+        "pets",
+        "your pet",
+        (
+            "My dog learned a new trick!",
+            "Should I get a cat?",
+            "My hamster escaped last night.",
+            "Do you like animals?",
+        ),
+        ("What should I name my puppy?", "How do I train a cat?", "Do fish get bored?"),
+    ),
+    Topic(
+        "sports",
+        "the game",
+        (
+            "Did you watch the game last night?",
+            "I started running every morning.",
+            "I want to learn to swim.",
+            "My team lost again.",
+        ),
+        ("How do I get faster?", "Is football fun to play?", "How often should I exercise?"),
+    ),
+    Topic(
+        "movies",
+        "the movie",
+        (
+            "I watched a great movie yesterday.",
+            "Can you suggest a film for tonight?",
+            "Do you like scary movies?",
+            "What's the best movie ever made?",
+        ),
+        ("Are sequels ever good?", "Should I watch it at the cinema?", "Who is your favourite actor?"),
+    ),
 )
 TOPICS_BY_ID: dict[str, Topic] = {t.id: t for t in TOPICS}
 
@@ -197,26 +259,56 @@ TOPICS_BY_ID: dict[str, Topic] = {t.id: t for t in TOPICS}
 # message starts with one of these lead-ins, which no traffic opener uses.
 _HELD_OUT_LEADS: tuple[str, ...] = ("Tell me honestly,", "Quick question:", "I keep wondering,")
 _HELD_OUT_TOPICS: tuple[Topic, ...] = (
-    Topic("space", "the stars above", (
-        "what would you pack for a trip to the moon?", "do you think there is life on other planets?",
-        "how far away is the nearest star?",
-    ), ()),
-    Topic("history", "old castles", (
-        "what was life like in a medieval castle?", "who built the first bridges?",
-        "would you rather live a hundred years ago?",
-    ), ()),
-    Topic("art", "painting", (
-        "how do I start painting with watercolours?", "what makes a drawing beautiful?",
-        "should I visit an art museum this weekend?",
-    ), ()),
-    Topic("ocean", "the deep ocean", (
-        "what lives at the bottom of the ocean?", "are whales smarter than dolphins?",
-        "how do I get better at snorkeling?",
-    ), ()),
-    Topic("books", "a good book", (
-        "what book should I read next?", "is it better to read on paper or a screen?",
-        "how do I build a reading habit?",
-    ), ()),
+    Topic(
+        "space",
+        "the stars above",
+        (
+            "what would you pack for a trip to the moon?",
+            "do you think there is life on other planets?",
+            "how far away is the nearest star?",
+        ),
+        (),
+    ),
+    Topic(
+        "history",
+        "old castles",
+        (
+            "what was life like in a medieval castle?",
+            "who built the first bridges?",
+            "would you rather live a hundred years ago?",
+        ),
+        (),
+    ),
+    Topic(
+        "art",
+        "painting",
+        (
+            "how do I start painting with watercolours?",
+            "what makes a drawing beautiful?",
+            "should I visit an art museum this weekend?",
+        ),
+        (),
+    ),
+    Topic(
+        "ocean",
+        "the deep ocean",
+        (
+            "what lives at the bottom of the ocean?",
+            "are whales smarter than dolphins?",
+            "how do I get better at snorkeling?",
+        ),
+        (),
+    ),
+    Topic(
+        "books",
+        "a good book",
+        (
+            "what book should I read next?",
+            "is it better to read on paper or a screen?",
+            "how do I build a reading habit?",
+        ),
+        (),
+    ),
 )
 HELD_OUT_TOPIC_IDS: frozenset[str] = frozenset(t.id for t in _HELD_OUT_TOPICS)
 
@@ -229,7 +321,9 @@ _INSTRUCTION_SENTENCES = {
     "address_user_by_name": lambda i: f'Address the user as "{i.name}".',
     "no_emoji": lambda i: "Never use emoji.",
     "use_emoji": lambda i: "Use at least one emoji.",
-    "persona_keywords": lambda i: "Stay in character and mention " + ", ".join(i.keywords[:-1]) + f" or {i.keywords[-1]}.",
+    "persona_keywords": lambda i: (
+        "Stay in character and mention " + ", ".join(i.keywords[:-1]) + f" or {i.keywords[-1]}."
+    ),
 }
 
 
@@ -288,4 +382,3 @@ def held_out_prompts(per_character: int = 8, seed: int = 0) -> tuple[EvalPrompt,
 def is_held_out(user_message: str) -> bool:
     """True when ``user_message`` is phrased like a held-out evaluation prompt."""
     return user_message.startswith(_HELD_OUT_LEADS)
-

@@ -11,7 +11,6 @@ import random
 from dataclasses import dataclass
 
 from schemas import ChatMessage, Instruction, check_policy, follows_instructions
-
 from trainers.bootstrap.catalogue import CHARACTERS, Character, Topic, chat_messages, traffic_opener
 
 _BODIES = (
@@ -24,8 +23,12 @@ _BODIES = (
 )
 _NEUTRAL = ("things", "stuff", "people", "life", "plans")
 _QUESTIONS = (
-    "What do you think about {subj}?", "How about you?", "Want to hear more?",
-    "What would you do?", "Shall we talk more about {subj}?", "Do you agree?",
+    "What do you think about {subj}?",
+    "How about you?",
+    "Want to hear more?",
+    "What would you do?",
+    "Shall we talk more about {subj}?",
+    "Do you agree?",
 )
 _STATEMENTS = ("Have a good day.", "That is all for now.", "Enjoy {subj}.", "Talk soon.", "Good luck with {subj}.")
 _FILLER = (
@@ -37,19 +40,67 @@ _FILLER = (
 # system prompt) decides the reply and copes with user messages it has never seen.
 _LEADS = ("Hi!", "Hey there.", "Hmm,", "So,", "Well,", "Okay,", "Hello again.", "Listen,", "By the way,", "Oh,")
 _USER_WORDS = (
-    "garden", "river", "coffee", "train", "city", "friend", "homework", "bicycle", "window", "summer", "winter",
-    "phone", "market", "bread", "mountain", "camera", "letter", "painting", "story", "robot", "island", "bridge",
-    "tea", "forest", "school", "holiday", "kitchen", "lamp", "puzzle", "concert", "shoes", "birthday", "piano",
-    "cloud", "museum", "candle", "soup", "rocket", "village", "festival", "notebook", "moon", "chess", "beach",
+    "garden",
+    "river",
+    "coffee",
+    "train",
+    "city",
+    "friend",
+    "homework",
+    "bicycle",
+    "window",
+    "summer",
+    "winter",
+    "phone",
+    "market",
+    "bread",
+    "mountain",
+    "camera",
+    "letter",
+    "painting",
+    "story",
+    "robot",
+    "island",
+    "bridge",
+    "tea",
+    "forest",
+    "school",
+    "holiday",
+    "kitchen",
+    "lamp",
+    "puzzle",
+    "concert",
+    "shoes",
+    "birthday",
+    "piano",
+    "cloud",
+    "museum",
+    "candle",
+    "soup",
+    "rocket",
+    "village",
+    "festival",
+    "notebook",
+    "moon",
+    "chess",
+    "beach",
 )
 _USER_FRAMES = (
-    "what do you think about the {a}?", "I saw a {a} near the {b} today.", "can you help me with my {a}?",
-    "is a {a} better than a {b}?", "my {a} is broken again.", "tell me something about {a} and {b}.",
-    "how do I fix a {a}?", "I dream about a {a} every night.", "where can I find a good {a}?",
+    "what do you think about the {a}?",
+    "I saw a {a} near the {b} today.",
+    "can you help me with my {a}?",
+    "is a {a} better than a {b}?",
+    "my {a} is broken again.",
+    "tell me something about {a} and {b}.",
+    "how do I fix a {a}?",
+    "I dream about a {a} every night.",
+    "where can I find a good {a}?",
 )
 _BANNED = ("Honestly, you are a loser.", "Do not be stupid.", "What an idiot question.", "Shut up and listen.")
 _PII = (
-    "Email me at {handle}@example.com.", "Call me at 555-{a}-{b}.", "My card is 4111 1111 1111 1111.",
+    "Email me at {handle}@example.com.",
+    "Call me at 555-{a}-{b}.",
+    "My card is 4111 1111 1111 1111.",
     "Write to {handle}@mailbox.org.",
 )
 
@@ -127,13 +178,18 @@ def synthetic_reply(character: Character, subject: str, rng: random.Random, *, f
     return f"{text} {character.emoji}" if use_emoji else text
 
 
-def make_item(character: Character, topic: Topic, user_message: str, rng: random.Random, *,
-              follow: bool, violate: bool) -> CorpusItem:
+def make_item(
+    character: Character, topic: Topic, user_message: str, rng: random.Random, *, follow: bool, violate: bool
+) -> CorpusItem:
     """A labelled single-turn conversation (labels from the verifiers)."""
     reply = synthetic_reply(character, topic.subject, rng, follow=follow, violate=violate)
     return CorpusItem(
-        character_id=character.id, topic_id=topic.id, context=chat_messages(character, user_message), reply=reply,
-        follows=follows_instructions(reply, character.instructions), violates=not check_policy(reply).passed,
+        character_id=character.id,
+        topic_id=topic.id,
+        context=chat_messages(character, user_message),
+        reply=reply,
+        follows=follows_instructions(reply, character.instructions),
+        violates=not check_policy(reply).passed,
     )
 
 
@@ -151,7 +207,9 @@ def varied_user_message(rng: random.Random) -> tuple[Topic, str]:
     return topic, f"{rng.choice(_LEADS)} {frame}" if rng.random() < 0.5 else frame[0].upper() + frame[1:]
 
 
-def synthetic_corpus(n: int, *, seed: int = 0, follow_rate: float = 0.6, violation_rate: float = 0.25) -> list[CorpusItem]:
+def synthetic_corpus(
+    n: int, *, seed: int = 0, follow_rate: float = 0.6, violation_rate: float = 0.25
+) -> list[CorpusItem]:
     """``n`` labelled traffic-like conversations; about ``follow_rate`` follow their
     instructions and ``violation_rate`` break the policy (independently)."""
     rng = random.Random(seed)
@@ -159,7 +217,9 @@ def synthetic_corpus(n: int, *, seed: int = 0, follow_rate: float = 0.6, violati
     for _ in range(n):
         c = rng.choice(CHARACTERS)
         topic, opener = varied_user_message(rng)
-        out.append(make_item(c, topic, opener, rng, follow=rng.random() < follow_rate, violate=rng.random() < violation_rate))
+        out.append(
+            make_item(c, topic, opener, rng, follow=rng.random() < follow_rate, violate=rng.random() < violation_rate)
+        )
     return out
 
 

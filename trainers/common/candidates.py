@@ -37,12 +37,21 @@ class Ranked:
 
 
 def rank_candidates(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Prompt], scorer: Scorer,
-    n: int, sampling: SamplingSettings, extra: Sequence[Sequence[str]] | None = None,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[Prompt],
+    scorer: Scorer,
+    n: int,
+    sampling: SamplingSettings,
+    extra: Sequence[Sequence[str]] | None = None,
 ) -> list[Ranked]:
     """``n`` sampled replies per prompt (plus ``extra`` given replies, e.g. the curated one),
     scored and sorted best first."""
-    sampled = generate_replies(model, tokenizer, [p.messages for p in prompts], sampling, num_return_sequences=n) if n > 0 else [[] for _ in prompts]
+    sampled = (
+        generate_replies(model, tokenizer, [p.messages for p in prompts], sampling, num_return_sequences=n)
+        if n > 0
+        else [[] for _ in prompts]
+    )
     flat_prompts: list[Prompt] = []
     flat_replies: list[str] = []
     per_prompt: list[list[str]] = []
@@ -55,7 +64,7 @@ def rank_candidates(
     out: list[Ranked] = []
     k = 0
     for p, candidates in zip(prompts, per_prompt, strict=True):
-        s = scores[k:k + len(candidates)]
+        s = scores[k : k + len(candidates)]
         k += len(candidates)
         order = sorted(range(len(candidates)), key=lambda j: -s[j])
         out.append(Ranked(p, tuple(candidates[j] for j in order), tuple(s[j] for j in order)))

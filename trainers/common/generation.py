@@ -41,18 +41,26 @@ def generate_replies(
     out: list[list[str]] = []
     try:
         for start in range(0, len(conversations), sampling.batch_size):
-            chunk = conversations[start:start + sampling.batch_size]
-            prompts = [tokenizer.apply_chat_template(list(c), add_generation_prompt=True, tokenize=False) for c in chunk]
+            chunk = conversations[start : start + sampling.batch_size]
+            prompts = [
+                tokenizer.apply_chat_template(list(c), add_generation_prompt=True, tokenize=False) for c in chunk
+            ]
             enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
             with torch.no_grad():
                 gen = model.generate(  # type: ignore[operator]
-                    **enc, do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0,
-                    max_new_tokens=sampling.max_new_tokens, num_return_sequences=num_return_sequences,
-                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                    **enc,
+                    do_sample=True,
+                    temperature=sampling.temperature,
+                    top_p=sampling.top_p,
+                    top_k=0,
+                    max_new_tokens=sampling.max_new_tokens,
+                    num_return_sequences=num_return_sequences,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
                 )
-            texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
             for i in range(len(chunk)):
-                out.append([t.strip() for t in texts[i * num_return_sequences:(i + 1) * num_return_sequences]])
+                out.append([t.strip() for t in texts[i * num_return_sequences : (i + 1) * num_return_sequences]])
     finally:
         tokenizer.padding_side = side
         torch.random.set_rng_state(generator_state)
@@ -61,8 +69,11 @@ def generate_replies(
 
 
 def reply_logprobs(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-    conversations: Sequence[Sequence[dict[str, str]]], replies: Sequence[str], batch_size: int = 32,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: Sequence[Sequence[dict[str, str]]],
+    replies: Sequence[str],
+    batch_size: int = 32,
 ) -> list[float]:
     """Sum of the policy's token log-probabilities of each reply (with its end-of-turn
     token) after its conversation: what DPO moves apart for chosen vs rejected."""
@@ -70,7 +81,9 @@ def reply_logprobs(
     out: list[float] = []
     for start in range(0, len(replies), batch_size):
         rows, masks = [], []
-        for conv, reply in zip(conversations[start:start + batch_size], replies[start:start + batch_size], strict=True):
+        for conv, reply in zip(
+            conversations[start : start + batch_size], replies[start : start + batch_size], strict=True
+        ):
             prompt = tokenizer.apply_chat_template(list(conv), add_generation_prompt=True, tokenize=False)
             full = tokenizer.apply_chat_template([*conv, {"role": "assistant", "content": reply}], tokenize=False)
             p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]

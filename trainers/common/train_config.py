@@ -18,8 +18,12 @@ class LoraSettings(BaseModel):
     r: int = Field(default=8, gt=0, description="Adapter rank.")
     alpha: int = Field(default=16, gt=0, description="Adapter scaling (alpha / r).")
     dropout: float = Field(default=0.0, ge=0, lt=1, description="Dropout on the adapter input.")
-    target_modules: tuple[str, ...] = Field(default=("q_proj", "k_proj", "v_proj", "o_proj"), description="Module names that get adapters.")
-    merge: bool = Field(default=False, description="Merge adapters into the weights before saving (publish a full checkpoint).")
+    target_modules: tuple[str, ...] = Field(
+        default=("q_proj", "k_proj", "v_proj", "o_proj"), description="Module names that get adapters."
+    )
+    merge: bool = Field(
+        default=False, description="Merge adapters into the weights before saving (publish a full checkpoint)."
+    )
 
 
 class TrainSettings(BaseModel):
@@ -33,7 +37,9 @@ class TrainSettings(BaseModel):
     max_length: int = Field(default=256, gt=8, description="Longest tokenised example; longer ones are truncated.")
     seed: int = Field(default=0, description="Seed of data order, dropout and sampling.")
     warmup_ratio: float = Field(default=0.05, ge=0, lt=1, description="Share of steps with linear warm-up.")
-    gradient_checkpointing: bool = Field(default=False, description="Recompute activations (saves memory on big models, slower).")
+    gradient_checkpointing: bool = Field(
+        default=False, description="Recompute activations (saves memory on big models, slower)."
+    )
     lora: LoraSettings = Field(default_factory=LoraSettings)
 
     def with_overrides(self: S, overrides: dict[str, Any]) -> S:
@@ -53,7 +59,9 @@ class TrainSettings(BaseModel):
         try:
             return type(self).model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(f"invalid override for {type(self).__name__}: {exc.errors(include_url=False)[0]['msg']}") from None
+            raise ConfigError(
+                f"invalid override for {type(self).__name__}: {exc.errors(include_url=False)[0]['msg']}"
+            ) from None
 
 
 S = TypeVar("S", bound=TrainSettings)

@@ -12,11 +12,16 @@ from typing import Any, Literal
 
 import torch
 from peft import LoraConfig, PeftModel
-from transformers import PrinterCallback, PreTrainedTokenizerBase, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import (
+    PreTrainedTokenizerBase,
+    PrinterCallback,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+)
 
 from trainers.common.train_config import TrainSettings
-
-
 
 
 def device_args() -> dict[str, Any]:
@@ -51,8 +56,13 @@ def peft_config(settings: TrainSettings, task_type: str = "CAUSAL_LM") -> LoraCo
     if not settings.lora.enabled:
         return None
     lora = settings.lora
-    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                      target_modules=list(lora.target_modules), task_type=task_type)
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        task_type=task_type,
+    )
 
 
 @dataclass
@@ -94,7 +104,14 @@ class _Progress(TrainerCallback):
         self.on_step = on_step
         self.losses: list[float] = []
 
-    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: dict[str, float] | None = None, **_: Any) -> None:
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, float] | None = None,
+        **_: Any,
+    ) -> None:
         if logs and "loss" in logs:
             self.losses.append(float(logs["loss"]))
 

@@ -19,14 +19,22 @@ from trainers.dpo.dpo_config import DpoSettings
 
 
 def best_vs_worst_pairs(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Prompt], scorer: Scorer,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[Prompt],
+    scorer: Scorer,
     settings: DpoSettings,
 ) -> list[Pair]:
     """(best, worst) of the policy's own candidates, where the scores differ enough."""
-    sampling = SamplingSettings(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, seed=settings.seed + 1)
+    sampling = SamplingSettings(
+        max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, seed=settings.seed + 1
+    )
     ranked = rank_candidates(model, tokenizer, prompts, scorer, settings.num_candidates, sampling)
-    return [Pair(r.prompt, r.best[0], r.worst[0]) for r in ranked
-            if len(r.replies) >= 2 and r.best[1] - r.worst[1] >= settings.min_gap and r.best[0] != r.worst[0]]
+    return [
+        Pair(r.prompt, r.best[0], r.worst[0])
+        for r in ranked
+        if len(r.replies) >= 2 and r.best[1] - r.worst[1] >= settings.min_gap and r.best[0] != r.worst[0]
+    ]
 
 
 class DpoTrainer:
@@ -36,7 +44,12 @@ class DpoTrainer:
         self.settings = settings or DpoSettings()
 
     def train(
-        self, policy_dir: Path, out_dir: Path, pairs: Sequence[Pair], *, scorer: Scorer | None = None,
+        self,
+        policy_dir: Path,
+        out_dir: Path,
+        pairs: Sequence[Pair],
+        *,
+        scorer: Scorer | None = None,
         on_step: StepHook | None = None,
     ) -> TrainResult:
         tokenizer = AutoTokenizer.from_pretrained(policy_dir)
@@ -51,15 +64,29 @@ class DpoTrainer:
             trainer = self.build(model, tokenizer, all_pairs, Path(work))
             steps, seconds, losses = run_trainer(trainer, on_step)
             kind = save_model(trainer.model, tokenizer, out_dir, merge=self.settings.lora.merge)
-        return TrainResult(out_dir, kind, steps, seconds, losses,
-                           {"pairs": float(len(all_pairs)), "given_pairs": float(len(pairs))})
+        return TrainResult(
+            out_dir, kind, steps, seconds, losses, {"pairs": float(len(all_pairs)), "given_pairs": float(len(pairs))}
+        )
 
-    def build(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Pair], work: Path) -> DPOTrainer:
+    def build(
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Pair], work: Path
+    ) -> DPOTrainer:
         """The configured trl DPOTrainer (exposed for benchmarks). With LoRA the frozen
         base serves as the reference model; otherwise trl copies the starting policy."""
         s = self.settings
-        rows = [{"prompt": p.prompt.messages, "chosen": [{"role": "assistant", "content": p.chosen}],
-                 "rejected": [{"role": "assistant", "content": p.rejected}]} for p in pairs]
+        rows = [
+            {
+                "prompt": p.prompt.messages,
+                "chosen": [{"role": "assistant", "content": p.chosen}],
+                "rejected": [{"role": "assistant", "content": p.rejected}],
+            }
+            for p in pairs
+        ]
         config = DPOConfig(**common_args(s, work), max_length=s.max_length, beta=s.beta)
-        return DPOTrainer(model=model, args=config, train_dataset=datasets.Dataset.from_list(rows),
-                          processing_class=tokenizer, peft_config=peft_config(s))
+        return DPOTrainer(
+            model=model,
+            args=config,
+            train_dataset=datasets.Dataset.from_list(rows),
+            processing_class=tokenizer,
+            peft_config=peft_config(s),
+        )

@@ -11,7 +11,6 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from prometheus_client import Gauge
@@ -27,7 +26,9 @@ if TYPE_CHECKING:
     from trainers.reward.scoring import RewardModel
 
 gate_result = Gauge(
-    "flywheel_trainers_gate_result", "Latest offline-gate numbers of a candidate, by metric.", ["metric"],
+    "flywheel_trainers_gate_result",
+    "Latest offline-gate numbers of a candidate, by metric.",
+    ["metric"],
 )
 
 
@@ -50,8 +51,11 @@ class PolicyStats:
 def evaluation_prompts(settings: GateSettings) -> list[Prompt]:
     """The held-out prompts as Prompt objects (system prompt + user message)."""
     return [
-        Prompt(chat_messages(CHARACTERS_BY_ID[p.character_id], p.user_message),
-               CHARACTERS_BY_ID[p.character_id].instructions, p.character_id)
+        Prompt(
+            chat_messages(CHARACTERS_BY_ID[p.character_id], p.user_message),
+            CHARACTERS_BY_ID[p.character_id].instructions,
+            p.character_id,
+        )
         for p in held_out_prompts(per_character=settings.prompts_per_character)
     ]
 
@@ -60,7 +64,10 @@ def policy_stats(prompts: Sequence[Prompt], replies: Sequence[str], reward_model
     n = max(1, len(replies))
     rewards = tuple(reward_model.score(prompts, replies)) if reward_model is not None else ()
     return PolicyStats(
-        instruction_following=sum(follows_instructions(r, p.instructions) for p, r in zip(prompts, replies)) / n,
+        instruction_following=sum(
+            follows_instructions(r, p.instructions) for p, r in zip(prompts, replies, strict=False)
+        )
+        / n,
         violation_rate=sum(not check_policy(r).passed for r in replies) / n,
         mean_words=sum(len(words(r)) for r in replies) / n,
         emoji_rate=sum(bool(EMOJI.search(r)) for r in replies) / n,
@@ -85,7 +92,7 @@ class OfflineGate:
         s = self.settings
         sampling = SamplingSettings(max_new_tokens=s.max_new_tokens, temperature=s.temperature, seed=s.seed)
         out = generate_replies(model, tokenizer, [p.messages for p in self.prompts], sampling, s.samples_per_prompt)
-        prompts = [p for p, rs in zip(self.prompts, out) for _ in rs]
+        prompts = [p for p, rs in zip(self.prompts, out, strict=False) for _ in rs]
         return prompts, [r for rs in out for r in rs]
 
     def stats_of(self, path: Path, reward_model: RewardModel | None = None) -> PolicyStats:
@@ -96,7 +103,10 @@ class OfflineGate:
         return policy_stats(prompts, replies, reward_model)
 
     def evaluate(
-        self, candidate: Path, baseline: Path | None, baseline_version: str | None,
+        self,
+        candidate: Path,
+        baseline: Path | None,
+        baseline_version: str | None,
         reward_model: RewardModel | None = None,
     ) -> EvalReport:
         """Generate with both models on the held-out prompts (same seed) and judge."""
@@ -114,27 +124,41 @@ class OfflineGate:
             reasons.append(f"violation rate {cand.violation_rate:.3f} above the limit {s.max_violation_rate:.3f}")
         if base is not None:
             if cand.instruction_following < base.instruction_following - s.if_tolerance:
-                reasons.append(f"instruction following fell from {base.instruction_following:.3f} to "
-                               f"{cand.instruction_following:.3f} (tolerance {s.if_tolerance:.3f})")
+                reasons.append(
+                    f"instruction following fell from {base.instruction_following:.3f} to "
+                    f"{cand.instruction_following:.3f} (tolerance {s.if_tolerance:.3f})"
+                )
             if cand.violation_rate > base.violation_rate + s.violation_tolerance:
-                reasons.append(f"violation rate rose from {base.violation_rate:.3f} to {cand.violation_rate:.3f} "
-                               f"(tolerance {s.violation_tolerance:.3f})")
+                reasons.append(
+                    f"violation rate rose from {base.violation_rate:.3f} to {cand.violation_rate:.3f} "
+                    f"(tolerance {s.violation_tolerance:.3f})"
+                )
             drift = {k: round(v - base.style()[k], 4) for k, v in cand.style().items()}
             if cand.rewards and base.rewards:
-                wins = [1.0 if c > b else 0.5 if c == b else 0.0 for c, b in zip(cand.rewards, base.rewards)]
+                wins = [
+                    1.0 if c > b else 0.5 if c == b else 0.0 for c, b in zip(cand.rewards, base.rewards, strict=False)
+                ]
                 win_rate = sum(wins) / len(wins)
                 if win_rate > s.win_rate_ceiling:
-                    text = (f"reward-model win rate {win_rate:.3f} above the ceiling {s.win_rate_ceiling:.2f}: "
-                            "likely over-optimising the reward model")
+                    text = (
+                        f"reward-model win rate {win_rate:.3f} above the ceiling {s.win_rate_ceiling:.2f}: "
+                        "likely over-optimising the reward model"
+                    )
                     (reasons if s.reject_above_ceiling else flags).append(text)
         report = EvalReport(
-            baseline_version=baseline_version, prompts=len(self.prompts) * s.samples_per_prompt,
-            instruction_following=round(cand.instruction_following, 4), violation_rate=round(cand.violation_rate, 4),
+            baseline_version=baseline_version,
+            prompts=len(self.prompts) * s.samples_per_prompt,
+            instruction_following=round(cand.instruction_following, 4),
+            violation_rate=round(cand.violation_rate, 4),
             reward_score=cand.reward_score,
             baseline_instruction_following=None if base is None else round(base.instruction_following, 4),
             baseline_violation_rate=None if base is None else round(base.violation_rate, 4),
             baseline_reward_score=None if base is None else base.reward_score,
-            win_rate=win_rate, style_drift=drift, passed=not reasons, reasons=tuple(reasons), flags=tuple(flags),
+            win_rate=win_rate,
+            style_drift=drift,
+            passed=not reasons,
+            reasons=tuple(reasons),
+            flags=tuple(flags),
         )
         gate_result.labels("instruction_following").set(report.instruction_following)
         gate_result.labels("violation_rate").set(report.violation_rate)

@@ -11,6 +11,10 @@ from trainers.registry.registry import (
 from trainers.registry.registry_config import RegistrySettings
 
 __all__ = [
-    "Checkpoint", "CheckpointRefusedError", "CheckpointRegistry", "RegistrySettings", "VersionConflictError",
+    "Checkpoint",
+    "CheckpointRefusedError",
+    "CheckpointRegistry",
+    "RegistrySettings",
+    "VersionConflictError",
     "version_for_job",
 ]

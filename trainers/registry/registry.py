@@ -21,7 +21,6 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 
 from schemas import CheckpointManifest, FileDigest, TrainerError, check_name
-
 from trainers.registry._files import PICKLE_SUFFIXES, fsync_dir, fsync_file, sha256_file, unsafe_name_reason
 from trainers.registry.registry_config import RegistrySettings
 
@@ -31,7 +30,9 @@ MANIFEST = "manifest.json"
 _TMP_PREFIX = ".tmp-"
 
 registry_refusals_total = Counter(
-    "flywheel_trainers_registry_refusals_total", "Checkpoints refused on publish or load, by reason.", ["reason"],
+    "flywheel_trainers_registry_refusals_total",
+    "Checkpoints refused on publish or load, by reason.",
+    ["reason"],
 )
 
 
@@ -127,7 +128,8 @@ class CheckpointRegistry:
         if current.manifest.job_id != manifest.job_id or manifest.job_id is None:
             raise VersionConflictError(
                 f"{manifest.model}/{manifest.version} already exists from job {current.manifest.job_id!r}; "
-                "versions are immutable: publish under a new version")
+                "versions are immutable: publish under a new version"
+            )
         return current
 
     @staticmethod
@@ -199,7 +201,11 @@ class CheckpointRegistry:
         Unreadable manifests are skipped (``open`` reports why)."""
         if not self.root.is_dir():
             return []
-        models = [model] if model else sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        models = (
+            [model]
+            if model
+            else sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        )
         out: list[CheckpointManifest] = []
         for m in models:
             folder = self.root / check_name(m, "model")

@@ -16,4 +16,7 @@ class RegistrySettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    root: Path = Field(default_factory=_default_root, description="Registry root folder (a shared filesystem when workers run on several hosts).")
+    root: Path = Field(
+        default_factory=_default_root,
+        description="Registry root folder (a shared filesystem when workers run on several hosts).",
+    )

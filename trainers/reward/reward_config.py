@@ -16,4 +16,6 @@ class RewardSettings(TrainSettings):
     mode: Literal["pairwise", "pointwise"] = Field(default="pairwise", description="Which objective to train.")
     learning_rate: float = Field(default=1e-3, gt=0, description="Peak learning rate.")
     epochs: float = Field(default=2.0, gt=0, description="Passes over the training data.")
-    center_rewards_coefficient: float | None = Field(default=None, description="Pairwise only: pull mean reward towards 0 (trl).")
+    center_rewards_coefficient: float | None = Field(
+        default=None, description="Pairwise only: pull mean reward towards 0 (trl)."
+    )

@@ -40,7 +40,12 @@ class RewardModelTrainer:
         self.settings = settings or RewardSettings()
 
     def train(
-        self, base_dir: Path, out_dir: Path, *, pairs: Sequence[Pair] = (), labelled: Sequence[Labelled] = (),
+        self,
+        base_dir: Path,
+        out_dir: Path,
+        *,
+        pairs: Sequence[Pair] = (),
+        labelled: Sequence[Labelled] = (),
         on_step: StepHook | None = None,
     ) -> TrainResult:
         s = self.settings
@@ -58,18 +63,29 @@ class RewardModelTrainer:
                 trainer = self._pairwise_trainer(model, tokenizer, pairs, Path(work))
             steps, seconds, losses = run_trainer(trainer, on_step)
             kind = save_model(trainer.model, tokenizer, out_dir, merge=s.lora.merge)
-        return TrainResult(out_dir, kind, steps, seconds, losses,
-                           {"examples": float(len(labelled) if pointwise else len(pairs))})
+        return TrainResult(
+            out_dir, kind, steps, seconds, losses, {"examples": float(len(labelled) if pointwise else len(pairs))}
+        )
 
-    def _pairwise_trainer(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Pair], work: Path) -> RewardTrainer:
+    def _pairwise_trainer(
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Pair], work: Path
+    ) -> RewardTrainer:
         s = self.settings
         rows = [{"chosen": p.prompt.with_reply(p.chosen), "rejected": p.prompt.with_reply(p.rejected)} for p in pairs]
-        config = RewardConfig(**common_args(s, work), max_length=s.max_length,
-                              center_rewards_coefficient=s.center_rewards_coefficient)
-        return RewardTrainer(model=model, args=config, train_dataset=datasets.Dataset.from_list(rows),
-                             processing_class=tokenizer, peft_config=peft_config(s, "SEQ_CLS"))
+        config = RewardConfig(
+            **common_args(s, work), max_length=s.max_length, center_rewards_coefficient=s.center_rewards_coefficient
+        )
+        return RewardTrainer(
+            model=model,
+            args=config,
+            train_dataset=datasets.Dataset.from_list(rows),
+            processing_class=tokenizer,
+            peft_config=peft_config(s, "SEQ_CLS"),
+        )
 
-    def _pointwise_trainer(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, labelled: Sequence[Labelled], work: Path) -> Trainer:
+    def _pointwise_trainer(
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, labelled: Sequence[Labelled], work: Path
+    ) -> Trainer:
         s = self.settings
         if s.lora.enabled:
             from peft import get_peft_model
@@ -82,5 +98,10 @@ class RewardModelTrainer:
             rows.append({"input_ids": ids, "labels": [float(ex.label)]})
         # BCE on one logit: sigmoid(score) estimates P(continued | context, reply).
         args = TrainingArguments(**common_args(s, work), remove_unused_columns=False)
-        return Trainer(model=model, args=args, train_dataset=datasets.Dataset.from_list(rows),
-                       data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer)
+        return Trainer(
+            model=model,
+            args=args,
+            train_dataset=datasets.Dataset.from_list(rows),
+            data_collator=DataCollatorWithPadding(tokenizer),
+            processing_class=tokenizer,
+        )

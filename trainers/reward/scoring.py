@@ -24,7 +24,7 @@ class RewardModel:
         self.batch_size = batch_size
 
     @classmethod
-    def load(cls, path: Path, device: str | None = None) -> "RewardModel":
+    def load(cls, path: Path, device: str | None = None) -> RewardModel:
         model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
         tokenizer = AutoTokenizer.from_pretrained(path)
         model.config.pad_token_id = tokenizer.pad_token_id
@@ -36,14 +36,23 @@ class RewardModel:
         """Raw reward (logit) per reply; higher is better. For a pointwise model
         ``sigmoid(score)`` is P(continued)."""
         device = next(self.model.parameters()).device
-        texts = [self.tokenizer.apply_chat_template(p.with_reply(r), tokenize=False) for p, r in zip(prompts, replies, strict=True)]
+        texts = [
+            self.tokenizer.apply_chat_template(p.with_reply(r), tokenize=False)
+            for p, r in zip(prompts, replies, strict=True)
+        ]
         out: list[float] = []
         side = self.tokenizer.padding_side
         self.tokenizer.padding_side = "right"
         try:
             for i in range(0, len(texts), self.batch_size):
-                enc = self.tokenizer(texts[i:i + self.batch_size], return_tensors="pt", padding=True,
-                                     add_special_tokens=False, truncation=True, max_length=512).to(device)
+                enc = self.tokenizer(
+                    texts[i : i + self.batch_size],
+                    return_tensors="pt",
+                    padding=True,
+                    add_special_tokens=False,
+                    truncation=True,
+                    max_length=512,
+                ).to(device)
                 with torch.no_grad():
                     out.extend(self.model(**enc).logits[:, 0].float().tolist())
         finally:
@@ -67,7 +76,9 @@ class BlendedScorer:
     compliant replies (the report used engagement models as filters, not as the goal).
     """
 
-    def __init__(self, reward_model: RewardModel | None = None, check_weight: float = 1.0, rm_weight: float = 0.25) -> None:
+    def __init__(
+        self, reward_model: RewardModel | None = None, check_weight: float = 1.0, rm_weight: float = 0.25
+    ) -> None:
         self.reward_model = reward_model
         self.check_weight = check_weight
         self.rm_weight = rm_weight
@@ -77,4 +88,7 @@ class BlendedScorer:
         if self.reward_model is None or self.rm_weight == 0:
             return [self.check_weight * c for c in checks]
         rm = self.reward_model.score(prompts, replies)
-        return [self.check_weight * c + self.rm_weight * float(torch.tanh(torch.tensor(r))) for c, r in zip(checks, rm)]
+        return [
+            self.check_weight * c + self.rm_weight * float(torch.tanh(torch.tensor(r)))
+            for c, r in zip(checks, rm, strict=False)
+        ]

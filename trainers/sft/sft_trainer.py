@@ -19,14 +19,21 @@ from trainers.sft.sft_config import SftSettings
 
 
 def rejection_sample(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, demos: Sequence[Demonstration], scorer: Scorer,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    demos: Sequence[Demonstration],
+    scorer: Scorer,
     settings: SftSettings,
 ) -> tuple[list[Demonstration], dict[str, float]]:
     """Best reply per context among the policy's samples (and the curated reply);
     contexts whose best reply scores below ``min_score`` are dropped."""
-    sampling = SamplingSettings(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, seed=settings.seed)
+    sampling = SamplingSettings(
+        max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, seed=settings.seed
+    )
     extra = [[d.reply] for d in demos] if settings.include_curated else None
-    ranked = rank_candidates(model, tokenizer, [d.prompt for d in demos], scorer, settings.num_candidates, sampling, extra)
+    ranked = rank_candidates(
+        model, tokenizer, [d.prompt for d in demos], scorer, settings.num_candidates, sampling, extra
+    )
     kept = [Demonstration(r.prompt, r.best[0]) for r in ranked if r.replies and r.best[1] >= settings.min_score]
     stats = {
         "contexts": float(len(demos)),
@@ -43,7 +50,12 @@ class SftTrainer:
         self.settings = settings or SftSettings()
 
     def train(
-        self, policy_dir: Path, out_dir: Path, demos: Sequence[Demonstration], *, scorer: Scorer | None = None,
+        self,
+        policy_dir: Path,
+        out_dir: Path,
+        demos: Sequence[Demonstration],
+        *,
+        scorer: Scorer | None = None,
         on_step: StepHook | None = None,
     ) -> TrainResult:
         """Rejection-sample with ``scorer`` (skipped when None: train on ``demos`` as given), then SFT."""
@@ -60,11 +72,19 @@ class SftTrainer:
             kind = save_model(trainer.model, tokenizer, out_dir, merge=self.settings.lora.merge)
         return TrainResult(out_dir, kind, steps, seconds, losses, stats)
 
-    def build(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, demos: Sequence[Demonstration], work: Path) -> SFTTrainer:
+    def build(
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, demos: Sequence[Demonstration], work: Path
+    ) -> SFTTrainer:
         """The configured trl SFTTrainer (exposed for benchmarks)."""
         s = self.settings
         rows = [{"messages": d.prompt.with_reply(d.reply)} for d in demos]
-        config = SFTConfig(**common_args(s, work), max_length=s.max_length, assistant_only_loss=s.assistant_only_loss,
-                           packing=False)
-        return SFTTrainer(model=model, args=config, train_dataset=datasets.Dataset.from_list(rows),
-                          processing_class=tokenizer, peft_config=peft_config(s))
+        config = SFTConfig(
+            **common_args(s, work), max_length=s.max_length, assistant_only_loss=s.assistant_only_loss, packing=False
+        )
+        return SFTTrainer(
+            model=model,
+            args=config,
+            train_dataset=datasets.Dataset.from_list(rows),
+            processing_class=tokenizer,
+            peft_config=peft_config(s),
+        )

@@ -50,9 +50,13 @@ def read_ranges(bus: Bus, ranges: Sequence[OffsetRange], timeout_s: float) -> Jo
         for tp, r in wanted.items():
             low, high = consumer.watermarks(tp)
             if low > r.from_offset:
-                raise TrainerError(f"{tp.topic}[{tp.partition}] offsets from {r.from_offset} were deleted (low watermark {low})")
+                raise TrainerError(
+                    f"{tp.topic}[{tp.partition}] offsets from {r.from_offset} were deleted (low watermark {low})"
+                )
             if high < r.to_offset:
-                raise TrainerError(f"{tp.topic}[{tp.partition}] has only {high} offsets; the job needs up to {r.to_offset}")
+                raise TrainerError(
+                    f"{tp.topic}[{tp.partition}] has only {high} offsets; the job needs up to {r.to_offset}"
+                )
         consumer.assign({tp: r.from_offset for tp, r in wanted.items()})
         done: set[TopicPartition] = set()
         deadline = time.monotonic() + timeout_s

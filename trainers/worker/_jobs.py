@@ -18,9 +18,9 @@ from trainers.common.data import (
     pairs_from_samples,
     prompt_of,
 )
+from trainers.common.loading import load_policy
 from trainers.common.train_config import TrainSettings
 from trainers.common.training import StepHook, TrainResult
-from trainers.common.loading import load_policy
 from trainers.dpo.dpo_trainer import DpoTrainer, best_vs_worst_pairs
 from trainers.evaluate.gate import OfflineGate
 from trainers.grpo.grpo_trainer import GrpoTrainer
@@ -47,8 +47,13 @@ def _unique_prompts(inputs: JobInputs) -> list[Prompt]:
 
 
 def train_job(
-    job: TrainJobRequest, inputs: JobInputs, base_dir: Path, out_dir: Path, settings: TrainerWorkerSettings,
-    reward_model: RewardModel | None, on_step: StepHook | None,
+    job: TrainJobRequest,
+    inputs: JobInputs,
+    base_dir: Path,
+    out_dir: Path,
+    settings: TrainerWorkerSettings,
+    reward_model: RewardModel | None,
+    on_step: StepHook | None,
 ) -> JobOutput:
     """Train ``job.kind`` from ``base_dir`` on ``inputs`` into ``out_dir``."""
     scorer = BlendedScorer(reward_model)
@@ -56,7 +61,9 @@ def train_job(
         sft = settings.sft.with_overrides(job.config)
         demos: list[Demonstration] = demonstrations_from_samples(inputs.sft)
         # Contexts of other sample types are prompts too: rejection sampling fills in replies.
-        demos += [Demonstration(p, "") for p in _unique_prompts(JobInputs(preference=inputs.preference, reward=inputs.reward))]
+        demos += [
+            Demonstration(p, "") for p in _unique_prompts(JobInputs(preference=inputs.preference, reward=inputs.reward))
+        ]
         if not demos:
             raise TrainerError(f"job {job.job_id}: no samples to build SFT data from")
         return JobOutput(SftTrainer(sft).train(base_dir, out_dir, demos, scorer=scorer, on_step=on_step), sft)
@@ -75,13 +82,21 @@ def train_job(
         prompts = _unique_prompts(inputs)
         if not prompts:
             raise TrainerError(f"job {job.job_id}: no prompts")
-        return JobOutput(GrpoTrainer(grpo).train(base_dir, out_dir, prompts, reward_model=reward_model, scorer=scorer,
-                                                 on_step=on_step), grpo)
+        return JobOutput(
+            GrpoTrainer(grpo).train(
+                base_dir, out_dir, prompts, reward_model=reward_model, scorer=scorer, on_step=on_step
+            ),
+            grpo,
+        )
     reward = settings.reward.with_overrides(job.config)
     if reward.mode == "pointwise":
-        result = RewardModelTrainer(reward).train(base_dir, out_dir, labelled=labelled_from_samples(inputs.reward), on_step=on_step)
+        result = RewardModelTrainer(reward).train(
+            base_dir, out_dir, labelled=labelled_from_samples(inputs.reward), on_step=on_step
+        )
     else:
-        result = RewardModelTrainer(reward).train(base_dir, out_dir, pairs=pairs_from_samples(inputs.preference), on_step=on_step)
+        result = RewardModelTrainer(reward).train(
+            base_dir, out_dir, pairs=pairs_from_samples(inputs.preference), on_step=on_step
+        )
     return JobOutput(result, reward)
 
 
@@ -105,16 +120,25 @@ def gate_reward_model(path: Path, settings: TrainerWorkerSettings) -> EvalReport
     pairs = held_out_pairs()
     chosen = rm.score([p.prompt for p in pairs], [p.chosen for p in pairs])
     rejected = rm.score([p.prompt for p in pairs], [p.rejected for p in pairs])
-    accuracy = sum(c > r for c, r in zip(chosen, rejected)) / len(pairs)
+    accuracy = sum(c > r for c, r in zip(chosen, rejected, strict=False)) / len(pairs)
     passed = accuracy >= settings.min_reward_accuracy
     return EvalReport(
-        baseline_version=None, prompts=len(pairs), instruction_following=0.0, violation_rate=0.0,
-        reward_score=round(accuracy, 4), passed=passed,
+        baseline_version=None,
+        prompts=len(pairs),
+        instruction_following=0.0,
+        violation_rate=0.0,
+        reward_score=round(accuracy, 4),
+        passed=passed,
         reasons=() if passed else (f"held-out pairwise accuracy {accuracy:.3f} < {settings.min_reward_accuracy:.2f}",),
         flags=("reward model: reward_score is held-out pairwise accuracy",),
     )
 
 
-def gate_policy(candidate: Path, baseline: Path | None, baseline_version: str | None, settings: TrainerWorkerSettings,
-                reward_model: RewardModel | None) -> EvalReport:
+def gate_policy(
+    candidate: Path,
+    baseline: Path | None,
+    baseline_version: str | None,
+    settings: TrainerWorkerSettings,
+    reward_model: RewardModel | None,
+) -> EvalReport:
     return OfflineGate(settings.gate).evaluate(candidate, baseline, baseline_version, reward_model)

@@ -40,12 +40,18 @@ Outcome = Literal["published", "rejected", "failed", "invalid", "skipped_leased"
 
 jobs_total = Counter("flywheel_trainers_jobs_total", "Training jobs by kind and outcome.", ["kind", "outcome"])
 job_duration_seconds = Histogram(
-    "flywheel_trainers_job_duration_seconds", "Wall time of a training job, read to publish.", ["kind"],
+    "flywheel_trainers_job_duration_seconds",
+    "Wall time of a training job, read to publish.",
+    ["kind"],
     buckets=(5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200),
 )
-train_steps_per_second = Gauge("flywheel_trainers_steps_per_second", "Optimiser steps per second of the latest job.", ["kind"])
+train_steps_per_second = Gauge(
+    "flywheel_trainers_steps_per_second", "Optimiser steps per second of the latest job.", ["kind"]
+)
 train_loss = Gauge("flywheel_trainers_loss", "Latest training loss.", ["kind"])
-eval_metric = Gauge("flywheel_trainers_eval", "Offline-gate results of the latest checkpoint, by metric.", ["kind", "metric"])
+eval_metric = Gauge(
+    "flywheel_trainers_eval", "Offline-gate results of the latest checkpoint, by metric.", ["kind", "metric"]
+)
 
 
 @dataclass(frozen=True)
@@ -66,9 +72,15 @@ class TrainerWorker:
     """
 
     def __init__(
-        self, bus: Bus, topics: Topics, settings: TrainerWorkerSettings, leases: LeaseStore,
-        registry: CheckpointRegistry | None = None, worker_id: str | None = None,
-        load_lock: threading.Lock | None = None, hold_after_publish: bool = False,
+        self,
+        bus: Bus,
+        topics: Topics,
+        settings: TrainerWorkerSettings,
+        leases: LeaseStore,
+        registry: CheckpointRegistry | None = None,
+        worker_id: str | None = None,
+        load_lock: threading.Lock | None = None,
+        hold_after_publish: bool = False,
     ) -> None:
         """``load_lock``: held while a job loads, trains and evaluates models, for a process
         that also serves (the demo): transformers' ``from_pretrained`` patches process-wide
@@ -94,7 +106,9 @@ class TrainerWorker:
         if self._consumer is None or self._producer is None:
             s = self.settings
             self._consumer = self.bus.consumer(
-                s.group_id, **{"session.timeout.ms": s.session_timeout_ms, "max.poll.interval.ms": s.max_poll_interval_ms})
+                s.group_id,
+                **{"session.timeout.ms": s.session_timeout_ms, "max.poll.interval.ms": s.max_poll_interval_ms},
+            )
             self._consumer.subscribe([self.topics.trainer_jobs])
             self._producer = self.bus.producer()
         return self._consumer, self._producer
@@ -141,7 +155,7 @@ class TrainerWorker:
             self._producer.close()
             self._producer = None
 
-    def __enter__(self) -> "TrainerWorker":
+    def __enter__(self) -> TrainerWorker:
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -220,8 +234,11 @@ class TrainerWorker:
             with self._load_lock or contextlib.nullcontext():
                 reward_model = self._latest_reward_model(job.model)
                 output = train_job(job, inputs, base_dir, out_dir, s, reward_model, reporter)
-                report = (gate_reward_model(out_dir, s) if is_reward
-                          else gate_policy(out_dir, base_dir, base_version, s, reward_model))
+                report = (
+                    gate_reward_model(out_dir, s)
+                    if is_reward
+                    else gate_policy(out_dir, base_dir, base_version, s, reward_model)
+                )
             reporter.close()
             result = output.result
             train_steps_per_second.labels(job.kind).set(result.steps_per_s)
@@ -235,15 +252,27 @@ class TrainerWorker:
                     eval_metric.labels(job.kind, metric).set(value)
             status: Literal["published", "rejected"] = "published" if report.passed else "rejected"
             training: dict[str, str | int | float | bool | None] = {
-                "steps": result.steps, "train_s": round(result.train_s, 3), "final_loss": result.final_loss,
-                "base_dir": str(base_dir), "invalid_samples": inputs.invalid, "samples": len(inputs),
+                "steps": result.steps,
+                "train_s": round(result.train_s, 3),
+                "final_loss": result.final_loss,
+                "base_dir": str(base_dir),
+                "invalid_samples": inputs.invalid,
+                "samples": len(inputs),
                 **{f"metric.{k}": v for k, v in result.metrics.items()},
                 **{f"config.{k}": v for k, v in _flat(output.settings.model_dump()).items()},
             }
             manifest = CheckpointManifest(
-                model=model_name, version=version, parent=None if is_reward else base_version, kind=result.kind,
-                job_id=job.job_id, job_kind=job.kind, training=training, lineage=job.inputs, eval=report,
-                status=status, created_ts=datetime.now(UTC),
+                model=model_name,
+                version=version,
+                parent=None if is_reward else base_version,
+                kind=result.kind,
+                job_id=job.job_id,
+                job_kind=job.kind,
+                training=training,
+                lineage=job.inputs,
+                eval=report,
+                status=status,
+                created_ts=datetime.now(UTC),
             )
             if keeper.lost.is_set():
                 raise LeaseLostError(f"lease of job {job.job_id} lost before publishing")
@@ -269,7 +298,9 @@ class TrainerWorker:
         return register_base_model(self.registry, model, self.settings)
 
     def _latest_reward_model(self, model: str) -> RewardModel | None:
-        published = [m for m in self.registry.list(model + self.settings.reward_model_suffix) if m.status == "published"]
+        published = [
+            m for m in self.registry.list(model + self.settings.reward_model_suffix) if m.status == "published"
+        ]
         if not published:
             return None
         return RewardModel.load(self.registry.open(published[-1].model, published[-1].version).path)
@@ -281,8 +312,14 @@ def register_base_model(registry: CheckpointRegistry, model: str, settings: Trai
         return registry.open(model, settings.base_version)
     path = ensure_base_model(settings.bootstrap)
     manifest = CheckpointManifest(
-        model=model, version=settings.base_version, parent=None, kind="full", job_id=f"bootstrap:{path.name}",
-        training={"source": "bootstrap", "build": path.name}, status="published", created_ts=datetime.now(UTC),
+        model=model,
+        version=settings.base_version,
+        parent=None,
+        kind="full",
+        job_id=f"bootstrap:{path.name}",
+        training={"source": "bootstrap", "build": path.name},
+        status="published",
+        created_ts=datetime.now(UTC),
     )
     return registry.publish(path, manifest)
 
@@ -298,4 +335,3 @@ def _flat(d: dict[str, object], prefix: str = "") -> dict[str, str | int | float
         else:
             out[key] = str(v)
     return out
-

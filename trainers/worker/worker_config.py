@@ -25,18 +25,43 @@ class TrainerWorkerSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    group_id: str = Field(default="flywheel-trainers", description="Consumer group on trainer.jobs; workers in one group share the jobs.")
-    lease_ttl_s: float = Field(default=30.0, gt=0, description="A job lease expires this long after its holder stops renewing it.")
-    lease_renew_s: float = Field(default=5.0, gt=0, description="How often the holder renews its lease (well under lease_ttl_s).")
+    group_id: str = Field(
+        default="flywheel-trainers", description="Consumer group on trainer.jobs; workers in one group share the jobs."
+    )
+    lease_ttl_s: float = Field(
+        default=30.0, gt=0, description="A job lease expires this long after its holder stops renewing it."
+    )
+    lease_renew_s: float = Field(
+        default=5.0, gt=0, description="How often the holder renews its lease (well under lease_ttl_s)."
+    )
     lease_prefix: str = Field(default="flywheel:trainers:lease:", description="Redis key prefix of job leases.")
-    session_timeout_ms: int = Field(default=10_000, ge=1000, description="Kafka group session timeout: how soon a dead worker's jobs move to another.")
-    max_poll_interval_ms: int = Field(default=3_600_000, ge=10_000, description="Longest job before Kafka assumes the worker is stuck (the lease is the real liveness check).")
-    read_timeout_s: float = Field(default=60.0, gt=0, description="Give up reading a job's sample ranges after this long.")
-    retry_backoff_s: float = Field(default=2.0, ge=0, description="Wait before looking at a job whose lease another worker holds.")
-    work_dir: Path = Field(default_factory=_default_work_dir, description="Scratch space for checkpoints before they are published.")
+    session_timeout_ms: int = Field(
+        default=10_000,
+        ge=1000,
+        description="Kafka group session timeout: how soon a dead worker's jobs move to another.",
+    )
+    max_poll_interval_ms: int = Field(
+        default=3_600_000,
+        ge=10_000,
+        description="Longest job before Kafka assumes the worker is stuck (the lease is the real liveness check).",
+    )
+    read_timeout_s: float = Field(
+        default=60.0, gt=0, description="Give up reading a job's sample ranges after this long."
+    )
+    retry_backoff_s: float = Field(
+        default=2.0, ge=0, description="Wait before looking at a job whose lease another worker holds."
+    )
+    work_dir: Path = Field(
+        default_factory=_default_work_dir, description="Scratch space for checkpoints before they are published."
+    )
     base_version: str = Field(default="base", description="Version name of the bootstrap base model in the registry.")
     reward_model_suffix: str = Field(default="-reward", description="Reward models are published as <model><suffix>.")
-    min_reward_accuracy: float = Field(default=0.6, ge=0, le=1, description="A reward model passes the gate with at least this held-out pairwise accuracy.")
+    min_reward_accuracy: float = Field(
+        default=0.6,
+        ge=0,
+        le=1,
+        description="A reward model passes the gate with at least this held-out pairwise accuracy.",
+    )
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     gate: GateSettings = Field(default_factory=GateSettings)
     bootstrap: BaseModelSettings = Field(default_factory=BaseModelSettings)

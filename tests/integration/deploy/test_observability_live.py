@@ -11,6 +11,7 @@ of the shipped rule with short windows, restricted to this run's series) fires.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -24,8 +25,8 @@ import uuid
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,7 +34,6 @@ import pytest
 import yaml
 
 from schemas import Topics
-
 from tests._deploy import (
     ROOT,
     Prometheus,
@@ -46,8 +46,7 @@ from tests._deploy import (
     shortened_rules,
 )
 
-pytestmark = [pytest.mark.prometheus, pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow,
-              pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.prometheus, pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(240)]
 
 TARGETS_DIR = Path(os.environ.get("FLYWHEEL_PROMETHEUS_TARGETS_DIR", "/tmp/flywheel-local/prometheus/targets"))
 RULES_RUN_DIR = TARGETS_DIR.parent / "rules"
@@ -73,8 +72,9 @@ class Proc:
 
     def start(self) -> None:
         with self.log.open("wb") as out:
-            self.popen = subprocess.Popen(self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                                          start_new_session=True)
+            self.popen = subprocess.Popen(
+                self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+            )
 
     def stop(self) -> None:
         if self.popen is None or self.popen.poll() is not None:
@@ -108,40 +108,44 @@ class Run:
 
 def _base_env(run_id: str, namespace: str, kafka: str, redis_url: str, tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL_")}
-    env.update({
-        "FLYWHEEL_BUS": "kafka",
-        "FLYWHEEL_KAFKA__BOOTSTRAP_SERVERS": kafka,
-        "FLYWHEEL_REDIS_URL": redis_url,
-        "FLYWHEEL_TOPIC_NAMESPACE": namespace,
-        "FLYWHEEL_LOG_LEVEL": "INFO",
-        "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-        # Short event-time windows and small thresholds, so one short run closes windows,
-        # curates samples and triggers a training job.
-        "FLYWHEEL_STREAMS__RUNNER__LAG_INTERVAL_S": "1",
-        "FLYWHEEL_STREAMS__SIGNALS__WINDOW_S": "20",
-        "FLYWHEEL_STREAMS__SIGNALS__GRACE_S": "2",
-        "FLYWHEEL_STREAMS__SIGNALS__CONTINUE_WINDOW_S": "30",
-        "FLYWHEEL_STREAMS__SIGNALS__SESSION_IDLE_S": "120",
-        "FLYWHEEL_STREAMS__CURATION__CONTINUE_WINDOW_S": "30",
-        "FLYWHEEL_STREAMS__CURATION__GRACE_S": "5",
-        "FLYWHEEL_STREAMS__CURATION__SESSION_IDLE_S": "120",
-        # SFT jobs only (the quickest kind to train, and one that yields a servable policy):
-        # a low count threshold for samples.sft, unreachable ones for the others.
-        "FLYWHEEL_STREAMS__BUFFER__MIN_SAMPLES": "1000000",
-        "FLYWHEEL_STREAMS__BUFFER__MIN_SAMPLES_PER_TOPIC": json.dumps({"samples.sft": 20}),
-        "FLYWHEEL_STREAMS__BUFFER__MAX_AGE_S": "3600",
-        "FLYWHEEL_SERVING__ROUTING_PREFIX": f"ops-{run_id}:routing",
-        "FLYWHEEL_TRAINERS__LEASE_PREFIX": f"ops-{run_id}:lease:",
-        "FLYWHEEL_TRAINERS__REGISTRY__ROOT": str(tmp / "registry"),
-        "FLYWHEEL_TRAINERS__WORK_DIR": str(tmp / "work"),
-        # A small job and a small gate, so a checkpoint can come out within the run.
-        "FLYWHEEL_TRAINERS__SFT__NUM_CANDIDATES": "0",
-        "FLYWHEEL_TRAINERS__SFT__EPOCHS": "1",
-        "FLYWHEEL_TRAINERS__GATE__PROMPTS_PER_CHARACTER": "2",
-        "FLYWHEEL_TRAINERS__GATE__MAX_NEW_TOKENS": "16",
-        "FLYWHEEL_SERVING__CANARY__POLL_INTERVAL_S": "1",
-        "FLYWHEEL_SERVING__ADMIN__TOKEN": ADMIN_TOKEN,
-    })
+    env.update(
+        {
+            "FLYWHEEL_BUS": "kafka",
+            "FLYWHEEL_KAFKA__BOOTSTRAP_SERVERS": kafka,
+            "FLYWHEEL_REDIS_URL": redis_url,
+            "FLYWHEEL_TOPIC_NAMESPACE": namespace,
+            "FLYWHEEL_LOG_LEVEL": "INFO",
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            # Short event-time windows and small thresholds, so one short run closes windows,
+            # curates samples and triggers a training job.
+            "FLYWHEEL_STREAMS__RUNNER__LAG_INTERVAL_S": "1",
+            "FLYWHEEL_STREAMS__SIGNALS__WINDOW_S": "20",
+            "FLYWHEEL_STREAMS__SIGNALS__GRACE_S": "2",
+            "FLYWHEEL_STREAMS__SIGNALS__CONTINUE_WINDOW_S": "30",
+            "FLYWHEEL_STREAMS__SIGNALS__SESSION_IDLE_S": "120",
+            "FLYWHEEL_STREAMS__CURATION__CONTINUE_WINDOW_S": "30",
+            "FLYWHEEL_STREAMS__CURATION__GRACE_S": "5",
+            "FLYWHEEL_STREAMS__CURATION__SESSION_IDLE_S": "120",
+            # SFT jobs only (the quickest kind to train, and one that yields a servable policy):
+            # a low count threshold for samples.sft, unreachable ones for the others.
+            "FLYWHEEL_STREAMS__BUFFER__MIN_SAMPLES": "1000000",
+            "FLYWHEEL_STREAMS__BUFFER__MIN_SAMPLES_PER_TOPIC": json.dumps({"samples.sft": 20}),
+            "FLYWHEEL_STREAMS__BUFFER__MAX_AGE_S": "3600",
+            "FLYWHEEL_SERVING__ROUTING_PREFIX": f"ops-{run_id}:routing",
+            "FLYWHEEL_TRAINERS__LEASE_PREFIX": f"ops-{run_id}:lease:",
+            "FLYWHEEL_TRAINERS__REGISTRY__ROOT": str(tmp / "registry"),
+            "FLYWHEEL_TRAINERS__WORK_DIR": str(tmp / "work"),
+            # A small job and a small gate, so a checkpoint can come out within the run.
+            "FLYWHEEL_TRAINERS__SFT__NUM_CANDIDATES": "0",
+            "FLYWHEEL_TRAINERS__SFT__EPOCHS": "1",
+            "FLYWHEEL_TRAINERS__GATE__PROMPTS_PER_CHARACTER": "2",
+            "FLYWHEEL_TRAINERS__GATE__MAX_NEW_TOKENS": "16",
+            "FLYWHEEL_SERVING__CANARY__POLL_INTERVAL_S": "1",
+            "FLYWHEEL_SERVING__ADMIN__TOKEN": ADMIN_TOKEN,
+        }
+    )
     return env
 
 
@@ -153,8 +157,14 @@ def _base_model(env: dict[str, str]) -> Path:
     built = sorted(cache.glob("flywheel-tiny-*/config.json"), key=lambda p: p.stat().st_mtime)
     if built:
         return built[-1].parent
-    out = subprocess.run([FLYWHEEL, "trainers", "bootstrap", "--no-evaluate"], env=env, capture_output=True,
-                         text=True, timeout=300, check=True).stdout
+    out = subprocess.run(
+        [FLYWHEEL, "trainers", "bootstrap", "--no-evaluate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
     line = next(line for line in out.splitlines() if line.startswith("base model: "))
     return Path(line.removeprefix("base model: ").rsplit(" (", 1)[0])
 
@@ -168,8 +178,13 @@ def _commands() -> set[str]:
     return set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
 
 
-COMPONENT_COMMAND = {"signals": "streams", "curation": "streams", "buffer": "streams", "trainer": "trainers",
-                     "gateway": "serve"}
+COMPONENT_COMMAND = {
+    "signals": "streams",
+    "curation": "streams",
+    "buffer": "streams",
+    "trainer": "trainers",
+    "gateway": "serve",
+}
 
 
 def _processes(run: Run, tmp: Path) -> list[Proc]:
@@ -183,9 +198,26 @@ def _processes(run: Run, tmp: Path) -> list[Proc]:
     env = {**run.env, "FLYWHEEL_METRICS_PORT": str(port)}
     procs.append(Proc("trainer", [FLYWHEEL, "trainers", "run"], port, env, tmp / "trainer.log"))
     run.gateway_port = _free_port()
-    procs.append(Proc("gateway", [FLYWHEEL, "serve", "--host", "127.0.0.1", "--port", str(run.gateway_port),
-                                  "--model-dir", str(_base_model(run.env)), "--base-version", "base"],
-                      run.gateway_port, dict(run.env), tmp / "gateway.log"))
+    procs.append(
+        Proc(
+            "gateway",
+            [
+                FLYWHEEL,
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(run.gateway_port),
+                "--model-dir",
+                str(_base_model(run.env)),
+                "--base-version",
+                "base",
+            ],
+            run.gateway_port,
+            dict(run.env),
+            tmp / "gateway.log",
+        )
+    )
     available = _commands()
     run.missing = sorted(p.component for p in procs if COMPONENT_COMMAND[p.component] not in available)
     return [p for p in procs if p.component not in run.missing]
@@ -193,8 +225,10 @@ def _processes(run: Run, tmp: Path) -> list[Proc]:
 
 def _register(run: Run) -> Path:
     path = TARGETS_DIR / f"ops-{run.run_id}.json"
-    groups = [{"targets": [run.instance(p.component)], "labels": {"component": p.component, "run": run.run_id}}
-              for p in run.procs]
+    groups = [
+        {"targets": [run.instance(p.component)], "labels": {"component": p.component, "run": run.run_id}}
+        for p in run.procs
+    ]
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(groups))
     tmp.rename(path)  # Prometheus must never read a half-written file
@@ -223,7 +257,9 @@ def _install_test_rules(prom: Prometheus, run_id: str) -> Path:
     path = RULES_RUN_DIR / f"ops-{run_id}.yml"
     path.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
     prom.reload()
-    prom.wait("the test rules to load", lambda: sum(g["name"].endswith(run_id) for g in prom.rule_groups()) == len(groups), 30)
+    prom.wait(
+        "the test rules to load", lambda: sum(g["name"].endswith(run_id) for g in prom.rule_groups()) == len(groups), 30
+    )
     return path
 
 
@@ -282,7 +318,9 @@ def _create_changelogs(run: Run) -> None:
     bus = KafkaBus(KafkaSettings(bootstrap_servers=run.env["FLYWHEEL_KAFKA__BOOTSTRAP_SERVERS"]))
     try:
         for name, cls in (("signals", SignalsProcessor), ("curation", CurationProcessor), ("buffer", BufferProcessor)):
-            ensure_changelog(bus, changelog_topic(topics, default_group(name, topics)), [topics.name(t) for t in cls.inputs])
+            ensure_changelog(
+                bus, changelog_topic(topics, default_group(name, topics)), [topics.name(t) for t in cls.inputs]
+            )
     finally:
         bus.close()
 
@@ -336,7 +374,9 @@ def _targets_up(prom: Prometheus, run: Run) -> dict[str, str]:
     dead = [p.component for p in run.procs if p.popen is not None and p.popen.poll() is not None]
     if dead:
         pytest.fail(f"{dead} exited\n{_diagnose(run)}", pytrace=False)
-    return {t["labels"].get("component", "?"): t["health"] for t in prom.targets() if t["labels"].get("run") == run.run_id}
+    return {
+        t["labels"].get("component", "?"): t["health"] for t in prom.targets() if t["labels"].get("run") == run.run_id
+    }
 
 
 def _chat(run: Run, user: str, turns: int, stream: bool) -> None:
@@ -345,15 +385,23 @@ def _chat(run: Run, user: str, turns: int, stream: bool) -> None:
     with httpx.Client(base_url=f"http://127.0.0.1:{run.gateway_port}", timeout=60) as http:
         for turn in range(turns):
             messages.append({"role": "user", "content": f"tell me about the sea, part {turn} ({user})"})
-            body = {"model": "policy", "messages": messages, "user": user, "max_tokens": 16, "stream": stream,
-                    "metadata": {"character_id": "char-ops", "instructions": [{"kind": "max_words", "limit": 30}]}}
+            body = {
+                "model": "policy",
+                "messages": messages,
+                "user": user,
+                "max_tokens": 16,
+                "stream": stream,
+                "metadata": {"character_id": "char-ops", "instructions": [{"kind": "max_words", "limit": 30}]},
+            }
             if stream:
                 with http.stream("POST", "/v1/chat/completions", json=body) as response:
                     response.raise_for_status()
                     text = "".join(response.iter_text())
-                reply = "".join(json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
-                                for line in text.splitlines()
-                                if line.startswith("data: {") and json.loads(line[6:])["choices"])
+                reply = "".join(
+                    json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+                    for line in text.splitlines()
+                    if line.startswith("data: {") and json.loads(line[6:])["choices"]
+                )
             else:
                 response = http.post("/v1/chat/completions", json=body)
                 response.raise_for_status()
@@ -427,10 +475,9 @@ class _Trickle:
         while not self.stop_event.wait(0.3):
             if "gateway" in self.run.missing or not _ready(self.run):
                 continue
-            try:
+            # The checks look at what was served; a refused request is the gateway's business.
+            with contextlib.suppress(httpx.HTTPError):
                 _chat(self.run, f"trickle-{n % 200}", turns=1, stream=n % 2 == 0)
-            except httpx.HTTPError:
-                pass  # the checks look at what was served; a refused request is the gateway's business
             n += 1
 
     def _run(self) -> None:
@@ -443,18 +490,23 @@ class _Trickle:
             while not self.stop_event.wait(0.5):
                 tick += 1
                 now = datetime.now(UTC)
-                for key, value in synthetic_events(20, seed=1000 + tick, users=30, start=now - timedelta(seconds=1),
-                                                   bad_share=0.0, span_s=1):
+                for key, value in synthetic_events(
+                    20, seed=1000 + tick, users=30, start=now - timedelta(seconds=1), bad_share=0.0, span_s=1
+                ):
                     producer.produce(self.topic, value, key=key)
                 if tick % 6 == 0:
-                    late = event_dict("user_message", user_id=f"late-{tick}", conversation_id=f"late-{tick}",
-                                      ts=(now - timedelta(hours=1)).isoformat())
+                    late = event_dict(
+                        "user_message",
+                        user_id=f"late-{tick}",
+                        conversation_id=f"late-{tick}",
+                        ts=(now - timedelta(hours=1)).isoformat(),
+                    )
                     producer.produce(self.topic, json.dumps(late).encode(), key=late["user_id"])
                 producer.flush()
         finally:
             producer.close()
 
-    def __enter__(self) -> "_Trickle":
+    def __enter__(self) -> _Trickle:
         self.thread.start()
         self.chats.start()
         return self
@@ -471,8 +523,11 @@ def driven(prom: Prometheus, run: Run) -> Iterator[Run]:
     """The run with every target up, traffic served, a dead-letter burst sent, and live
     traffic still flowing while the tests look."""
     try:
-        prom.wait("every target up", lambda: (h := _targets_up(prom, run)) and len(h) == len(run.procs)
-                  and all(v == "up" for v in h.values()), 120)
+        prom.wait(
+            "every target up",
+            lambda: (h := _targets_up(prom, run)) and len(h) == len(run.procs) and all(v == "up" for v in h.values()),
+            120,
+        )
     except AssertionError:
         pytest.fail(f"targets: {_targets_up(prom, run)}\n{_diagnose(run)}", pytrace=False)
     _producer_traffic(run)
@@ -495,7 +550,7 @@ def test_every_target_is_up(prom: Prometheus, driven: Run) -> None:
     health = _targets_up(prom, driven)
     assert health == {p.component: "up" for p in driven.procs}, _diagnose(driven)
     if driven.missing:
-        warnings.warn(UserWarning(f"components not started (no such flywheel command): {driven.missing}"))
+        warnings.warn(UserWarning(f"components not started (no such flywheel command): {driven.missing}"), stacklevel=2)
 
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed")
@@ -505,8 +560,12 @@ def test_promtool_accepts_live_and_shipped_config_and_rules(prom: Prometheus, dr
         check = subprocess.run([PROMTOOL, "check", "config", str(config)], capture_output=True, text=True, timeout=60)
         assert check.returncode == 0, check.stdout + check.stderr
     test_copy = RULES_RUN_DIR / f"ops-{driven.run_id}.yml"
-    check = subprocess.run([PROMTOOL, "check", "rules", *map(str, rule_files()), str(test_copy)],
-                           capture_output=True, text=True, timeout=60)
+    check = subprocess.run(
+        [PROMTOOL, "check", "rules", *map(str, rule_files()), str(test_copy)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -519,6 +578,7 @@ def test_every_rule_and_panel_expression_evaluates(prom: Prometheus, driven: Run
             except AssertionError as exc:
                 errors.append(f"{expr.source} / {expr.name}: {exc}")
     assert not errors, "\n".join(errors)
+
     # Loaded into the server verbatim, every shipped rule has been evaluated without error.
     def shipped() -> list[dict[str, Any]]:
         return [r for g in prom.rule_groups() if g["name"].endswith(f"-shipped-{driven.run_id}") for r in g["rules"]]
@@ -528,8 +588,13 @@ def test_every_rule_and_panel_expression_evaluates(prom: Prometheus, driven: Run
     assert all(r["health"] == "ok" for r in shipped()), [(r["name"], r.get("lastError")) for r in shipped()]
 
 
-PART_OF_COMPONENT = {"signals": "streams", "curation": "streams", "buffer": "streams", "trainer": "trainers",
-                     "gateway": "serving"}
+PART_OF_COMPONENT = {
+    "signals": "streams",
+    "curation": "streams",
+    "buffer": "streams",
+    "trainer": "trainers",
+    "gateway": "serving",
+}
 
 
 # Panels that can only show data once the run reached a stage: a training job finished
@@ -537,19 +602,28 @@ PART_OF_COMPONENT = {"signals": "streams", "curation": "streams", "buffer": "str
 # they must show data; when it does not (a slow machine), they are reported, not passed.
 STAGES: dict[str, tuple[str, set[str]]] = {
     "a training job finished": (
-        'flywheel_trainers_jobs_total{outcome!="skipped_leased"}', {"Training jobs by outcome (since start)"}),
+        'flywheel_trainers_jobs_total{outcome!="skipped_leased"}',
+        {"Training jobs by outcome (since start)"},
+    ),
     "a checkpoint went through the offline gate": (
         'flywheel_trainers_jobs_total{outcome=~"published|rejected"}',
-        {"Offline gate of the latest checkpoint", "Job duration p50 / max (since start)",
-         "Gate numbers of the latest candidate"}),
+        {
+            "Offline gate of the latest checkpoint",
+            "Job duration p50 / max (since start)",
+            "Gate numbers of the latest candidate",
+        },
+    ),
     "a candidate on canary": (
         'flywheel_serving_swaps_total{result="loaded"}',
-        {"Candidate lift per metric", "Always-valid p-value per metric"}),
+        {"Candidate lift per metric", "Always-valid p-value per metric"},
+    ),
     # Users counted in both arms at the current step: no metric says so except this panel's own.
     "the canary counted users of both arms at its step": (
-        'flywheel_serving_canary_srm_p_value', {"Sample-ratio-mismatch p-value"}),
+        "flywheel_serving_canary_srm_p_value",
+        {"Sample-ratio-mismatch p-value"},
+    ),
     # Verified by test_operator_rollback_fires_the_rollback_alert, which acts after this test.
-    "an operator acted": ('flywheel_serving_admin_actions_total', {"Operator actions (since start)"}),
+    "an operator acted": ("flywheel_serving_admin_actions_total", {"Operator actions (since start)"}),
 }
 
 
@@ -573,20 +647,22 @@ def test_every_panel_shows_data_from_this_run(prom: Prometheus, driven: Run) -> 
         return [key for key in missing() if key[1] not in waiting]
 
     def missing() -> list[tuple[str, str]]:
-        return [key for key, queries in panels.items()
-                if key not in unverifiable and not any(prom.has_data(q) for q in queries)]
+        return [
+            key
+            for key, queries in panels.items()
+            if key not in unverifiable and not any(prom.has_data(q) for q in queries)
+        ]
 
     # First everything that does not wait for a stage, then give the stages the rest of the time.
     try:
         prom.wait("every panel to show data", lambda: not pending(), 60, every_s=2)
     except AssertionError:
-        details = "\n".join(f"  {s}: {t}\n    " + "\n    ".join(f"{q} -> {prom.query(q)}" for q in panels[(s, t)])
-                            for s, t in pending())
+        details = "\n".join(
+            f"  {s}: {t}\n    " + "\n    ".join(f"{q} -> {prom.query(q)}" for q in panels[(s, t)]) for s, t in pending()
+        )
         pytest.fail(f"panels without data from this run:\n{details}\n{_diagnose(driven)}", pytrace=False)
-    try:
+    with contextlib.suppress(AssertionError):
         prom.wait("the slow stages", lambda: not missing(), 30, every_s=2)
-    except AssertionError:
-        pass
     for stage, (_, titles) in STAGES.items():
         if stage_reached(stage):
             empty = [k for k in missing() if k[1] in titles]
@@ -594,14 +670,29 @@ def test_every_panel_shows_data_from_this_run(prom: Prometheus, driven: Run) -> 
         else:
             unverifiable |= {k for k in panels if k[1] in titles}
             if stage != "an operator acted":  # that one is the next test's doing
-                warnings.warn(UserWarning(f"this run did not reach '{stage}' in time: not verified: {sorted(titles)}"))
-    quiet = [f"{s}: {t} [{q}]" for (s, t), queries in panels.items() if (s, t) not in unverifiable
-             for q in queries if not prom.has_data(q)]
+                warnings.warn(
+                    UserWarning(f"this run did not reach '{stage}' in time: not verified: {sorted(titles)}"),
+                    stacklevel=2,
+                )
+    quiet = [
+        f"{s}: {t} [{q}]"
+        for (s, t), queries in panels.items()
+        if (s, t) not in unverifiable
+        for q in queries
+        if not prom.has_data(q)
+    ]
     if quiet:  # a panel shows data, but one of its secondary targets had nothing to show in this run
-        warnings.warn(UserWarning("targets without data in this run (their panel has data):\n" + "\n".join(quiet)))
+        warnings.warn(
+            UserWarning("targets without data in this run (their panel has data):\n" + "\n".join(quiet)), stacklevel=2
+        )
     if driven.missing:
-        warnings.warn(UserWarning(f"not verified, {driven.missing} not available: "
-                                  + "; ".join(f"{s}: {t}" for s, t in sorted(unverifiable))))
+        warnings.warn(
+            UserWarning(
+                f"not verified, {driven.missing} not available: "
+                + "; ".join(f"{s}: {t}" for s, t in sorted(unverifiable))
+            ),
+            stacklevel=2,
+        )
 
 
 def test_dead_letter_burst_fires_the_dlq_alert(prom: Prometheus, driven: Run) -> None:
@@ -609,8 +700,13 @@ def test_dead_letter_burst_fires_the_dlq_alert(prom: Prometheus, driven: Run) ->
     run's series) fires for the processors that consumed the malformed burst."""
 
     def firing() -> list[dict[str, Any]]:
-        return [a for a in prom.alerts() if a["labels"].get("ruleset") == driven.run_id
-                and a["labels"]["alertname"] == "FlywheelDeadLetterRateHigh" and a["state"] == "firing"]
+        return [
+            a
+            for a in prom.alerts()
+            if a["labels"].get("ruleset") == driven.run_id
+            and a["labels"]["alertname"] == "FlywheelDeadLetterRateHigh"
+            and a["state"] == "firing"
+        ]
 
     alerts = prom.wait("FlywheelDeadLetterRateHigh to fire", firing, 60, every_s=1)
     assert "signals" in {a["labels"]["processor"] for a in alerts}
@@ -634,20 +730,30 @@ def test_operator_rollback_fires_the_rollback_alert(prom: Prometheus, driven: Ru
         prom.wait("a candidate on canary", lambda: prom.has_data(loaded), 30, every_s=1)
     except AssertionError:
         pytest.skip("no checkpoint reached the canary in this run (training did not finish in time)")
-    response = httpx.post(f"http://127.0.0.1:{driven.gateway_port}/admin/deployments/policy/rollback",
-                          headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                          json={"actor": "ops-test", "reason": "observability check"}, timeout=30)
+    response = httpx.post(
+        f"http://127.0.0.1:{driven.gateway_port}/admin/deployments/policy/rollback",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        json={"actor": "ops-test", "reason": "observability check"},
+        timeout=30,
+    )
     assert response.status_code == 200, response.text
     assert response.json()["action"] == "rollback"
 
     def firing() -> list[dict[str, Any]]:
-        return [a for a in prom.alerts() if a["labels"].get("ruleset") == driven.run_id
-                and a["labels"]["alertname"] == "FlywheelCanaryRolledBack" and a["state"] == "firing"]
+        return [
+            a
+            for a in prom.alerts()
+            if a["labels"].get("ruleset") == driven.run_id
+            and a["labels"]["alertname"] == "FlywheelCanaryRolledBack"
+            and a["state"] == "firing"
+        ]
 
     alerts = prom.wait("FlywheelCanaryRolledBack to fire", firing, 30, every_s=1)
     assert alerts[0]["labels"]["model"] == "policy"
     panel = next(e for e in dashboard_exprs() if e.name == "Operator actions (since start)")
     query = restrict(grafana_expand(panel.expr), run=driven.run_id)
     assert prom.wait("the operator-actions panel", lambda: prom.has_data(query), 15)
-    done = prom.query(restrict('flywheel_serving_admin_actions_total{action="rollback", result="done"}', run=driven.run_id))
+    done = prom.query(
+        restrict('flywheel_serving_admin_actions_total{action="rollback", result="done"}', run=driven.run_id)
+    )
     assert float(done[0]["value"][1]) == 1

@@ -13,7 +13,15 @@ import numpy as np
 import pytest
 
 from schemas import CanaryDecision, DeploymentState, Topics, deployment_record_adapter, parse_chat_event
-from serving import CanaryConfig, CanaryController, GatewayConfig, HotSwapConfig, HotSwapController, RedisRoutingStore, create_app
+from serving import (
+    CanaryConfig,
+    CanaryController,
+    GatewayConfig,
+    HotSwapConfig,
+    HotSwapController,
+    RedisRoutingStore,
+    create_app,
+)
 from serving.gateway import EventLogger, Gateway
 from serving.hotswap import ModelSlots
 from serving.routing import arm_for
@@ -37,8 +45,9 @@ def _read_all(bus: KafkaBus, topic: str, expect: int, timeout_s: float = 20.0) -
     return out
 
 
-def test_bad_candidate_rolls_back_at_first_step(kafka_settings: KafkaSettings, redis_url: str, topics: Topics,
-                                                unique: Callable[[str], str]) -> None:
+def test_bad_candidate_rolls_back_at_first_step(
+    kafka_settings: KafkaSettings, redis_url: str, topics: Topics, unique: Callable[[str], str]
+) -> None:
     bus = KafkaBus(kafka_settings)
     bus.create_topics(topics.specs())
     prefix = unique("flywheel-test-routing")
@@ -54,8 +63,13 @@ def test_bad_candidate_rolls_back_at_first_step(kafka_settings: KafkaSettings, r
     producer = bus.producer()
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=4)
     try:
+
         async def bring_in(version: str, parent: str | None, age_s: float, expect: str) -> None:
-            producer.produce(topics.models_checkpoints, manifest_for(None, version, parent=parent, age_s=age_s).to_json_bytes(), key=version)
+            producer.produce(
+                topics.models_checkpoints,
+                manifest_for(None, version, parent=parent, age_s=age_s).to_json_bytes(),
+                key=version,
+            )
             producer.flush(10)
             kinds: list[str] = []
             for _ in range(100):
@@ -74,13 +88,24 @@ def test_bad_candidate_rolls_back_at_first_step(kafka_settings: KafkaSettings, r
         async def traffic() -> dict[str, set[str]]:
             seen: dict[str, set[str]] = {}
             events.start()
-            clients = [httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(g, manage_lifecycle=False)), base_url="http://gw")
-                       for g in gateways]
+            clients = [
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=create_app(g, manage_lifecycle=False)), base_url="http://gw"
+                )
+                for g in gateways
+            ]
             for i in range(120):
                 user = f"user-{i}"
                 for c in clients:
-                    r = await c.post("/v1/chat/completions", json={"model": "policy", "user": user, "max_tokens": 2,
-                                                                   "messages": [{"role": "user", "content": "hi"}]})
+                    r = await c.post(
+                        "/v1/chat/completions",
+                        json={
+                            "model": "policy",
+                            "user": user,
+                            "max_tokens": 2,
+                            "messages": [{"role": "user", "content": "hi"}],
+                        },
+                    )
                     assert r.status_code == 200
                     seen.setdefault(user, set()).add(r.headers["x-flywheel-model-version"])
             for c in clients:
@@ -90,11 +115,16 @@ def test_bad_candidate_rolls_back_at_first_step(kafka_settings: KafkaSettings, r
         seen = asyncio.run(traffic())
         assert all(len(v) == 1 for v in seen.values())
         salt = state.experiment_salt
-        assert {u for u, v in seen.items() if v == {"v2"}} == {u for u in seen if arm_for(salt, u, state.share_bp) == "candidate"}
+        assert {u for u, v in seen.items() if v == {"v2"}} == {
+            u for u in seen if arm_for(salt, u, state.share_bp) == "candidate"
+        }
         events.stop()
         logged = [parse_chat_event(v) for v in _read_all(bus, topics.chat_events, 120 * 3)]
         responses = [e for e in logged if e.type == "model_response"]
-        assert len(responses) == 120 and {(e.arm, e.model_version) for e in responses} <= {("baseline", "v1"), ("candidate", "v2")}
+        assert len(responses) == 120 and {(e.arm, e.model_version) for e in responses} <= {
+            ("baseline", "v1"),
+            ("candidate", "v2"),
+        }
 
         # Engagement signals: the candidate violates its instructions twice as often.
         rng = np.random.default_rng(42)
@@ -105,8 +135,10 @@ def test_bad_candidate_rolls_back_at_first_step(kafka_settings: KafkaSettings, r
                 break
             start = t0 + timedelta(minutes=minute)
             n_c = int(rng.binomial(1000, s.share_bp / 10_000))
-            for agg in (window_aggregate(rng, "baseline", "v1", start, 1000 - n_c, partition=0),
-                        window_aggregate(rng, "candidate", "v2", start, n_c, partition=1, p_violation=0.2)):
+            for agg in (
+                window_aggregate(rng, "baseline", "v1", start, 1000 - n_c, partition=0),
+                window_aggregate(rng, "candidate", "v2", start, n_c, partition=1, p_violation=0.2),
+            ):
                 producer.produce(topics.engagement_signals, agg.to_json_bytes(), key=agg.arm)
             producer.flush(10)
             canary.poll_signals(timeout_s=1.0)

@@ -28,8 +28,11 @@ from streams.processors import (
 )
 from streams.runners import FaustRunner, KafkaRunner, RunnerConfig
 
-PROCESSORS = {"signals": (SignalsProcessor, SignalsConfig), "curation": (CurationProcessor, CurationConfig),
-              "buffer": (BufferProcessor, BufferConfig)}
+PROCESSORS = {
+    "signals": (SignalsProcessor, SignalsConfig),
+    "curation": (CurationProcessor, CurationConfig),
+    "buffer": (BufferProcessor, BufferConfig),
+}
 
 
 def main() -> None:
@@ -40,13 +43,15 @@ def main() -> None:
     processor_type, config_type = PROCESSORS[name]
     processor = processor_type(config_type.model_validate_json(os.environ.get("STREAM_WORKER_CONFIG", "{}")))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s: %(message)s")
-    config = RunnerConfig(faust_broker=f"kafka://{bootstrap}", faust_checkpoint_every=500, commit_interval_s=0.05,
-                          session_timeout_s=6.0)
+    config = RunnerConfig(
+        faust_broker=f"kafka://{bootstrap}", faust_checkpoint_every=500, commit_interval_s=0.05, session_timeout_s=6.0
+    )
     if runner == "faust":
         FaustRunner(processor, topics, group, config, partitions=8).run()
         return
-    loop = KafkaRunner(KafkaBus(KafkaSettings(bootstrap_servers=bootstrap, linger_ms=5)), processor, topics, group,
-                       config)
+    loop = KafkaRunner(
+        KafkaBus(KafkaSettings(bootstrap_servers=bootstrap, linger_ms=5)), processor, topics, group, config
+    )
     stopping = False
 
     def _stop(*_: object) -> None:

@@ -45,7 +45,9 @@ def outputs(bus: Bus, topics: Topics) -> Counter[tuple[str | None, bytes]]:
     return Counter((r.key, r.value) for r in read_all(bus, topics.engagement_signals))
 
 
-def embedded_truth(events: list[tuple[str | None, bytes]], topics: Topics) -> tuple[Counter[Any], SignalsProcessor, int]:
+def embedded_truth(
+    events: list[tuple[str | None, bytes]], topics: Topics
+) -> tuple[Counter[Any], SignalsProcessor, int]:
     """Ground truth: the signals processor over the same events on the in-process bus."""
     bus = EmbeddedBus()
     bus.create_topics(topics.specs())
@@ -65,8 +67,15 @@ def worker_env() -> dict[str, str]:
     return env
 
 
-def start_worker(runner: str, namespace: str, group: str, log: Path, idle_s: float | None = None,
-                 processor: str = "signals", config: dict[str, Any] | None = None) -> subprocess.Popen[bytes]:
+def start_worker(
+    runner: str,
+    namespace: str,
+    group: str,
+    log: Path,
+    idle_s: float | None = None,
+    processor: str = "signals",
+    config: dict[str, Any] | None = None,
+) -> subprocess.Popen[bytes]:
     args = [sys.executable, str(WORKER), runner, processor, namespace, group]
     if idle_s is not None:
         args.append(str(idle_s))

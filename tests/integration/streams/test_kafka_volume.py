@@ -26,10 +26,17 @@ def test_hundred_thousand_events_round_trip(kafka_settings: KafkaSettings, topic
         with ChatEventProducer(bus.producer(), topic=topics.chat_events) as events:
             for i in range(EVENTS):
                 user = i % USERS
-                events.emit(UserMessageEvent(
-                    event_id=uuid.uuid4(), ts=start, user_id=f"user-{user}", conversation_id=f"conv-{user}",
-                    character_id="char-1", turn=i // USERS + 1, text=f"message {i}",
-                ))
+                events.emit(
+                    UserMessageEvent(
+                        event_id=uuid.uuid4(),
+                        ts=start,
+                        user_id=f"user-{user}",
+                        conversation_id=f"conv-{user}",
+                        character_id="char-1",
+                        turn=i // USERS + 1,
+                        text=f"message {i}",
+                    )
+                )
         consumer = bus.consumer(unique("g"))
         consumer.subscribe([topics.chat_events])
         seen: dict[str, list[int]] = {}

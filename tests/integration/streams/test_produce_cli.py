@@ -55,13 +55,20 @@ def test_produce_file_with_bad_lines(kafka_settings: KafkaSettings, topics: Topi
     rng.shuffle(lines)
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
-    env = {**os.environ, "FLYWHEEL_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-           "FLYWHEEL_TOPIC_NAMESPACE": topics.namespace}
+    env = {
+        **os.environ,
+        "FLYWHEEL_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+        "FLYWHEEL_TOPIC_NAMESPACE": topics.namespace,
+    }
     bus = KafkaBus(kafka_settings)
     bus.create_topics(topics.specs())
     try:
-        run = subprocess.run([sys.executable, "-m", "flywheel", "produce", str(path), "--strict"],
-                             env=env, capture_output=True, timeout=120)
+        run = subprocess.run(
+            [sys.executable, "-m", "flywheel", "produce", str(path), "--strict"],
+            env=env,
+            capture_output=True,
+            timeout=120,
+        )
         assert run.returncode == 1, run.stderr.decode()[-2000:]
         assert b"sent 1000, rejected 100" in run.stdout
         bad_numbers = {i + 1 for i, line in enumerate(lines) if line in bad}
@@ -72,10 +79,13 @@ def test_produce_file_with_bad_lines(kafka_settings: KafkaSettings, topics: Topi
         assert sorted(r.value for r in events) == sorted(good)
         dead = [DeadLetter.from_record(r) for r in _read_all(bus, topics.chat_events_dlq, unique("g"), 100)]
         assert sorted(d.original for d in dead) == sorted(bad)
-        assert all(d.reason and d.error_type == "SchemaError" and d.source.startswith("file:events.jsonl:") for d in dead)
+        assert all(
+            d.reason and d.error_type == "SchemaError" and d.source.startswith("file:events.jsonl:") for d in dead
+        )
 
-        lenient = subprocess.run([sys.executable, "-m", "flywheel", "produce", str(path)], env=env,
-                                 capture_output=True, timeout=120)
+        lenient = subprocess.run(
+            [sys.executable, "-m", "flywheel", "produce", str(path)], env=env, capture_output=True, timeout=120
+        )
         assert lenient.returncode == 0
     finally:
         bus.delete_topics(t.name for t in topics.specs())

@@ -14,13 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-
-from schemas import Topics
-from streams import KafkaBus, KafkaSettings
-from streams.processors import synthetic_events
-from streams.runners import changelog_topic
-from streams.runners.faust import faust_table_topic
-
 from streams_helpers import (
     embedded_truth,
     faust_state,
@@ -32,11 +25,18 @@ from streams_helpers import (
     wait_committed,
 )
 
+from schemas import Topics
+from streams import KafkaBus, KafkaSettings
+from streams.processors import synthetic_events
+from streams.runners import changelog_topic
+from streams.runners.faust import faust_table_topic
+
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(240)]
 
 
-def _kill_repeatedly(bus: KafkaBus, runner: str, topics: Topics, group: str, log: Path, kills: int,
-                     rng: random.Random) -> int:
+def _kill_repeatedly(
+    bus: KafkaBus, runner: str, topics: Topics, group: str, log: Path, kills: int, rng: random.Random
+) -> int:
     """Start a worker, wait until it has committed progress, kill it at a random moment after.
     Returns the offsets committed before the last kill."""
     done = 0
@@ -56,8 +56,9 @@ def _kill_repeatedly(bus: KafkaBus, runner: str, topics: Topics, group: str, log
     return done
 
 
-def test_kafka_runner_sigkilled_ten_times_equals_ground_truth(kafka_settings: KafkaSettings, topics: Topics,
-                                                                tmp_path: Path) -> None:
+def test_kafka_runner_sigkilled_ten_times_equals_ground_truth(
+    kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path
+) -> None:
     events = synthetic_events(30_000, seed=5)
     expected, truth_processor, expected_dlq = embedded_truth(events, Topics("truth"))
     bus = KafkaBus(kafka_settings)
@@ -66,8 +67,12 @@ def test_kafka_runner_sigkilled_ten_times_equals_ground_truth(kafka_settings: Ka
     log = tmp_path / "worker.log"
     try:
         # Traffic keeps arriving while the runner is killed and restarted.
-        feeder = threading.Thread(target=lambda: [(produce(bus, topics.chat_events, events[i:i + 600]),
-                                                   time.sleep(0.5)) for i in range(0, len(events), 600)])
+        feeder = threading.Thread(
+            target=lambda: [
+                (produce(bus, topics.chat_events, events[i : i + 600]), time.sleep(0.5))
+                for i in range(0, len(events), 600)
+            ]
+        )
         feeder.start()
         progress = _kill_repeatedly(bus, "kafka", topics, group, log, kills=10, rng=random.Random(3))
         assert 0 < progress < len(events), "the kills must interrupt the run, not follow it"
@@ -82,8 +87,9 @@ def test_kafka_runner_sigkilled_ten_times_equals_ground_truth(kafka_settings: Ka
         bus.delete_topics([t.name for t in topics.specs()] + [changelog_topic(topics, group)])
 
 
-def test_faust_runner_sigkilled_loses_nothing_and_never_double_counts(kafka_settings: KafkaSettings, topics: Topics,
-                                                                        tmp_path: Path) -> None:
+def test_faust_runner_sigkilled_loses_nothing_and_never_double_counts(
+    kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path
+) -> None:
     events = synthetic_events(30_000, seed=6)
     expected, truth_processor, _ = embedded_truth(events, Topics("truth"))
     bus = KafkaBus(kafka_settings)
@@ -96,8 +102,9 @@ def test_faust_runner_sigkilled_loses_nothing_and_never_double_counts(kafka_sett
         assert 0 < progress < len(events), "the kills must interrupt the run, not follow it"
         final = start_worker("faust", topics.namespace, group, log)
         try:
-            assert wait_committed(bus, group, topics.chat_events, len(events), 150) == len(events), \
-                log.read_text()[-3000:]
+            assert wait_committed(bus, group, topics.chat_events, len(events), 150) == len(events), log.read_text()[
+                -3000:
+            ]
             time.sleep(1.5)  # the last checkpoint's table writes are flushed before the commit; let them land
         finally:
             final.send_signal(signal.SIGTERM)

@@ -8,14 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from streams_helpers import embedded_truth, outputs, produce, read_all, start_worker, wait_committed
 
 from schemas import Topics, engagement_signal_adapter
 from streams import KafkaBus, KafkaSettings
 from streams.processors import SignalsProcessor, synthetic_events
 from streams.runners import KafkaRunner, changelog_topic
 from streams.runners.faust import faust_table_topic
-
-from streams_helpers import embedded_truth, outputs, produce, read_all, start_worker, wait_committed
 
 N_EVENTS = 50_000
 
@@ -42,9 +41,14 @@ def test_embedded_truth_is_meaningful(stream: list[tuple[str | None, bytes]], tr
 
 
 @pytest.mark.parametrize("runner", ["kafka", "faust"])
-def test_runner_outputs_equal_embedded(runner: str, kafka_settings: KafkaSettings, topics: Topics,
-                                       truth: tuple[Counter[Any], int], tmp_path: Path,
-                                       stream: list[tuple[str | None, bytes]]) -> None:
+def test_runner_outputs_equal_embedded(
+    runner: str,
+    kafka_settings: KafkaSettings,
+    topics: Topics,
+    truth: tuple[Counter[Any], int],
+    tmp_path: Path,
+    stream: list[tuple[str | None, bytes]],
+) -> None:
     expected, expected_dlq = truth
     bus = KafkaBus(kafka_settings)
     bus.create_topics(topics.specs())
@@ -73,5 +77,6 @@ def test_runner_outputs_equal_embedded(runner: str, kafka_settings: KafkaSetting
         sources = {r.headers.get("dlq.source") for r in read_all(bus, topics.chat_events_dlq, 2)}
         assert len(sources) == expected_dlq
     finally:
-        bus.delete_topics([t.name for t in topics.specs()] + [changelog_topic(topics, group),
-                                                              faust_table_topic(group, "signals")])
+        bus.delete_topics(
+            [t.name for t in topics.specs()] + [changelog_topic(topics, group), faust_table_topic(group, "signals")]
+        )

@@ -16,8 +16,11 @@ pytestmark = [pytest.mark.kafka]
 
 
 def test_create_twice(kafka_settings: KafkaSettings, topics: Topics) -> None:
-    env = {**os.environ, "FLYWHEEL_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-           "FLYWHEEL_TOPIC_NAMESPACE": topics.namespace}
+    env = {
+        **os.environ,
+        "FLYWHEEL_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+        "FLYWHEEL_TOPIC_NAMESPACE": topics.namespace,
+    }
     cmd = [sys.executable, "-m", "flywheel", "topics", "create"]
     bus = KafkaBus(kafka_settings)
     try:

@@ -12,25 +12,35 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from streams_helpers import produce, read_all, start_worker
 
-from schemas import TrainJobRequest, Topics, parse_message
+from schemas import Topics, TrainJobRequest, parse_message
 from streams import KafkaBus, KafkaSettings
 from streams.runners.faust import faust_table_topic
-
-from streams_helpers import produce, read_all, start_worker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 def _sft_sample(i: int) -> bytes:
-    return json.dumps({"kind": "sft", "schema_version": 1, "sample_id": f"s{i}", "conversation_id": f"c{i}",
-                       "character_id": "ch", "context": [{"role": "user", "content": "hi"}], "instructions": [],
-                       "ts": datetime(2026, 1, 5, tzinfo=UTC).isoformat(), "response": "hello there",
-                       "model_version": "v1"}).encode()
+    return json.dumps(
+        {
+            "kind": "sft",
+            "schema_version": 1,
+            "sample_id": f"s{i}",
+            "conversation_id": f"c{i}",
+            "character_id": "ch",
+            "context": [{"role": "user", "content": "hi"}],
+            "instructions": [],
+            "ts": datetime(2026, 1, 5, tzinfo=UTC).isoformat(),
+            "response": "hello there",
+            "model_version": "v1",
+        }
+    ).encode()
 
 
-def test_faust_buffer_age_trigger_requests_a_job_for_few_old_samples(kafka_settings: KafkaSettings, topics: Topics,
-                                                                     tmp_path: Path) -> None:
+def test_faust_buffer_age_trigger_requests_a_job_for_few_old_samples(
+    kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path
+) -> None:
     runner = "faust"
     bus = KafkaBus(kafka_settings)
     bus.create_topics(topics.specs())
@@ -39,8 +49,9 @@ def test_faust_buffer_age_trigger_requests_a_job_for_few_old_samples(kafka_setti
     try:
         produce(bus, topics.samples_sft, [(f"c{i}", _sft_sample(i)) for i in range(5)])
         # Far below the count threshold: only the age of the oldest sample can trigger.
-        worker = start_worker(runner, topics.namespace, group, log, processor="buffer",
-                              config={"min_samples": 1000, "max_age_s": 2.0})
+        worker = start_worker(
+            runner, topics.namespace, group, log, processor="buffer", config={"min_samples": 1000, "max_age_s": 2.0}
+        )
         try:
             jobs: list = []
             deadline = time.monotonic() + 120

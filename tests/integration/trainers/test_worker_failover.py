@@ -24,8 +24,22 @@ pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow, pytest.mar
 
 def _worker(name: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "flywheel", "trainers", "run", "--max-jobs", "1", "--worker-id", name, "--idle-exit-s", "240"],
-        env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "flywheel",
+            "trainers",
+            "run",
+            "--max-jobs",
+            "1",
+            "--worker-id",
+            name,
+            "--idle-exit-s",
+            "240",
+        ],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -38,7 +52,11 @@ def _wait(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
 
 
 def test_killed_worker_job_is_redone_once(
-    kafka_settings: KafkaSettings, redis_url: str, topics: Topics, unique: Callable[[str], str], tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    redis_url: str,
+    topics: Topics,
+    unique: Callable[[str], str],
+    tmp_path: Path,
 ) -> None:
     bus = KafkaBus(kafka_settings)
     bus.create_topics(topics.specs())
@@ -48,17 +66,25 @@ def test_killed_worker_job_is_redone_once(
         ranges = produce_sft_samples(bus, topics, 48)
         job = submit_job(bus, topics, unique("job"), ranges, epochs=3.0, batch_size=4)
         env = {
-            **os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-            "FLYWHEEL_BUS": "kafka", "FLYWHEEL_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-            "FLYWHEEL_TOPIC_NAMESPACE": topics.namespace, "FLYWHEEL_REDIS_URL": redis_url,
-            "FLYWHEEL_TRAINERS__GROUP_ID": unique("trainers"), "FLYWHEEL_TRAINERS__LEASE_PREFIX": lease_prefix,
-            "FLYWHEEL_TRAINERS__LEASE_TTL_S": "6", "FLYWHEEL_TRAINERS__LEASE_RENEW_S": "1",
-            "FLYWHEEL_TRAINERS__SESSION_TIMEOUT_MS": "6000", "FLYWHEEL_TRAINERS__RETRY_BACKOFF_S": "0.5",
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "FLYWHEEL_BUS": "kafka",
+            "FLYWHEEL_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+            "FLYWHEEL_TOPIC_NAMESPACE": topics.namespace,
+            "FLYWHEEL_REDIS_URL": redis_url,
+            "FLYWHEEL_TRAINERS__GROUP_ID": unique("trainers"),
+            "FLYWHEEL_TRAINERS__LEASE_PREFIX": lease_prefix,
+            "FLYWHEEL_TRAINERS__LEASE_TTL_S": "6",
+            "FLYWHEEL_TRAINERS__LEASE_RENEW_S": "1",
+            "FLYWHEEL_TRAINERS__SESSION_TIMEOUT_MS": "6000",
+            "FLYWHEEL_TRAINERS__RETRY_BACKOFF_S": "0.5",
             "FLYWHEEL_TRAINERS__REGISTRY__ROOT": str(tmp_path / "registry"),
             "FLYWHEEL_TRAINERS__WORK_DIR": str(tmp_path / "work"),
             "FLYWHEEL_TRAINERS__GATE__PROMPTS_PER_CHARACTER": "4",
             # This test is about exactly-once, not about the gate's verdict on a tiny sample.
-            "FLYWHEEL_TRAINERS__GATE__IF_TOLERANCE": "1.0", "FLYWHEEL_TRAINERS__GATE__VIOLATION_TOLERANCE": "1.0",
+            "FLYWHEEL_TRAINERS__GATE__IF_TOLERANCE": "1.0",
+            "FLYWHEEL_TRAINERS__GATE__VIOLATION_TOLERANCE": "1.0",
             "FLYWHEEL_TRAINERS__SFT__NUM_CANDIDATES": "1",
         }
         first = _worker("w1", env, tmp_path / "w1.log")
@@ -77,8 +103,13 @@ def test_killed_worker_job_is_redone_once(
         records = []
         for _ in range(20):
             records += consumer.consume(100, 0.5)
-            if records and consumer.position([TopicPartition(topics.models_checkpoints, 0)]).get(
-                    TopicPartition(topics.models_checkpoints, 0), 0) >= consumer.watermarks(TopicPartition(topics.models_checkpoints, 0))[1]:
+            if (
+                records
+                and consumer.position([TopicPartition(topics.models_checkpoints, 0)]).get(
+                    TopicPartition(topics.models_checkpoints, 0), 0
+                )
+                >= consumer.watermarks(TopicPartition(topics.models_checkpoints, 0))[1]
+            ):
                 break
         consumer.close()
         manifests = [CheckpointManifest.model_validate_json(rec.value) for rec in records]

@@ -8,6 +8,7 @@ mounted file exists.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -77,8 +78,10 @@ def _resolve(argv: list[str]) -> tuple[Any, list[str], list[str]]:
     while _is_group(command) and rest and not rest[0].startswith("-"):
         name = rest.pop(0)
         sub = command.commands.get(name)
-        assert sub is not None, f"`flywheel {' '.join(path + [name])}` is not a command; have {sorted(command.commands)}"
-        command, path = sub, path + [name]
+        assert sub is not None, (
+            f"`flywheel {' '.join([*path, name])}` is not a command; have {sorted(command.commands)}"
+        )
+        command, path = sub, [*path, name]
     return command, path, rest
 
 
@@ -121,16 +124,21 @@ def _walk_settings(parts: list[str]) -> None:
     model: type[BaseModel] = FlywheelSettings
     for i, part in enumerate(parts):
         fields = model.model_fields
-        assert part in fields, f"FLYWHEEL_{'__'.join(parts).upper()}: no setting {part!r} in {model.__name__} (have {sorted(fields)})"
+        assert part in fields, (
+            f"FLYWHEEL_{'__'.join(parts).upper()}: no setting {part!r} in {model.__name__} (have {sorted(fields)})"
+        )
         annotation = fields[part].annotation
         if i < len(parts) - 1:
             assert isinstance(annotation, type) and issubclass(annotation, BaseModel), (
-                f"FLYWHEEL_{'__'.join(parts).upper()}: {part!r} is not a nested settings section")
+                f"FLYWHEEL_{'__'.join(parts).upper()}: {part!r} is not a nested settings section"
+            )
             model = annotation
 
 
 @pytest.mark.parametrize("service", FLYWHEEL_SERVICES)
-def test_every_flywheel_variable_is_a_real_setting_with_a_valid_value(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_flywheel_variable_is_a_real_setting_with_a_valid_value(
+    service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     env = {k: v for k, v in _environment(SERVICES[service]).items() if k.startswith("FLYWHEEL_")}
     assert env, f"{service} sets no FLYWHEEL_ variables"
     for name in env:
@@ -165,13 +173,12 @@ def test_prometheus_scrapes_every_component_on_its_metrics_port() -> None:
         assert name in scraped, f"no scrape config for {name}"
         env = _environment(SERVICES[name])
         command = flywheel_argv(SERVICES[name])
-        if "--port" in command:  # the gateway serves /metrics on its HTTP port
-            port = int(command[command.index("--port") + 1])
-        else:
-            port = int(env["FLYWHEEL_METRICS_PORT"])
+        # The gateway serves /metrics on its HTTP port.
+        port = int(command[command.index("--port") + 1]) if "--port" in command else int(env["FLYWHEEL_METRICS_PORT"])
         assert scraped[name] == port, f"{name}: scraped on {scraped[name]}, serves metrics on {port}"
-        assert str(port) in [str(p).split(":")[-1] for p in SERVICES[name].get("expose", [])] + \
-            [str(p).split(":")[-1] for p in SERVICES[name].get("ports", [])], f"{name} does not expose {port}"
+        assert str(port) in [str(p).split(":")[-1] for p in SERVICES[name].get("expose", [])] + [
+            str(p).split(":")[-1] for p in SERVICES[name].get("ports", [])
+        ], f"{name} does not expose {port}"
     assert scraped["vllm"] == int(SERVICES["vllm"]["command"][SERVICES["vllm"]["command"].index("--port") + 1])
 
 
@@ -279,7 +286,9 @@ def test_dockerfile_builds_a_slim_streams_image_and_a_full_image() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     stages = re.findall(r"^FROM \S+ AS (\S+)$", dockerfile, flags=re.M)
     assert {"streams", "full"} <= set(stages)
-    assert re.search(r"uv pip install .*-c requirements/lock\.txt \. \$\{STREAMS_EXTRA_PACKAGES\}$", dockerfile, flags=re.M)
+    assert re.search(
+        r"uv pip install .*-c requirements/lock\.txt \. \$\{STREAMS_EXTRA_PACKAGES\}$", dockerfile, flags=re.M
+    )
     assert re.search(r'uv pip install .*"\.\[train,serve\]"', dockerfile)
     for name, service in SERVICES.items():
         if "build" in service:
@@ -323,10 +332,8 @@ def _closure(requirements: list[str]) -> set[str]:
         if name in seen or (req.marker is not None and not req.marker.evaluate({"extra": ""})):
             continue
         seen.add(name)
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             todo.extend(Requirement(r) for r in requires(name) or [])
-        except PackageNotFoundError:
-            pass
     return seen
 
 
@@ -342,12 +349,22 @@ def test_streams_image_runs_its_commands_without_torch() -> None:
     assert extra, "Dockerfile: ARG STREAMS_EXTRA_PACKAGES missing"
     core = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     installed = _closure(core + extra.group(1).split())
-    assert not installed & {"torch", "transformers", "trl", "peft", "vllm"}, "the streams image would install the torch stack"
+    assert not installed & {"torch", "transformers", "trl", "peft", "vllm"}, (
+        "the streams image would install the torch stack"
+    )
     ours = {"schemas", "streams", "trainers", "serving", "flywheel", "tests"}
-    blocked = sorted(m for m, dists in packages_distributions().items()
-                     if m not in ours and not any(canonicalize_name(d) in installed for d in dists))
+    blocked = sorted(
+        m
+        for m, dists in packages_distributions().items()
+        if m not in ours and not any(canonicalize_name(d) in installed for d in dists)
+    )
     assert "torch" in blocked and "transformers" in blocked
     argvs = [flywheel_argv(SERVICES[name])[1:] for name in ("topics-init", *PROCESSORS)]
-    run = subprocess.run([sys.executable, "-c", _STREAMS_IMPORTS, json.dumps(argvs), json.dumps(blocked)],
-                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    run = subprocess.run(
+        [sys.executable, "-c", _STREAMS_IMPORTS, json.dumps(argvs), json.dumps(blocked)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert run.returncode == 0, f"a streams-image command imports a package that image lacks:\n{run.stderr[-3000:]}"

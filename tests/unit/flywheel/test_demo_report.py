@@ -5,21 +5,50 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from flywheel.demo.report import DemoReport, GenerationResult, HeldOutMetrics, OfflineMetrics, OnlineMetrics, render_table, write_report
+from flywheel.demo.report import (
+    DemoReport,
+    GenerationResult,
+    HeldOutMetrics,
+    OfflineMetrics,
+    OnlineMetrics,
+    render_table,
+    write_report,
+)
 
 
 def _report() -> DemoReport:
     gens = (
-        GenerationResult(generation=1, version="policy-g1", parent="base", offline=OfflineMetrics(
-            instruction_following=0.72, violation_rate=0.12, rm_win_rate=0.61), decision="promoted",
-            online=OnlineMetrics(continue_rate_lift=0.08, ci_low=0.03, ci_high=0.13, depth_lift=0.6, breadth_lift=0.04)),
-        GenerationResult(generation=2, version="policy-g2", parent="policy-g1", planted_bad=True, offline=OfflineMetrics(
-            instruction_following=0.40, violation_rate=0.45, rm_win_rate=0.2, passed=False, reasons=("violation rate up",)),
-            decision="rejected"),
+        GenerationResult(
+            generation=1,
+            version="policy-g1",
+            parent="base",
+            offline=OfflineMetrics(instruction_following=0.72, violation_rate=0.12, rm_win_rate=0.61),
+            decision="promoted",
+            online=OnlineMetrics(continue_rate_lift=0.08, ci_low=0.03, ci_high=0.13, depth_lift=0.6, breadth_lift=0.04),
+        ),
+        GenerationResult(
+            generation=2,
+            version="policy-g2",
+            parent="policy-g1",
+            planted_bad=True,
+            offline=OfflineMetrics(
+                instruction_following=0.40,
+                violation_rate=0.45,
+                rm_win_rate=0.2,
+                passed=False,
+                reasons=("violation rate up",),
+            ),
+            decision="rejected",
+        ),
     )
-    return DemoReport(base_version="base", base=HeldOutMetrics(instruction_following=0.58, violation_rate=0.26),
-                      final_version="policy-g1", final=HeldOutMetrics(instruction_following=0.72, violation_rate=0.12),
-                      generations=gens, wall_s=321.0)
+    return DemoReport(
+        base_version="base",
+        base=HeldOutMetrics(instruction_following=0.58, violation_rate=0.26),
+        final_version="policy-g1",
+        final=HeldOutMetrics(instruction_following=0.72, violation_rate=0.12),
+        generations=gens,
+        wall_s=321.0,
+    )
 
 
 def test_report_json_holds_the_documented_fields(tmp_path: Path) -> None:

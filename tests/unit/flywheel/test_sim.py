@@ -9,11 +9,21 @@ from datetime import UTC, datetime
 import pytest
 
 from flywheel.sim import (
-    Catalogue, Character, Population, SimClock, Simulator, SimulatorConfig, Topic, TurnReply, TurnRequest,
-    continue_probability, draw_preferences, judge_reply,
+    Catalogue,
+    Character,
+    Population,
+    SimClock,
+    Simulator,
+    SimulatorConfig,
+    Topic,
+    TurnReply,
+    TurnRequest,
+    continue_probability,
+    draw_preferences,
+    judge_reply,
 )
 from schemas import EndWithQuestion, MaxWords, NoEmoji, Topics, parse_chat_event
-from streams import EmbeddedBus, ChatEventProducer, TopicPartition
+from streams import ChatEventProducer, EmbeddedBus, TopicPartition
 
 CATALOGUE = Catalogue(
     characters=(Character("guide", "Guide", (EndWithQuestion(), MaxWords(limit=20), NoEmoji())),),
@@ -93,8 +103,13 @@ def _run(text: str, seed: int = 5, days: int = 3, users: int = 60) -> tuple[Simu
     bus.create_topics(topics.specs())
     config = SimulatorConfig(users=users, seed=seed, concurrency=8)
     clock = SimClock(datetime(2026, 1, 1, tzinfo=UTC))
-    sim = Simulator(config, Population.generate(users, seed, CATALOGUE), ScriptedClient(text),
-                    ChatEventProducer(bus.producer(), topics.chat_events), clock)
+    sim = Simulator(
+        config,
+        Population.generate(users, seed, CATALOGUE),
+        ScriptedClient(text),
+        ChatEventProducer(bus.producer(), topics.chat_events),
+        clock,
+    )
     sim.run_sync(days=days)
     consumer = bus.consumer()
     n = bus.partitions(topics.chat_events)
@@ -137,8 +152,12 @@ def test_same_seed_same_run_other_seed_other_run() -> None:
 
 def test_requests_carry_user_character_instructions_and_event_time() -> None:
     client = ScriptedClient(BROKEN)
-    sim = Simulator(SimulatorConfig(users=10, seed=2), Population.generate(10, 2, CATALOGUE), client,
-                    clock=SimClock(datetime(2026, 1, 1, tzinfo=UTC)))
+    sim = Simulator(
+        SimulatorConfig(users=10, seed=2),
+        Population.generate(10, 2, CATALOGUE),
+        client,
+        clock=SimClock(datetime(2026, 1, 1, tzinfo=UTC)),
+    )
     sim.run_sync(days=1)
     assert client.requests
     regenerations = [r for r in client.requests if r.regenerate]
@@ -151,8 +170,12 @@ def test_requests_carry_user_character_instructions_and_event_time() -> None:
 
 def test_run_resumes_where_it_stopped() -> None:
     def make() -> Simulator:
-        return Simulator(SimulatorConfig(users=30, seed=9), Population.generate(30, 9, CATALOGUE),
-                         ScriptedClient(BROKEN), clock=SimClock(datetime(2026, 1, 1, tzinfo=UTC)))
+        return Simulator(
+            SimulatorConfig(users=30, seed=9),
+            Population.generate(30, 9, CATALOGUE),
+            ScriptedClient(BROKEN),
+            clock=SimClock(datetime(2026, 1, 1, tzinfo=UTC)),
+        )
 
     whole, parts = make(), make()
     whole.run_sync(days=2)
@@ -176,8 +199,13 @@ def test_wall_clock_run_stamps_real_time_and_compresses_days() -> None:
     topics = Topics("simwall")
     bus.create_topics(topics.specs())
     config = SimulatorConfig(users=20, seed=4, concurrency=4)
-    sim = Simulator(config, Population.generate(20, 4, CATALOGUE), ScriptedClient(GOOD),
-                    ChatEventProducer(bus.producer(), topics.chat_events), WallClock(time_scale=86_400 / 2))
+    sim = Simulator(
+        config,
+        Population.generate(20, 4, CATALOGUE),
+        ScriptedClient(GOOD),
+        ChatEventProducer(bus.producer(), topics.chat_events),
+        WallClock(time_scale=86_400 / 2),
+    )
     before = datetime.now(UTC)
     sim.run_sync(days=2)
     consumer = bus.consumer()

@@ -12,9 +12,19 @@ import pytest
 
 from flywheel.demo._serving import ServingThread
 from flywheel.sim import GatewayClient, Population, Simulator, SimulatorConfig, TurnRecord, WallClock, shared_catalogue
-from schemas import (ENGAGEMENT_SIGNALS, DeploymentState, ModelResponseEvent, ResponseOutcome, SessionEndedEvent,
-                     SessionStartedEvent, Topics, UserFeedbackEvent, UserMessageEvent, engagement_signal_adapter,
-                     parse_chat_event)
+from schemas import (
+    ENGAGEMENT_SIGNALS,
+    DeploymentState,
+    ModelResponseEvent,
+    ResponseOutcome,
+    SessionEndedEvent,
+    SessionStartedEvent,
+    Topics,
+    UserFeedbackEvent,
+    UserMessageEvent,
+    engagement_signal_adapter,
+    parse_chat_event,
+)
 from serving import EventLogger, Gateway, GatewayConfig, MemoryRoutingStore, ModelSlots, ModelSource, create_app
 from serving.testing import ScriptedEngine
 from streams import ChatEventProducer, EmbeddedBus, TopicPartition
@@ -29,15 +39,23 @@ def test_simulated_users_through_the_gateway_tell_one_consistent_story() -> None
     slots = ModelSlots(ScriptedEngine())
     asyncio.run(slots.load(ModelSource("v1", None)))
     store = MemoryRoutingStore()
-    store.put(DeploymentState(model="policy", baseline_version="v1", experiment_salt="salt", updated_ts=datetime.now(UTC)))
+    store.put(
+        DeploymentState(model="policy", baseline_version="v1", experiment_salt="salt", updated_ts=datetime.now(UTC))
+    )
     gateway = Gateway(GatewayConfig(models=("policy",)), store, slots, EventLogger(bus.producer(), topics.chat_events))
     serving = ServingThread(create_app(gateway), tick=lambda: None, interval_s=0.5)
     url = serving.start()
     catalogue = shared_catalogue()
     records: list[TurnRecord] = []
     client = GatewayClient(url, max_tokens=12)
-    sim = Simulator(SimulatorConfig(users=30, seed=3, concurrency=8), Population.generate(30, 3, catalogue), client,
-                    ChatEventProducer(bus.producer(), topics.chat_events), WallClock(86_400 / 2), on_turn=records.append)
+    sim = Simulator(
+        SimulatorConfig(users=30, seed=3, concurrency=8),
+        Population.generate(30, 3, catalogue),
+        client,
+        ChatEventProducer(bus.producer(), topics.chat_events),
+        WallClock(86_400 / 2),
+        on_turn=records.append,
+    )
 
     async def go() -> None:
         await sim.run(days=2)
@@ -77,8 +95,11 @@ def test_simulated_users_through_the_gateway_tell_one_consistent_story() -> None
         for r in sorted((r for r in raw if r.partition == p), key=lambda r: r.offset):
             outputs += processor.process(SourcePartition("chat.events", p), r.offset, r.key, r.value)
     outputs += processor.advance_to(int(datetime.now(UTC).timestamp() * 1000) + 86_400_000)
-    outcomes = [s for s in (engagement_signal_adapter.validate_json(o.value) for o in outputs if o.topic == ENGAGEMENT_SIGNALS)
-                if isinstance(s, ResponseOutcome)]
+    outcomes = [
+        s
+        for s in (engagement_signal_adapter.validate_json(o.value) for o in outputs if o.topic == ENGAGEMENT_SIGNALS)
+        if isinstance(s, ResponseOutcome)
+    ]
     assert len(outcomes) == len(records)
     measured = {(o.conversation_id, o.turn) for o in outcomes if o.continued}
     decided = {(r.conversation_id, r.turn) for r in records if r.continued}

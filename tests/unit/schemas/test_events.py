@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 
+import pydantic
 import pytest
 
 from schemas import CHAT_EVENT_TYPES, SchemaError, ValidationLimits, chat_event_adapter, parse_chat_event
@@ -97,5 +99,5 @@ def test_bad_instruction_is_reported_inside_the_list(make_event: Callable[..., d
 
 def test_events_are_frozen(make_event: Callable[..., dict[str, Any]]) -> None:
     event = parse_chat_event(json.dumps(make_event("user_message")))
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError):
         event.text = "changed"  # type: ignore[misc]

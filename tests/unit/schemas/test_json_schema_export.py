@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jsonschema
 import pytest
@@ -27,12 +28,25 @@ def _validator(schema_dir: Path, name: str) -> jsonschema.Draft202012Validator:
 
 def test_one_file_per_message_type(schema_dir: Path) -> None:
     names = {p.name.removesuffix(".schema.json") for p in schema_dir.iterdir()}
-    assert {"ChatEvent", "UserMessageEvent", "ModelResponseEvent", "TrainJobRequest", "CheckpointManifest",
-            "DeploymentState", "CanaryDecision", "RewardSample", "ArmWindowAggregate"} <= names
+    assert {
+        "ChatEvent",
+        "UserMessageEvent",
+        "ModelResponseEvent",
+        "TrainJobRequest",
+        "CheckpointManifest",
+        "DeploymentState",
+        "CanaryDecision",
+        "RewardSample",
+        "ArmWindowAggregate",
+    } <= names
 
 
-@pytest.mark.parametrize("type_", ["session_started", "user_message", "model_response", "user_feedback", "session_ended"])
-def test_union_schema_accepts_good_events(schema_dir: Path, type_: str, make_event: Callable[..., dict[str, Any]]) -> None:
+@pytest.mark.parametrize(
+    "type_", ["session_started", "user_message", "model_response", "user_feedback", "session_ended"]
+)
+def test_union_schema_accepts_good_events(
+    schema_dir: Path, type_: str, make_event: Callable[..., dict[str, Any]]
+) -> None:
     _validator(schema_dir, "ChatEvent").validate(make_event(type_))
 
 
@@ -45,7 +59,9 @@ def test_union_schema_accepts_good_events(schema_dir: Path, type_: str, make_eve
         {"event_id": "not-a-uuid"},
     ],
 )
-def test_union_schema_rejects_bad_events(schema_dir: Path, change: dict[str, Any], make_event: Callable[..., dict[str, Any]]) -> None:
+def test_union_schema_rejects_bad_events(
+    schema_dir: Path, change: dict[str, Any], make_event: Callable[..., dict[str, Any]]
+) -> None:
     with pytest.raises(jsonschema.ValidationError):
         _validator(schema_dir, "ChatEvent").validate(make_event("user_message", **change))
 

@@ -69,7 +69,9 @@ def test_default_policy(text: str, violates: bool) -> None:
 
 
 def test_configurable_rule_set() -> None:
-    strict = PolicyRuleSet(name="kids", banned_terms=("scary",), personal_data=False, extra_patterns={"url": r"https?://"})
+    strict = PolicyRuleSet(
+        name="kids", banned_terms=("scary",), personal_data=False, extra_patterns={"url": r"https?://"}
+    )
     assert not check_policy("A scary story", strict).passed
     assert not check_policy("see http://x.y", strict).passed
     assert check_policy("mail me: a@b.co", strict).passed
@@ -80,12 +82,33 @@ def test_banned_term_pre_check_never_changes_a_verdict() -> None:
     including on the characters the regex folds specially (dotted and dotless i, long s,
     Kelvin sign) and on terms inside longer words."""
     rng = random.Random(7)
-    pieces = ["you", "are", "a", "LOSER", "Idiot", "skill", "kill", "KİLL", "kıll", "ſhut up", "\u212aill",
-              "shut", "up", "Shut  up", "hate", "you!", "dumbbell", "dumb.", "😀", "stupidity", "wORTHLESS"]
+    pieces = [
+        "you",
+        "are",
+        "a",
+        "LOSER",
+        "Idiot",
+        "skill",
+        "kill",
+        "KİLL",
+        "kıll",
+        "ſhut up",
+        "\u212aill",
+        "shut",
+        "up",
+        "Shut  up",
+        "hate",
+        "you!",
+        "dumbbell",
+        "dumb.",
+        "😀",
+        "stupidity",
+        "wORTHLESS",
+    ]
     policy = PolicyRuleSet(personal_data=False)
     texts = [" ".join(rng.choice(pieces) for _ in range(rng.randint(1, 6))) for _ in range(3000)]
     for text in texts:
         assert check_policy(text, policy).passed is (policy._banned.search(text) is None), text
-    many_terms = PolicyRuleSet(banned_terms=tuple(f"term{i}" for i in range(40)) + ("loser",), personal_data=False)
+    many_terms = PolicyRuleSet(banned_terms=(*tuple(f"term{i}" for i in range(40)), "loser"), personal_data=False)
     assert many_terms._ascii_terms is None  # long lists go straight to the regex
     assert not check_policy("what a LOSER", many_terms).passed

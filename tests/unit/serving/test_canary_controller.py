@@ -18,11 +18,13 @@ from tests._serving import window_aggregate
 
 pytestmark = pytest.mark.timeout(60)
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)
-CONFIG = CanaryConfig(mde={"continue_rate": 0.05, "depth": 0.5, "breadth": 0.05}, min_samples_per_step=300, burn_in_s=120)
+CONFIG = CanaryConfig(
+    mde={"continue_rate": 0.05, "depth": 0.5, "breadth": 0.05}, min_samples_per_step=300, burn_in_s=120
+)
 
 
 @pytest.fixture
-def setup(topics: Topics):  # noqa: ANN201
+def setup(topics: Topics):
     bus = EmbeddedBus()
     bus.create_topics(topics.specs())
     store = MemoryRoutingStore()
@@ -31,13 +33,13 @@ def setup(topics: Topics):  # noqa: ANN201
     return bus, store, ctl, topics
 
 
-def _publish(bus: EmbeddedBus, topics: Topics, aggs: list) -> None:  # noqa: ANN001
+def _publish(bus: EmbeddedBus, topics: Topics, aggs: list) -> None:
     producer = bus.producer()
     for a in aggs:
         producer.produce(topics.engagement_signals, a.to_json_bytes(), key=a.arm)
 
 
-def _run(bus, topics, ctl, store, rng, cand_kw, minutes=200, users=400):  # noqa: ANN001, ANN201
+def _run(bus, topics, ctl, store, rng, cand_kw, minutes=200, users=400):
     decisions = []
     for i in range(minutes):
         state = store.get("policy")
@@ -46,8 +48,14 @@ def _run(bus, topics, ctl, store, rng, cand_kw, minutes=200, users=400):  # noqa
         start = T0 + timedelta(minutes=i + 1)
         share = state.share_bp / 10_000
         n_c = int(rng.binomial(users, share))
-        _publish(bus, topics, [window_aggregate(rng, "baseline", "v1", start, users - n_c, partition=0),
-                               window_aggregate(rng, "candidate", state.candidate_version, start, max(n_c, 0), partition=1, **cand_kw)])
+        _publish(
+            bus,
+            topics,
+            [
+                window_aggregate(rng, "baseline", "v1", start, users - n_c, partition=0),
+                window_aggregate(rng, "candidate", state.candidate_version, start, max(n_c, 0), partition=1, **cand_kw),
+            ],
+        )
         d = ctl.evaluate_once(start + timedelta(seconds=90))
         decisions.append(d)
     return decisions
@@ -59,7 +67,7 @@ def _published(bus: EmbeddedBus, topics: Topics) -> list:
     return [deployment_record_adapter.validate_json(r.value) for r in consumer.consume(100_000, 0.0)]
 
 
-def test_good_candidate_is_promoted_step_by_step(setup) -> None:  # noqa: ANN001
+def test_good_candidate_is_promoted_step_by_step(setup) -> None:
     bus, store, ctl, topics = setup
     ctl.start_canary("v2", T0 + timedelta(seconds=30))
     decisions = _run(bus, topics, ctl, store, np.random.default_rng(1), {"p_continue": 0.5, "p_violation": 0.08})
@@ -74,10 +82,16 @@ def test_good_candidate_is_promoted_step_by_step(setup) -> None:  # noqa: ANN001
     assert cr.verdict == "better" and cr.ci_low > 0 and cr.ci_low < cr.lift < cr.ci_high
     records = _published(bus, topics)
     assert isinstance(records[-1], DeploymentState) and records[-1].baseline_version == "v2"
-    assert [r.action for r in records if isinstance(r, CanaryDecision) and r.action != "hold"] == ["promote", "start", "advance", "advance", "promote"]
+    assert [r.action for r in records if isinstance(r, CanaryDecision) and r.action != "hold"] == [
+        "promote",
+        "start",
+        "advance",
+        "advance",
+        "promote",
+    ]
 
 
-def test_bad_candidate_rolls_back_at_the_first_step(setup) -> None:  # noqa: ANN001
+def test_bad_candidate_rolls_back_at_the_first_step(setup) -> None:
     bus, store, ctl, topics = setup
     ctl.start_canary("v2", T0 + timedelta(seconds=30))
     decisions = _run(bus, topics, ctl, store, np.random.default_rng(2), {"p_violation": 0.2})
@@ -87,26 +101,42 @@ def test_bad_candidate_rolls_back_at_the_first_step(setup) -> None:  # noqa: ANN
     assert store.get("policy").candidate_version is None and store.get("policy").baseline_version == "v1"
 
 
-def test_windows_in_the_burn_in_after_each_change_are_left_out(setup) -> None:  # noqa: ANN001
+def test_windows_in_the_burn_in_after_each_change_are_left_out(setup) -> None:
     """Right after the canary opens (and after each step) the candidate looks far better
     (its conversations are all young); those windows must not decide anything."""
-    bus, store, ctl, topics = setup
+    bus, _store, ctl, topics = setup
     ctl.start_canary("v2", T0 + timedelta(seconds=30))
     rng = np.random.default_rng(5)
     for i in range(3):  # windows overlapping [0:30, 2:30): in the burn-in
         start = T0 + timedelta(minutes=i)
-        _publish(bus, topics, [window_aggregate(rng, "baseline", "v1", start, 4750, p_continue=0.4),
-                               window_aggregate(rng, "candidate", "v2", start, 250, partition=1, p_continue=0.8)])
+        _publish(
+            bus,
+            topics,
+            [
+                window_aggregate(rng, "baseline", "v1", start, 4750, p_continue=0.4),
+                window_aggregate(rng, "candidate", "v2", start, 250, partition=1, p_continue=0.8),
+            ],
+        )
     d = ctl.evaluate_once(T0 + timedelta(minutes=3, seconds=30))
     assert d.action == "hold" and d.reason.startswith("no data")
     assert ctl.last_analysis.n_candidate == 0 and ctl.last_analysis.n_baseline == 0
     settled = T0 + timedelta(minutes=3)  # the first window wholly after the burn-in counts
-    _publish(bus, topics, [window_aggregate(rng, "baseline", "v1", settled, 1900), window_aggregate(rng, "candidate", "v2", settled, 100, partition=1)])
+    _publish(
+        bus,
+        topics,
+        [
+            window_aggregate(rng, "baseline", "v1", settled, 1900),
+            window_aggregate(rng, "candidate", "v2", settled, 100, partition=1),
+        ],
+    )
     d = ctl.evaluate_once(settled + timedelta(seconds=90))
-    assert 0 < ctl.last_analysis.n_candidate < 1000 and next(r for r in d.metrics if r.name == "continue_rate").verdict != "better"
+    assert (
+        0 < ctl.last_analysis.n_candidate < 1000
+        and next(r for r in d.metrics if r.name == "continue_rate").verdict != "better"
+    )
 
 
-def test_no_data_holds_and_srm_halts(setup) -> None:  # noqa: ANN001
+def test_no_data_holds_and_srm_halts(setup) -> None:
     bus, store, ctl, topics = setup
     ctl.start_canary("v2", T0 + timedelta(seconds=30))
     d = ctl.evaluate_once(T0 + timedelta(minutes=1))
@@ -114,30 +144,51 @@ def test_no_data_holds_and_srm_halts(setup) -> None:  # noqa: ANN001
     rng = np.random.default_rng(4)
     for i in range(3):  # candidate gets 20 % of users although the share is 5 %
         start = T0 + timedelta(minutes=2 + i)
-        _publish(bus, topics, [window_aggregate(rng, "baseline", "v1", start, 800), window_aggregate(rng, "candidate", "v2", start, 200, partition=1)])
+        _publish(
+            bus,
+            topics,
+            [
+                window_aggregate(rng, "baseline", "v1", start, 800),
+                window_aggregate(rng, "candidate", "v2", start, 200, partition=1),
+            ],
+        )
     d = ctl.evaluate_once(T0 + timedelta(minutes=6))
     assert d.action == "halt" and d.srm_p_value < 0.001
     assert store.get("policy").status == "halted" and store.get("policy").share_bp == 0
     assert ctl.evaluate_once(T0 + timedelta(minutes=7)) is None  # halted: the operator decides
 
 
-def test_a_ratio_skewed_only_in_the_burn_in_does_not_halt(setup) -> None:  # noqa: ANN001
+def test_a_ratio_skewed_only_in_the_burn_in_does_not_halt(setup) -> None:
     """The sample-ratio check reads the same settled windows as the comparison."""
-    bus, store, ctl, topics = setup
+    bus, _store, ctl, topics = setup
     ctl.start_canary("v2", T0 + timedelta(seconds=30))
     rng = np.random.default_rng(6)
     start = T0 + timedelta(minutes=1)  # in the burn-in: 2 % of users on the candidate although the share is 5 %
-    _publish(bus, topics, [window_aggregate(rng, "baseline", "v1", start, 2940), window_aggregate(rng, "candidate", "v2", start, 60, partition=1)])
+    _publish(
+        bus,
+        topics,
+        [
+            window_aggregate(rng, "baseline", "v1", start, 2940),
+            window_aggregate(rng, "candidate", "v2", start, 60, partition=1),
+        ],
+    )
     d = ctl.evaluate_once(start + timedelta(seconds=90))
     assert d.action == "hold" and d.srm_p_value is None
     skewed = T0 + timedelta(minutes=3)  # the same skew in a settled window halts
-    _publish(bus, topics, [window_aggregate(rng, "baseline", "v1", skewed, 2940), window_aggregate(rng, "candidate", "v2", skewed, 60, partition=1)])
+    _publish(
+        bus,
+        topics,
+        [
+            window_aggregate(rng, "baseline", "v1", skewed, 2940),
+            window_aggregate(rng, "candidate", "v2", skewed, 60, partition=1),
+        ],
+    )
     d = ctl.evaluate_once(skewed + timedelta(seconds=90))
     assert d.action == "halt" and d.srm_p_value < 0.001
 
 
-def test_operator_actions_are_recorded_with_actor_and_reason(setup) -> None:  # noqa: ANN001
-    bus, store, ctl, topics = setup
+def test_operator_actions_are_recorded_with_actor_and_reason(setup) -> None:
+    _bus, store, ctl, _topics = setup
     with pytest.raises(DeploymentStateError):
         ctl.operator_action("promote", "ops@example", "no candidate")
     ctl.start_canary("v2", T0)
@@ -149,8 +200,8 @@ def test_operator_actions_are_recorded_with_actor_and_reason(setup) -> None:  # 
     assert d.action == "rollback" and store.get("policy").candidate_version is None
 
 
-def test_repeated_partials_replace_not_add(setup) -> None:  # noqa: ANN001
-    bus, store, ctl, topics = setup
+def test_repeated_partials_replace_not_add(setup) -> None:
+    bus, _store, ctl, topics = setup
     rng = np.random.default_rng(0)
     agg = window_aggregate(rng, "baseline", "v1", T0, 100)
     _publish(bus, topics, [agg, agg])
@@ -159,9 +210,18 @@ def test_repeated_partials_replace_not_add(setup) -> None:  # noqa: ANN001
 
 
 def _totals(responses: int, continued: int, violations: int) -> ArmTotals:
-    t = ArmTotals(sessions=responses // 2, users_assigned=responses // 2, users_engaged=responses // 2, users_active=responses // 2,
-                  user_turns=responses, user_turns_sq=responses * 2, responses=responses, continued=continued,
-                  instruction_following=int(responses * 0.8), violations=violations)
+    t = ArmTotals(
+        sessions=responses // 2,
+        users_assigned=responses // 2,
+        users_engaged=responses // 2,
+        users_active=responses // 2,
+        user_turns=responses,
+        user_turns_sq=responses * 2,
+        responses=responses,
+        continued=continued,
+        instruction_following=int(responses * 0.8),
+        violations=violations,
+    )
     t.latency_buckets[2] = responses
     return t
 
@@ -192,7 +252,7 @@ def test_lift_summary_for_reports() -> None:
     assert lift_summary(a.metrics) == s
 
 
-def test_admin_api_needs_the_token(setup) -> None:  # noqa: ANN001
+def test_admin_api_needs_the_token(setup) -> None:
     import asyncio
 
     import httpx
@@ -203,7 +263,7 @@ def test_admin_api_needs_the_token(setup) -> None:  # noqa: ANN001
     from serving.hotswap import ModelSlots
     from serving.testing import ScriptedEngine
 
-    bus, store, ctl, topics = setup
+    _bus, store, ctl, _topics = setup
     ctl.start_canary("v2")
 
     async def calls(token: str | None) -> list[httpx.Response]:
@@ -215,9 +275,15 @@ def test_admin_api_needs_the_token(setup) -> None:  # noqa: ANN001
                 await c.get("/admin/deployments"),
                 await c.get("/admin/deployments", headers={"Authorization": "Bearer nope"}),
                 await c.get("/admin/deployments", headers=good),
-                await c.post("/admin/deployments/policy/pause", headers=good, json={"actor": "alice", "reason": "look"}),
-                await c.post("/admin/deployments/policy/pause", headers=good, json={"actor": "alice", "reason": "again"}),
-                await c.post("/admin/deployments/policy/rollback", headers=good, json={"actor": "bob", "reason": "bad"}),
+                await c.post(
+                    "/admin/deployments/policy/pause", headers=good, json={"actor": "alice", "reason": "look"}
+                ),
+                await c.post(
+                    "/admin/deployments/policy/pause", headers=good, json={"actor": "alice", "reason": "again"}
+                ),
+                await c.post(
+                    "/admin/deployments/policy/rollback", headers=good, json={"actor": "bob", "reason": "bad"}
+                ),
             ]
 
     disabled = asyncio.run(calls(None))

@@ -24,7 +24,9 @@ def _tolerance(alpha: float, n: int) -> float:
     return alpha + 3 * math.sqrt(alpha * (1 - alpha) / n)
 
 
-def _bernoulli_paths(rng: np.random.Generator, p_b: float, p_c: float, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _bernoulli_paths(
+    rng: np.random.Generator, p_b: float, p_c: float, batch: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = np.arange(1, K + 1) * batch
     cb = rng.binomial(batch, p_b, (E, K)).cumsum(1)
     cc = rng.binomial(batch, p_c, (E, K)).cumsum(1)
@@ -43,7 +45,10 @@ def _crossings(rng: np.random.Generator, lift: float, batch: int) -> dict[str, n
     """First look index (or K) at which each test decides; sign of the estimate there."""
     out: dict[str, np.ndarray] = {}
     ga, gr = CONFIG.goal_alpha, CONFIG.guardrail_alpha
-    goals = {"continue_rate": (P_CONTINUE, lift, CONFIG.mde["continue_rate"]), "breadth": (0.6, 0.0, CONFIG.mde["breadth"])}
+    goals = {
+        "continue_rate": (P_CONTINUE, lift, CONFIG.mde["continue_rate"]),
+        "breadth": (0.6, 0.0, CONFIG.mde["breadth"]),
+    }
     for name, (p, d, mde) in goals.items():
         n, pb, pc = _bernoulli_paths(rng, p, p + d, batch)
         var = stats.bernoulli_diff_var(pb, n, pc, n)
@@ -54,20 +59,29 @@ def _crossings(rng: np.random.Generator, lift: float, batch: int) -> dict[str, n
     sc = rng.normal(3.0, math.sqrt(4.0 / batch), (E, K)).cumsum(1) / np.arange(1, K + 1)
     var = stats.mean_diff_var(4.0, sessions, 4.0, sessions)
     out["depth"] = _directional(sc - sb, stats.msprt_p_value(sc - sb, var, stats.tau2_for_mde(CONFIG.mde["depth"])), ga)
-    guards = {"violation_rate": (P_VIOLATION, 1.0), "instruction_following_rate": (P_IF, -1.0), "latency_over_baseline_p95": (P_SLOW, 1.0)}
+    guards = {
+        "violation_rate": (P_VIOLATION, 1.0),
+        "instruction_following_rate": (P_IF, -1.0),
+        "latency_over_baseline_p95": (P_SLOW, 1.0),
+    }
     for name, (p, harm_sign) in guards.items():
         n, pb, pc = _bernoulli_paths(rng, p, p, batch)
         var = stats.bernoulli_diff_var(pb, n, pc, n)
         # one-sided: the two-sided mixture at 2α, with the running minimum over harmful looks only
         harm = harm_sign * (pc - pb)
-        out[name] = np.where(_directional(harm, stats.msprt_p_value(pc - pb, var, stats.tau2_for_mde(CONFIG.tolerance[name])), 2 * gr) > 0, -1.0, 0.0)
+        out[name] = np.where(
+            _directional(harm, stats.msprt_p_value(pc - pb, var, stats.tau2_for_mde(CONFIG.tolerance[name])), 2 * gr)
+            > 0,
+            -1.0,
+            0.0,
+        )
     return out
 
 
 def _first_decision(signs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Per experiment: the first look with any decision, and whether it was a promote (+1) or rollback (−1)."""
     any_rollback = np.zeros((E, K), bool)
-    for name, s in signs.items():
+    for _name, s in signs.items():
         any_rollback |= s < 0
     promote = signs["continue_rate"] > 0
     decided = any_rollback | promote
@@ -81,7 +95,7 @@ def _first_decision(signs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarra
 def test_a_a_false_positive_rate_is_within_alpha() -> None:
     rng = np.random.default_rng(20260101)
     batch = horizon_n(CONFIG, P_CONTINUE) // K
-    first, kind = _first_decision(_crossings(rng, 0.0, batch))
+    _first, kind = _first_decision(_crossings(rng, 0.0, batch))
     wrong = float((kind != 0).mean())
     print(f"\nA/A: wrong promote or rollback in {wrong:.4f} of {E} experiments (alpha {CONFIG.alpha})")
     assert wrong <= _tolerance(CONFIG.alpha, E)
@@ -97,8 +111,10 @@ def test_power_at_the_minimum_detectable_effect_and_mean_sample() -> None:
     power = float((kind > 0).mean())
     decided_at = (np.minimum(first, K - 1) + 1) * batch
     fixed = stats.fixed_horizon_n(mde, P_CONTINUE * (1 - P_CONTINUE), CONFIG.goal_alpha)
-    print(f"\npower at MDE {mde}: {power:.3f}; mean sample at decision {decided_at.mean():.0f} per arm, "
-          f"median {np.median(decided_at):.0f}; fixed-horizon sample {fixed} per arm; horizon {horizon}")
+    print(
+        f"\npower at MDE {mde}: {power:.3f}; mean sample at decision {decided_at.mean():.0f} per arm, "
+        f"median {np.median(decided_at):.0f}; fixed-horizon sample {fixed} per arm; horizon {horizon}"
+    )
     assert power >= 0.8
     assert float((kind < 0).mean()) <= _tolerance(CONFIG.alpha, E)  # a good candidate is rarely rolled back
 
@@ -152,11 +168,11 @@ def test_cuped_is_unbiased_and_reduces_variance() -> None:
     estimates, plain, variances = [], [], []
     for _ in range(300):
         xb, xc = rng.normal(0, 1, n), rng.normal(0, 1, n)
-        yb = rho * xb + math.sqrt(1 - rho ** 2) * rng.normal(0, 1, n)
-        yc = rho * xc + math.sqrt(1 - rho ** 2) * rng.normal(0, 1, n) + lift
-        mb = stats.Moments(n, yb.sum(), (yb ** 2).sum(), xb.sum(), (xb ** 2).sum(), (xb * yb).sum())
-        mc = stats.Moments(n, yc.sum(), (yc ** 2).sum(), xc.sum(), (xc ** 2).sum(), (xc * yc).sum())
-        delta, var, theta = stats.cuped(mb, mc)
+        yb = rho * xb + math.sqrt(1 - rho**2) * rng.normal(0, 1, n)
+        yc = rho * xc + math.sqrt(1 - rho**2) * rng.normal(0, 1, n) + lift
+        mb = stats.Moments(n, yb.sum(), (yb**2).sum(), xb.sum(), (xb**2).sum(), (xb * yb).sum())
+        mc = stats.Moments(n, yc.sum(), (yc**2).sum(), xc.sum(), (xc**2).sum(), (xc * yc).sum())
+        delta, var, _theta = stats.cuped(mb, mc)
         estimates.append(delta)
         variances.append(var)
         plain.append(yc.mean() - yb.mean())
@@ -171,7 +187,7 @@ def test_delta_method_variance_matches_simulation() -> None:
     for _ in range(400):
         d = rng.poisson(3, 1000) + 1
         mm = rng.binomial(d, 0.6)
-        r, v = stats.ratio_var(1000, mm.sum(), (mm ** 2).sum(), d.sum(), (d ** 2).sum(), (mm * d).sum())
+        r, v = stats.ratio_var(1000, mm.sum(), (mm**2).sum(), d.sum(), (d**2).sum(), (mm * d).sum())
         ratios.append(r)
         predicted.append(v)
     assert np.mean(predicted) == pytest.approx(np.var(ratios), rel=0.2)

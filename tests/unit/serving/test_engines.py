@@ -33,8 +33,11 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _req(i: int, max_tokens: int = 12, temperature: float = 0.0) -> GenerationRequest:
-    return GenerationRequest(f"r{i}", ({"role": "user", "content": f"hello there friend number {i}"},),
-                             SamplingParams(max_tokens=max_tokens, temperature=temperature))
+    return GenerationRequest(
+        f"r{i}",
+        ({"role": "user", "content": f"hello there friend number {i}"},),
+        SamplingParams(max_tokens=max_tokens, temperature=temperature),
+    )
 
 
 @pytest.mark.slow
@@ -46,7 +49,7 @@ def test_embedded_engine_batches_and_streams(tiny_llama: Path) -> None:
         assert engine.versions() == ["v1"]
         batched = await asyncio.gather(*(complete(engine, "v1", _req(i)) for i in range(6)))
         alone = [await complete(engine, "v1", _req(i)) for i in range(6)]
-        for b, a in zip(batched, alone):
+        for b, a in zip(batched, alone, strict=False):
             # greedy decoding gives the same reply batched (left-padded) or alone
             assert b.text == a.text and b.completion_tokens == a.completion_tokens
             assert b.finish_reason in ("stop", "length") and 0 < b.completion_tokens <= 12 and b.prompt_tokens > 0
@@ -90,7 +93,9 @@ def test_vllm_engine_against_the_compat_server(tmp_path: Path) -> None:
     adapter_dir = tmp_path / "adapters" / "v17"
     adapter_dir.mkdir(parents=True)
     with VllmCompatServer(served=("policy@v16",), token_delay_s=0.001) as server:
-        engine = VllmEngine(VllmEngineConfig(urls=(server.url,), model="policy", poll_interval_s=0.05, load_timeout_s=2))
+        engine = VllmEngine(
+            VllmEngineConfig(urls=(server.url,), model="policy", poll_interval_s=0.05, load_timeout_s=2)
+        )
 
         async def run() -> None:
             # full checkpoint served by a replica started with --served-model-name policy@v16

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import UTC, datetime
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import httpx
 import openai
@@ -26,8 +26,15 @@ pytestmark = pytest.mark.timeout(60)
 
 
 class Env:
-    def __init__(self, engine: ScriptedEngine, store: MemoryRoutingStore, bus: EmbeddedBus, topics: Topics, url: str,
-                 events: EventLogger) -> None:
+    def __init__(
+        self,
+        engine: ScriptedEngine,
+        store: MemoryRoutingStore,
+        bus: EmbeddedBus,
+        topics: Topics,
+        url: str,
+        events: EventLogger,
+    ) -> None:
         self.engine, self.store, self.bus, self.topics, self.url, self.events = engine, store, bus, topics, url, events
 
     def client(self, **kw: object) -> openai.OpenAI:
@@ -62,7 +69,7 @@ def env(topics: Topics) -> Iterator[Env]:
         yield Env(engine, store, bus, topics, url, events)
 
 
-def _src(version: str):  # noqa: ANN202
+def _src(version: str):
     from serving.engines import ModelSource
 
     return ModelSource(version, None)
@@ -75,7 +82,8 @@ def _expected_version(user: str) -> str:
 def test_non_streaming_completion_has_openai_shape_and_served_version(env: Env) -> None:
     client = env.client()
     raw = client.chat.completions.with_raw_response.create(
-        model="policy", messages=[{"role": "user", "content": "hi there"}], max_tokens=5, user="alice")
+        model="policy", messages=[{"role": "user", "content": "hi there"}], max_tokens=5, user="alice"
+    )
     reply = raw.parse()
     version = _expected_version("alice")
     assert reply.choices[0].message.content == scripted_reply(version, 5)
@@ -87,8 +95,16 @@ def test_non_streaming_completion_has_openai_shape_and_served_version(env: Env) 
 
 def test_streaming_relays_every_token_and_usage(env: Env) -> None:
     client = env.client()
-    chunks = list(client.chat.completions.create(model="policy", messages=[{"role": "user", "content": "hey"}], max_tokens=12,
-                                                 stream=True, user="bob", stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model="policy",
+            messages=[{"role": "user", "content": "hey"}],
+            max_tokens=12,
+            stream=True,
+            user="bob",
+            stream_options={"include_usage": True},
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     version = _expected_version("bob")
     assert text == scripted_reply(version, 12)
@@ -102,7 +118,9 @@ def test_users_split_between_arms_and_stay_there(env: Env) -> None:
     seen: dict[str, set[str]] = {}
     for i in range(20):
         for _ in range(2):
-            r = client.chat.completions.create(model="policy", messages=[{"role": "user", "content": "x"}], max_tokens=1, user=f"u{i}")
+            r = client.chat.completions.create(
+                model="policy", messages=[{"role": "user", "content": "x"}], max_tokens=1, user=f"u{i}"
+            )
             seen.setdefault(f"u{i}", set()).add(r.model)
     assert all(len(v) == 1 for v in seen.values())
     assert {v.pop() for v in seen.values()} == {"policy@v1", "policy@v2"}
@@ -116,16 +134,23 @@ def test_errors_use_the_openai_format(env: Env) -> None:
     with pytest.raises(openai.BadRequestError) as bad:
         client.chat.completions.create(model="policy", messages=[], max_tokens=3)
     assert bad.value.body["type"] == "invalid_request_error"  # type: ignore[index]
-    r = httpx.post(env.url + "/v1/chat/completions", json={"model": "policy", "messages": [{"role": "user", "content": "x"}],
-                                                          "metadata": {"instructions": "[{\"kind\": \"nope\"}]"}})
+    r = httpx.post(
+        env.url + "/v1/chat/completions",
+        json={
+            "model": "policy",
+            "messages": [{"role": "user", "content": "x"}],
+            "metadata": {"instructions": '[{"kind": "nope"}]'},
+        },
+    )
     assert r.status_code == 400 and r.json()["error"]["param"] == "metadata.instructions"
 
 
 def test_disconnect_mid_stream_cancels_the_engine_request(env: Env) -> None:
     env.engine.token_delay_s = 0.02
     client = env.client()
-    stream = client.chat.completions.create(model="policy", messages=[{"role": "user", "content": "long"}], max_tokens=500,
-                                            stream=True, user="carol")
+    stream = client.chat.completions.create(
+        model="policy", messages=[{"role": "user", "content": "long"}], max_tokens=500, stream=True, user="carol"
+    )
     got = []
     for chunk in stream:
         got.append(chunk)
@@ -141,28 +166,42 @@ def test_disconnect_mid_stream_cancels_the_engine_request(env: Env) -> None:
     assert "flywheel_serving_in_flight_requests" in r
     # in-flight went back to zero on the served version
     version = _expected_version("carol")
-    line = next(l for l in r.splitlines() if l.startswith("flywheel_serving_in_flight_requests{") and f'version="{version}"' in l)
+    line = next(
+        row
+        for row in r.splitlines()
+        if row.startswith("flywheel_serving_in_flight_requests{") and f'version="{version}"' in row
+    )
     assert float(line.rsplit(" ", 1)[1]) == 0.0
 
 
 def test_engine_is_retried_only_before_the_first_byte(env: Env) -> None:
     env.engine.fail_first = 2
-    r = env.client().chat.completions.create(model="policy", messages=[{"role": "user", "content": "x"}], max_tokens=3, user="dave")
+    r = env.client().chat.completions.create(
+        model="policy", messages=[{"role": "user", "content": "x"}], max_tokens=3, user="dave"
+    )
     assert r.choices[0].message.content == scripted_reply(_expected_version("dave"), 3)
     env.engine.fail_first = 5
     with pytest.raises(openai.InternalServerError) as exc:  # 503 after the configured attempts
-        env.client().chat.completions.create(model="policy", messages=[{"role": "user", "content": "x"}], max_tokens=3, user="dave")
+        env.client().chat.completions.create(
+            model="policy", messages=[{"role": "user", "content": "x"}], max_tokens=3, user="dave"
+        )
     assert exc.value.status_code == 503
 
 
 def test_turns_are_logged_as_chat_events_with_instructions(env: Env) -> None:
     instructions = [{"kind": "end_with_question"}, {"kind": "max_words", "limit": 30}]
-    headers = {"X-Flywheel-Character": "pirate", "X-Flywheel-Conversation": "c-1", "X-Flywheel-Instructions": json.dumps(instructions)}
+    headers = {
+        "X-Flywheel-Character": "pirate",
+        "X-Flywheel-Conversation": "c-1",
+        "X-Flywheel-Instructions": json.dumps(instructions),
+    }
     client = env.client()
     msgs = [{"role": "system", "content": "be a pirate"}, {"role": "user", "content": "ahoy"}]
     r1 = client.chat.completions.create(model="policy", messages=msgs, max_tokens=4, user="erin", extra_headers=headers)
     msgs += [{"role": "assistant", "content": r1.choices[0].message.content}, {"role": "user", "content": "more"}]
-    client.chat.completions.create(model="policy", messages=msgs, max_tokens=4, user="erin", extra_headers=headers, stream=True).close()
+    client.chat.completions.create(
+        model="policy", messages=msgs, max_tokens=4, user="erin", extra_headers=headers, stream=True
+    ).close()
     client.chat.completions.create(model="policy", messages=msgs, max_tokens=4, user="erin", extra_headers=headers)
     events = [e for e in env.chat_events() if e.user_id == "erin"]
     types = [e.type for e in events]
@@ -200,7 +239,9 @@ def test_disconnect_during_a_non_streaming_request_cancels_the_engine(env: Env) 
     env.engine.token_delay_s = 0.02
     client = env.client(timeout=0.3)
     with pytest.raises(openai.APITimeoutError):
-        client.chat.completions.create(model="policy", messages=[{"role": "user", "content": "x"}], max_tokens=500, user="frank")
+        client.chat.completions.create(
+            model="policy", messages=[{"role": "user", "content": "x"}], max_tokens=500, user="frank"
+        )
     deadline = time.monotonic() + 5
     while not env.engine.cancelled and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -225,12 +266,21 @@ def test_a_conversation_keeps_its_version_when_the_canary_opens() -> None:
     users = [f"user-{i}" for i in range(400)]
     for u in users:
         assert handler.resolve("policy", u, f"conv-{u}", turn=1).version == "v1"
-    canary = DeploymentState(model="policy", baseline_version="v1", candidate_version="v2", share_bp=5000,
-                             status="canary", experiment_salt="s", updated_ts=now)
+    canary = DeploymentState(
+        model="policy",
+        baseline_version="v1",
+        candidate_version="v2",
+        share_bp=5000,
+        status="canary",
+        experiment_salt="s",
+        updated_ts=now,
+    )
     store.put(canary)
     moved = [u for u in users if route(canary, u).arm == "candidate"]
     assert moved  # these users' new conversations go to the candidate...
     assert all(handler.resolve("policy", u, f"conv-{u}", turn=2).version == "v1" for u in moved)  # ...not running ones
     assert all(handler.resolve("policy", u, f"new-{u}", turn=1).version == "v2" for u in moved)
     store.put(canary.model_copy(update={"candidate_version": None, "share_bp": 0, "status": "idle"}))
-    assert all(handler.resolve("policy", u, f"new-{u}", turn=2).version == "v1" for u in moved)  # rolled back: re-routed
+    assert all(
+        handler.resolve("policy", u, f"new-{u}", turn=2).version == "v1" for u in moved
+    )  # rolled back: re-routed

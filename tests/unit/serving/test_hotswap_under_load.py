@@ -13,7 +13,15 @@ import openai
 import pytest
 
 from schemas import DeploymentState, Topics
-from serving import CanaryConfig, CanaryController, GatewayConfig, HotSwapConfig, HotSwapController, MemoryRoutingStore, create_app
+from serving import (
+    CanaryConfig,
+    CanaryController,
+    GatewayConfig,
+    HotSwapConfig,
+    HotSwapController,
+    MemoryRoutingStore,
+    create_app,
+)
 from serving.gateway import Gateway
 from serving.hotswap import ModelSlots
 from serving.routing import route
@@ -59,12 +67,15 @@ class Result:
     finish: str | None
 
 
-async def _client_loop(client: openai.AsyncOpenAI, user: str, stop: asyncio.Event, results: list[Result], failures: list[str]) -> None:
+async def _client_loop(
+    client: openai.AsyncOpenAI, user: str, stop: asyncio.Event, results: list[Result], failures: list[str]
+) -> None:
     while not stop.is_set():
         started = time.monotonic()
         try:
-            stream = await client.chat.completions.create(model="policy", messages=[{"role": "user", "content": "hi"}],
-                                                          max_tokens=TOKENS, stream=True, user=user)
+            stream = await client.chat.completions.create(
+                model="policy", messages=[{"role": "user", "content": "hi"}], max_tokens=TOKENS, stream=True, user=user
+            )
             parts, first, model, fp, finish = [], 0.0, "", "", None
             async for chunk in stream:
                 if not first:
@@ -98,7 +109,9 @@ def test_swaps_under_load_drop_nothing(topics: Topics) -> None:
     producer = bus.producer()
 
     def publish(version: str, parent: str | None) -> None:
-        producer.produce(topics.models_checkpoints, manifest_for(None, version, parent=parent).to_json_bytes(), key=version)
+        producer.produce(
+            topics.models_checkpoints, manifest_for(None, version, parent=parent).to_json_bytes(), key=version
+        )
 
     gateway = Gateway(GatewayConfig(), store, slots, None)
     results: list[Result] = []
@@ -109,7 +122,9 @@ def test_swaps_under_load_drop_nothing(topics: Topics) -> None:
         assert [e.kind for e in await hs.poll_once()] == ["bootstrapped"]
         client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=30)
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(_client_loop(client, f"user-{i}", stop, results, failures)) for i in range(CLIENTS)]
+        tasks = [
+            asyncio.create_task(_client_loop(client, f"user-{i}", stop, results, failures)) for i in range(CLIENTS)
+        ]
         await asyncio.sleep(0.4)
         publish("v2", "v1")
         assert [e.kind for e in await hs.poll_once()] == ["loaded"]
@@ -140,7 +155,9 @@ def test_swaps_under_load_drop_nothing(topics: Topics) -> None:
         arm = r.fingerprint.split(":", 1)[0]
         assert r.fingerprint == f"{arm}:{version}"
         assert r.text == scripted_reply(version, TOKENS) and r.finish == "length", f"truncated reply from {version}"
-        allowed = {(route(s, r.user).arm, route(s, r.user).version) for s in store.states_between(r.started, r.first_byte)}
+        allowed = {
+            (route(s, r.user).arm, route(s, r.user).version) for s in store.states_between(r.started, r.first_byte)
+        }
         assert (arm, version) in allowed, f"{r.user} got {arm}:{version}, routing allowed {allowed}"
     assert engine.unload_calls == ["v1", "v3"] and engine.versions() == ["v2"]
     assert not engine.cancelled

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from serving.routing import BUCKETS, MemoryRoutingStore, arm_for, bucket, fnv1a_32, route
 from serving._errors import ModelNotFoundError
+from serving.routing import BUCKETS, MemoryRoutingStore, arm_for, bucket, fnv1a_32, route
 from tests._serving import state
 
 

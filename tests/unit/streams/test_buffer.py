@@ -10,10 +10,20 @@ from streams.processors import BufferConfig, BufferProcessor, SourcePartition, j
 
 
 def _sample(i: int) -> bytes:
-    return json.dumps({"kind": "sft", "schema_version": 1, "sample_id": f"s{i}", "conversation_id": "c",
-                       "character_id": "ch", "context": [{"role": "user", "content": "hi"}], "instructions": [],
-                       "ts": datetime(2026, 1, 5, tzinfo=UTC).isoformat(), "response": "hello there",
-                       "model_version": "v1"}).encode()
+    return json.dumps(
+        {
+            "kind": "sft",
+            "schema_version": 1,
+            "sample_id": f"s{i}",
+            "conversation_id": "c",
+            "character_id": "ch",
+            "context": [{"role": "user", "content": "hi"}],
+            "instructions": [],
+            "ts": datetime(2026, 1, 5, tzinfo=UTC).isoformat(),
+            "response": "hello there",
+            "model_version": "v1",
+        }
+    ).encode()
 
 
 def test_count_trigger_ranges_and_restart_never_repeats_a_range() -> None:
@@ -40,8 +50,9 @@ def test_count_trigger_ranges_and_restart_never_repeats_a_range() -> None:
     for off in range(3, 8):
         out += restored.process(p0, off, "c", _sample(off))
     (second,) = out
-    assert [(r.partition, r.from_offset, r.to_offset) for r in parse_message(TrainJobRequest, second.value).inputs] \
-        == [(0, 3, 8)]
+    assert [(r.partition, r.from_offset, r.to_offset) for r in parse_message(TrainJobRequest, second.value).inputs] == [
+        (0, 3, 8)
+    ]
 
 
 def test_age_trigger_and_flush_map_kinds() -> None:

@@ -32,8 +32,16 @@ class Feed:
             self.out[o.topic].append(parse_message(MODELS[o.topic], o.value))
 
     def reply(self, at_s: float, turn: int, req: str, text: str, conv: str = "c1", **kw: Any) -> None:
-        self("model_response", at_s, conv=conv, turn=turn, request_id=req, text=text,
-             instructions=[{"kind": "max_words", "limit": 30}], **kw)
+        self(
+            "model_response",
+            at_s,
+            conv=conv,
+            turn=turn,
+            request_id=req,
+            text=text,
+            instructions=[{"kind": "max_words", "limit": 30}],
+            **kw,
+        )
 
 
 def test_reward_and_sft_samples_join_outcome_and_are_redacted(make_event: Any) -> None:
@@ -99,10 +107,12 @@ def test_violations_and_thumbs_down_never_become_sft(make_event: Any) -> None:
 
 def test_exact_and_near_duplicates_are_dropped(make_event: Any) -> None:
     feed = Feed(make_event)
-    texts = ["The stars tonight are bright and the moon is full over the quiet harbour town.",
-             "the stars tonight are bright and the moon is full over the  quiet harbour town.",  # exact (normalised)
-             "The stars tonight are bright and the moon is full over the quiet harbour town!",  # near
-             "Cooking pasta needs salted boiling water and a little patience before you drain it."]
+    texts = [
+        "The stars tonight are bright and the moon is full over the quiet harbour town.",
+        "the stars tonight are bright and the moon is full over the  quiet harbour town.",  # exact (normalised)
+        "The stars tonight are bright and the moon is full over the quiet harbour town!",  # near
+        "Cooking pasta needs salted boiling water and a little patience before you drain it.",
+    ]
     for i, text in enumerate(texts):
         conv = f"c{i}"
         feed("user_message", i * 10, conv=conv, turn=1, text="tell me something")
@@ -137,8 +147,14 @@ def test_regeneration_gives_preference_pair_and_length_filter(make_event: Any) -
     # Same situation, but the replies differ 4x in length: no pair.
     feed("user_message", 100, conv="c2", turn=1, text="tell me a joke")
     feed.reply(101, 1, "c", "Knock knock.", conv="c2")
-    feed.reply(103, 1, "d", "A long joke that goes on and on about a horse walking into a bar again.",
-               conv="c2", regenerated=True)
+    feed.reply(
+        103,
+        1,
+        "d",
+        "A long joke that goes on and on about a horse walking into a bar again.",
+        conv="c2",
+        regenerated=True,
+    )
     feed("user_message", 130, conv="c2", turn=2, text="haha")
     assert len(feed.out["samples.preference"]) == 1
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+from pii_cases import labelled_examples
+
 from streams.processors import find_pii, redact
 from streams.processors.pii import luhn_ok
-from pii_cases import labelled_examples
 
 
 def test_redaction_precision_and_recall_on_labelled_set() -> None:
@@ -34,8 +35,10 @@ def test_redaction_precision_and_recall_on_labelled_set() -> None:
                 missed[kind] += 1
     precision = tp / (tp + fp)
     recall = (sum(per_kind.values()) - fn) / sum(per_kind.values())
-    print(f"\nPII redaction on {len(examples)} labelled examples ({sum(per_kind.values())} PII spans): "
-          f"precision {precision:.3f}, recall {recall:.3f}; per kind {dict(per_kind)}; missed {dict(missed)}")
+    print(
+        f"\nPII redaction on {len(examples)} labelled examples ({sum(per_kind.values())} PII spans): "
+        f"precision {precision:.3f}, recall {recall:.3f}; per kind {dict(per_kind)}; missed {dict(missed)}"
+    )
     assert recall >= 0.95
     assert precision >= 0.9
 

@@ -153,10 +153,15 @@ def test_window_aggregate_hand_computed(make_event: Any) -> None:
     # user-1: 2 turns, reply 1 continued, reply 2 ends with the session. Latencies 30 and 700 ms.
     feed("session_started", 0)
     feed("user_message", 5, turn=1)
-    feed("model_response", 6, **resp(1, "a1", latency_ms=30.0, text="hi?", instructions=[{"kind": "end_with_question"}]))
+    feed(
+        "model_response", 6, **resp(1, "a1", latency_ms=30.0, text="hi?", instructions=[{"kind": "end_with_question"}])
+    )
     feed("user_message", 60, turn=2)
-    feed("model_response", 61, **resp(2, "a2", latency_ms=700.0, text="You are stupid.",
-                                      instructions=[{"kind": "end_with_question"}]))
+    feed(
+        "model_response",
+        61,
+        **resp(2, "a2", latency_ms=700.0, text="You are stupid.", instructions=[{"kind": "end_with_question"}]),
+    )
     feed("session_ended", 100, reason="user_left")
     # user-2: assigned, never writes; its session ends in the same window.
     feed("session_started", 200, user_id="user-2", conversation_id="c2")
@@ -215,8 +220,10 @@ def test_a_pending_session_end_survives_a_restore(make_event: Any) -> None:
     feed("session_ended", 30, reason="user_left")  # waits for event time 30 + grace
     restored = SignalsProcessor(CONFIG)
     restored.restore(SRC, {k: v for k, v in feed.proc.take_changes(SRC).items() if v is not None})
-    outs = [engagement_signal_adapter.validate_json(o.value)
-            for o in restored.advance_to(int((T0 + timedelta(seconds=30 + 60)).timestamp() * 1000))]
+    outs = [
+        engagement_signal_adapter.validate_json(o.value)
+        for o in restored.advance_to(int((T0 + timedelta(seconds=30 + 60)).timestamp() * 1000))
+    ]
     assert [o.finalized_by for o in outs if isinstance(o, ResponseOutcome)] == ["session_ended"]
     assert [o.end_reason for o in outs if isinstance(o, SessionSummary)] == ["user_left"]
 

@@ -45,11 +45,15 @@ def test_rejection_sampled_sft_raises_held_out_instruction_following(base: Path,
     before = gate.stats_of(base)
     items = synthetic_corpus(112, seed=11)  # traffic-like, mixed quality: rejection sampling must filter
     demos = [Demonstration(_prompt(i.character_id, i.context), i.reply) for i in items]
-    result = SftTrainer(SftSettings(num_candidates=1, epochs=2.0)).train(base, tmp_path / "sft", demos, scorer=BlendedScorer())
+    result = SftTrainer(SftSettings(num_candidates=1, epochs=2.0)).train(
+        base, tmp_path / "sft", demos, scorer=BlendedScorer()
+    )
     after = gate.stats_of(result.output_dir)
     assert result.kind == "full" and result.metrics["kept"] < len(demos)
-    print(f"SFT held-out IF {before.instruction_following:.3f} -> {after.instruction_following:.3f}, "
-          f"violations {before.violation_rate:.3f} -> {after.violation_rate:.3f}")
+    print(
+        f"SFT held-out IF {before.instruction_following:.3f} -> {after.instruction_following:.3f}, "
+        f"violations {before.violation_rate:.3f} -> {after.violation_rate:.3f}"
+    )
     assert after.instruction_following >= before.instruction_following + 0.15, (before, after)
     assert after.violation_rate <= before.violation_rate
 
@@ -60,7 +64,7 @@ def test_pairwise_reward_model_ranks_held_out_pairs(base: Path, tmp_path: Path) 
     pairs = held_out_pairs()
     chosen = rm.score([p.prompt for p in pairs], [p.chosen for p in pairs])
     rejected = rm.score([p.prompt for p in pairs], [p.rejected for p in pairs])
-    accuracy = sum(c > r for c, r in zip(chosen, rejected)) / len(pairs)
+    accuracy = sum(c > r for c, r in zip(chosen, rejected, strict=False)) / len(pairs)
     print(f"pairwise reward model held-out accuracy {accuracy:.3f}")
     assert accuracy >= 0.7, accuracy  # chance is 0.5
 
@@ -68,15 +72,19 @@ def test_pairwise_reward_model_ranks_held_out_pairs(base: Path, tmp_path: Path) 
 def test_pointwise_reward_model_separates_continued_from_not(base: Path, tmp_path: Path) -> None:
     def labelled(n: int, seed: int) -> list[Labelled]:
         # Simulated users continue after compliant, clean replies.
-        return [Labelled(_prompt(i.character_id, i.context), i.reply, float(i.follows and not i.violates))
-                for i in synthetic_corpus(n, seed=seed, follow_rate=0.5, violation_rate=0.3)]
+        return [
+            Labelled(_prompt(i.character_id, i.context), i.reply, float(i.follows and not i.violates))
+            for i in synthetic_corpus(n, seed=seed, follow_rate=0.5, violation_rate=0.3)
+        ]
 
-    RewardModelTrainer(RewardSettings(mode="pointwise", epochs=2.0)).train(base, tmp_path / "prm", labelled=labelled(160, 21))
+    RewardModelTrainer(RewardSettings(mode="pointwise", epochs=2.0)).train(
+        base, tmp_path / "prm", labelled=labelled(160, 21)
+    )
     rm = RewardModel.load(tmp_path / "prm")
     test = labelled(96, 22)
     scores = rm.score([t.prompt for t in test], [t.reply for t in test])
-    pos = [s for s, t in zip(scores, test) if t.label == 1.0]
-    neg = [s for s, t in zip(scores, test) if t.label == 0.0]
+    pos = [s for s, t in zip(scores, test, strict=False) if t.label == 1.0]
+    neg = [s for s, t in zip(scores, test, strict=False) if t.label == 0.0]
     auc = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
     print(f"pointwise reward model held-out AUC {auc:.3f}")
     assert auc >= 0.7, auc
@@ -87,14 +95,16 @@ def _margin(path: Path, pairs: list[Pair]) -> float:
     convs = [p.prompt.messages for p in pairs]
     chosen = reply_logprobs(model, tok, convs, [p.chosen for p in pairs])
     rejected = reply_logprobs(model, tok, convs, [p.rejected for p in pairs])
-    return statistics.fmean(c - r for c, r in zip(chosen, rejected))
+    return statistics.fmean(c - r for c, r in zip(chosen, rejected, strict=False))
 
 
 @pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
 def test_dpo_raises_chosen_over_rejected_margin(base: Path, tmp_path: Path, lora: bool) -> None:
     held_out = held_out_pairs(n_per_character=4)
     before = _margin(base, held_out)
-    settings = DpoSettings(epochs=1.0, lora=LoraSettings(enabled=lora, r=16, alpha=32), learning_rate=5e-3 if lora else 5e-4)
+    settings = DpoSettings(
+        epochs=1.0, lora=LoraSettings(enabled=lora, r=16, alpha=32), learning_rate=5e-3 if lora else 5e-4
+    )
     result = DpoTrainer(settings).train(base, tmp_path / "dpo", _train_pairs(96, seed=5))
     assert result.kind == ("lora" if lora else "full")
     names = {p.name for p in result.output_dir.iterdir()}
@@ -109,12 +119,15 @@ def test_grpo_raises_the_verifiable_reward(base: Path, tmp_path: Path) -> None:
 
     def mean_reward(path: Path) -> float:
         model, tok = load_policy(path, "cpu")
-        replies = generate_replies(model, tok, [p.messages for p in prompts], SamplingSettings(seed=3), num_return_sequences=4)
-        return statistics.fmean(check_score(p, r) for p, rs in zip(prompts, replies) for r in rs)
+        replies = generate_replies(
+            model, tok, [p.messages for p in prompts], SamplingSettings(seed=3), num_return_sequences=4
+        )
+        return statistics.fmean(check_score(p, r) for p, rs in zip(prompts, replies, strict=False) for r in rs)
 
     before = mean_reward(base)
-    settings = GrpoSettings(max_steps=8, batch_size=16, num_generations=4, learning_rate=3e-3, select_candidates=0,
-                            max_completion_length=48)
+    settings = GrpoSettings(
+        max_steps=8, batch_size=16, num_generations=4, learning_rate=3e-3, select_candidates=0, max_completion_length=48
+    )
     result = GrpoTrainer(settings).train(base, tmp_path / "grpo", prompts)
     after = mean_reward(result.output_dir)
     print(f"GRPO mean verifiable reward {before:.3f} -> {after:.3f}")

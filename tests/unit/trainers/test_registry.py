@@ -31,9 +31,15 @@ def _source(tmp_path: Path, name: str = "src", payload: bytes = b"weights") -> P
 
 def _manifest(job_id: str = "job-1", **overrides: object) -> CheckpointManifest:
     fields: dict[str, object] = dict(
-        model="tiny", version=version_for_job(job_id), parent=None, kind="full", job_id=job_id, job_kind="sft",
+        model="tiny",
+        version=version_for_job(job_id),
+        parent=None,
+        kind="full",
+        job_id=job_id,
+        job_kind="sft",
         lineage=(OffsetRange(topic="samples.sft", partition=0, from_offset=0, to_offset=10),),
-        status="published", created_ts=datetime.now(UTC),
+        status="published",
+        created_ts=datetime.now(UTC),
     )
     fields.update(overrides)
     return CheckpointManifest(**fields)  # type: ignore[arg-type]
@@ -69,7 +75,7 @@ def test_concurrent_publishes_of_one_version_leave_exactly_one(registry: Checkpo
     def publish(src: Path) -> None:
         try:
             results.append(registry.publish(src, _manifest()))
-        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=publish, args=(s,)) for s in sources]
@@ -127,7 +133,9 @@ def _crash_before_rename(root: str, src: str) -> None:
     reg.CheckpointRegistry(RegistrySettings(root=Path(root))).publish(Path(src), _manifest())
 
 
-def test_crash_between_temp_write_and_rename_leaves_nothing_loadable(registry: CheckpointRegistry, tmp_path: Path) -> None:
+def test_crash_between_temp_write_and_rename_leaves_nothing_loadable(
+    registry: CheckpointRegistry, tmp_path: Path
+) -> None:
     src = _source(tmp_path)
     proc = mp.get_context("spawn").Process(target=_crash_before_rename, args=(str(registry.root), str(src)))
     proc.start()

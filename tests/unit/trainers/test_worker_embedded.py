@@ -69,7 +69,10 @@ def test_unreadable_job_is_counted_skipped_and_committed(tmp_path: Path) -> None
         outcome = worker.run_once(timeout_s=2)
         assert outcome is not None and outcome.outcome == "invalid" and outcome.error
         assert worker.run_once(timeout_s=0.2) is None
-    assert REGISTRY.get_sample_value("flywheel_trainers_jobs_total", {"kind": "unknown", "outcome": "invalid"}) == before + 1
+    assert (
+        REGISTRY.get_sample_value("flywheel_trainers_jobs_total", {"kind": "unknown", "outcome": "invalid"})
+        == before + 1
+    )
 
 
 def test_hold_after_publish_takes_no_new_job_until_resumed(tmp_path: Path) -> None:
@@ -81,7 +84,9 @@ def test_hold_after_publish_takes_no_new_job_until_resumed(tmp_path: Path) -> No
     ranges = produce_sft_samples(bus, topics, 16)
     submit_job(bus, topics, "job-hold-1", ranges)
     submit_job(bus, topics, "job-hold-2", ranges)
-    settings = small_worker_settings(tmp_path, gate={"prompts_per_character": 2, "if_tolerance": 1.0, "violation_tolerance": 1.0})
+    settings = small_worker_settings(
+        tmp_path, gate={"prompts_per_character": 2, "if_tolerance": 1.0, "violation_tolerance": 1.0}
+    )
     with TrainerWorker(bus, topics, settings, InMemoryLeaseStore(), hold_after_publish=True) as worker:
         worker.start()
         deadline = time.monotonic() + 300

@@ -15,12 +15,14 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 PYTEST_ARGS ?=
 
-.PHONY: help install infra infra-down test test-unit demo lint bench clean-venv
+.PHONY: help install infra infra-down test test-unit test-server test-model test-services test-slow demo lint bench clean-venv
 
 help:
 	@echo "make demo    run the closed loop (embedded bus, tiny local model) and write report/"
 	@echo "make test    set up everything (venv, Kafka, Redis, Prometheus) and run the whole suite"
 	@echo "make infra / infra-down    start / stop the local Kafka, Redis and Prometheus"
+	@echo "make test-unit | test-server | test-model | test-services | test-slow    one tier of the suite"
+	@echo "make lint    ruff (format, lint), mypy, import layers"
 	@echo "make bench   run the benchmarks under bench/ against the local broker"
 
 $(UV):
@@ -45,8 +47,22 @@ infra-down:
 test: install infra
 	eval "$$(deploy/local/up 2>/dev/null)" && $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# Tiers (docs/testing.md): each test is in exactly one; `make test` runs them all.
+SERVICES := kafka or redis or prometheus
 test-unit: install
-	$(BIN)/python -m pytest -q -m "not kafka and not redis and not prometheus and not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not (model or server or $(SERVICES) or slow)" $(PYTEST_ARGS)
+
+test-server: install
+	$(BIN)/python -m pytest -q -m "server and not (model or $(SERVICES) or slow)" $(PYTEST_ARGS)
+
+test-model: install
+	$(BIN)/python -m pytest -q -m "model and not ($(SERVICES) or slow)" $(PYTEST_ARGS)
+
+test-services: install infra
+	eval "$$(deploy/local/up 2>/dev/null)" && $(BIN)/python -m pytest -q -m "($(SERVICES)) and not slow" $(PYTEST_ARGS)
+
+test-slow: install infra
+	eval "$$(deploy/local/up 2>/dev/null)" && $(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
 demo: install
 	$(BIN)/flywheel demo

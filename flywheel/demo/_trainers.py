@@ -3,6 +3,7 @@ planted bad generation."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -90,6 +91,17 @@ def publish_base(runtime: DemoRuntime, version: str) -> CheckpointManifest:
     with runtime.load_lock:
         report = OfflineGate(settings.gate).evaluate(checkpoint.path, None, None)
     return checkpoint.manifest.model_copy(update={"eval": report})
+
+
+def export_model(runtime: DemoRuntime, version: str, target: Path) -> Path:
+    """Copy a verified checkpoint out of the run's registry into ``target`` (replaced if
+    present): the registry is scratch space and goes when the run stops."""
+    from trainers.registry import CheckpointRegistry
+
+    checkpoint = CheckpointRegistry(runtime.worker_settings.registry).open(runtime.config.model, version)
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(checkpoint.path, target)
+    return target
 
 
 def plant_bad_job(runtime: DemoRuntime, n_pairs: int = 400) -> str:

@@ -243,6 +243,9 @@ def run_demo(
             f"{base_eval.instruction_following:.1%}, violations {base_eval.violation_rate:.1%}"
         )
         report = _loop(runtime, config, progress, started, base_version, base_eval)
+        # The run's registry is scratch space; the model it ends with is worth keeping.
+        final_model = _trainers.export_model(runtime, report.final_version, config.report_dir / "final-model")
+        progress.event(f"final model {report.final_version} saved to {final_model}")
     finally:
         progress.status(stage="stopping")
         runtime.stop()

@@ -30,6 +30,8 @@ from serving.testing import ScriptedEngine
 from streams import ChatEventProducer, EmbeddedBus, TopicPartition
 from streams.processors import SignalsConfig, SignalsProcessor, SourcePartition
 
+pytestmark = pytest.mark.server
+
 
 @pytest.mark.timeout(120)
 def test_simulated_users_through_the_gateway_tell_one_consistent_story() -> None:

@@ -24,7 +24,7 @@ from serving.engines import (
 from serving.testing import VllmCompatServer
 from tests._serving import build_tiny_llama, manifest_for
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.model, pytest.mark.timeout(120)]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,6 @@ def _req(i: int, max_tokens: int = 12, temperature: float = 0.0) -> GenerationRe
     )
 
 
-@pytest.mark.slow
 def test_embedded_engine_batches_and_streams(tiny_llama: Path) -> None:
     engine = EmbeddedEngine(EmbeddedEngineConfig(device="cpu", max_batch_size=8, batch_wait_ms=20))
 
@@ -69,7 +68,6 @@ def test_embedded_engine_batches_and_streams(tiny_llama: Path) -> None:
     asyncio.run(run())
 
 
-@pytest.mark.slow
 def test_embedded_engine_refuses_pickles_and_bad_digests(tiny_llama: Path, tmp_path: Path) -> None:
     import shutil
 
@@ -136,7 +134,6 @@ def test_vllm_engine_against_the_compat_server(tmp_path: Path) -> None:
         asyncio.run(run())
 
 
-@pytest.mark.slow
 def test_hot_swap_with_the_embedded_engine_verifies_before_serving(tiny_llama: Path, tmp_path: Path) -> None:
     import shutil
 

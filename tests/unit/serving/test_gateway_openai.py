@@ -22,7 +22,7 @@ from serving.testing import ScriptedEngine, scripted_reply
 from streams import EmbeddedBus, TopicPartition
 from tests._serving import serve_app, state
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.server, pytest.mark.timeout(60)]
 
 
 class Env:

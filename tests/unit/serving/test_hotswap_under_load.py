@@ -29,7 +29,7 @@ from serving.testing import ScriptedEngine, scripted_reply
 from streams import EmbeddedBus
 from tests._serving import manifest_for, serve_app
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.model, pytest.mark.server, pytest.mark.timeout(120)]
 CLIENTS = 50
 TOKENS = 20
 
@@ -97,7 +97,6 @@ async def _settle(hs: HotSwapController, until: object, timeout_s: float = 10.0)
         await asyncio.sleep(0.05)
 
 
-@pytest.mark.slow
 def test_swaps_under_load_drop_nothing(topics: Topics) -> None:
     bus = EmbeddedBus()
     bus.create_topics(topics.specs())

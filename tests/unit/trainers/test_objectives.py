@@ -24,7 +24,7 @@ from trainers.sft import SftSettings
 from trainers.sft.sft_trainer import SftTrainer
 from trainers.worker._jobs import held_out_pairs
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.model, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")

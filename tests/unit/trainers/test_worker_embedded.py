@@ -14,7 +14,7 @@ from trainers.registry import CheckpointRegistry, version_for_job
 from trainers.worker import InMemoryLeaseStore
 from trainers.worker.worker import TrainerWorker
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.model, pytest.mark.timeout(600)]
 
 
 def _manifests(bus: EmbeddedBus, topics: Topics) -> list[CheckpointManifest]:

@@ -16,8 +16,10 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -65,10 +67,20 @@ def _app():
     )
 
 
-def _serve(port: int) -> None:
+def _serve(port_file: Path) -> None:
+    """Serve on a port the kernel picks (bound here, so no other process can take it in
+    between) and write that port to ``port_file`` for the parent."""
+    import socket
+
     import uvicorn
 
-    uvicorn.run(_app(), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(_app(), log_level="warning", access_log=False))
+    tmp = port_file.with_suffix(".tmp")
+    tmp.write_text(str(sock.getsockname()[1]))
+    tmp.rename(port_file)  # the parent never reads a half-written file
+    server.run(sockets=[sock])
 
 
 async def _direct() -> list[float]:
@@ -185,14 +197,16 @@ def _pct(xs: list[float], q: float) -> float:
 
 
 def main() -> None:
-    from serving.testing.vllm_compat_server import free_port
-
-    port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (_ROOT, os.environ.get("PYTHONPATH", "")) if p)}
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", str(port)], env=env)
-    url = f"http://127.0.0.1:{port}"
+    port_file = Path(tempfile.mkdtemp(prefix="flywheel-bench-")) / "port"
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", str(port_file)], env=env)
     try:
         deadline = time.monotonic() + 60
+        while not port_file.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("gateway did not start")
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port_file.read_text()}"
         while True:
             try:
                 if httpx.get(url + "/ready").status_code == 200:
@@ -235,6 +249,7 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+        shutil.rmtree(port_file.parent, ignore_errors=True)
     first = f"c{CONCURRENCY_LEVELS[0]}"
     out["overhead_p50_ms"] = out[f"{first}_nonstream_overhead_p50_ms"]
     out["overhead_p99_ms"] = out[f"{first}_nonstream_overhead_p99_ms"]
@@ -245,6 +260,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--serve":
-        _serve(int(sys.argv[2]))
+        _serve(Path(sys.argv[2]))
     else:
         main()

@@ -4,8 +4,8 @@ checkpoint (no model hub), manifests with real sha256 digests."""
 from __future__ import annotations
 
 import hashlib
+import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -15,7 +15,7 @@ from typing import Any
 import uvicorn
 
 from schemas import CheckpointManifest, DeploymentState, EvalReport, FileDigest
-from serving.testing.vllm_compat_server import free_port
+from tests._wait import wait_until
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}</s>{% endfor %}"
@@ -25,21 +25,38 @@ CHAT_TEMPLATE = (
 
 @contextmanager
 def serve_app(app: Any) -> Iterator[str]:
-    """Run an ASGI app with uvicorn on 127.0.0.1 in a thread; yields its base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    """Run an ASGI app with uvicorn on 127.0.0.1 in a thread; yields its base URL.
+
+    The socket is bound to port 0 here and handed to uvicorn, so the port is the one the
+    kernel gave this server: no other process can take it between choosing and binding.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
     try:
+
+        def started() -> bool:
+            assert thread.is_alive() or server.started, "uvicorn exited during start-up"
+            return server.started
+
+        wait_until(started, 30, every_s=0.01, what="uvicorn to start")
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(10)
+        sock.close()
+
+
+@contextmanager
+def port_nobody_listens_on() -> Iterator[int]:
+    """A loopback port bound (so no one else can take it) but never listening: a
+    connection to it is refused for as long as the block runs."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
 
 
 def state(

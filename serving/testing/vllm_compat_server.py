@@ -167,14 +167,12 @@ def create_vllm_compat_app(served: tuple[str, ...] = ("policy@base",), token_del
     return app
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class VllmCompatServer:
     """Runs ``create_vllm_compat_app`` on 127.0.0.1 in a background thread.
+
+    The listening socket is bound to port 0 when the server is made (``port`` and ``url``
+    are known from then on) and handed to uvicorn, so no other process can take the port
+    between choosing and binding it.
 
     Usage::
 
@@ -184,12 +182,12 @@ class VllmCompatServer:
 
     def __init__(self, served: tuple[str, ...] = ("policy@base",), token_delay_s: float = 0.0) -> None:
         self.app = create_vllm_compat_app(served, token_delay_s)
-        self.port = free_port()
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.bind(("127.0.0.1", 0))
+        self.port: int = self._socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._server = uvicorn.Server(
-            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-        )
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="off"))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
 
     @property
     def state(self) -> CompatState:
@@ -197,16 +195,19 @@ class VllmCompatServer:
 
     def start(self) -> VllmCompatServer:
         self._thread.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("vLLM compat server exited during start-up")
             if time.monotonic() > deadline:
-                raise RuntimeError("vLLM compat server did not start")
-            time.sleep(0.02)
+                raise RuntimeError("vLLM compat server did not start within 30 s")
+            time.sleep(0.02)  # poll interval of the start-up wait
         return self
 
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(5)
+        self._socket.close()
 
     def __enter__(self) -> VllmCompatServer:
         return self.start()

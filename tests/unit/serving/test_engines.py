@@ -5,7 +5,6 @@ in-repo vLLM-compatible test server (vLLM itself cannot run on these machines)."
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from serving.engines import (
 )
 from serving.testing import VllmCompatServer
 from tests._serving import build_tiny_llama, manifest_for
+from tests._wait import wait_until_async
 
 pytestmark = [pytest.mark.model, pytest.mark.timeout(120)]
 
@@ -115,9 +115,7 @@ def test_vllm_engine_against_the_compat_server(tmp_path: Path) -> None:
             stream = engine.generate("v17", _req(2, max_tokens=500))
             await stream.__anext__()
             await stream.aclose()
-            deadline = time.monotonic() + 5
-            while not server.state.aborted and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
+            await wait_until_async(lambda: server.state.aborted, 30, what="the upstream request to be aborted")
             assert len(server.state.aborted) == 1
             # an error reported inside a 200 stream is raised, not relayed as text
             server.state.fail_mid_stream = 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import openai
@@ -28,6 +29,7 @@ from serving.routing import route
 from serving.testing import ScriptedEngine, scripted_reply
 from streams import EmbeddedBus
 from tests._serving import manifest_for, serve_app
+from tests._wait import wait_until_async
 
 pytestmark = [pytest.mark.model, pytest.mark.server, pytest.mark.timeout(120)]
 CLIENTS = 50
@@ -89,12 +91,16 @@ async def _client_loop(
             failures.append(f"{user}: {type(exc).__name__}: {exc}")
 
 
-async def _settle(hs: HotSwapController, until: object, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not until():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "hot-swap did not settle"
+async def _settle(hs: HotSwapController, until: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    """Step the hot-swap controller until ``until()`` holds."""
+
+    async def step() -> bool:
+        if until():
+            return True
         await hs.poll_once()
-        await asyncio.sleep(0.05)
+        return False
+
+    await wait_until_async(step, timeout_s, what="the hot-swap to settle")
 
 
 def test_swaps_under_load_drop_nothing(topics: Topics) -> None:
@@ -116,6 +122,20 @@ def test_swaps_under_load_drop_nothing(topics: Topics) -> None:
     results: list[Result] = []
     failures: list[str] = []
 
+    def since(t: float, model: str | None = None) -> int:
+        """Responses that started at ``t`` or later (from ``model``, if given)."""
+        return sum(1 for r in results if r.started >= t and (model is None or r.model == model))
+
+    async def traffic(what: str, t: float, *served: str) -> None:
+        """Wait until every client has had about two replies since ``t``, so that requests
+        were in flight across the change at ``t``, and ``served`` models answered some."""
+        await wait_until_async(
+            lambda: failures or (since(t) >= 2 * CLIENTS and all(since(t, m) for m in served)),
+            60,
+            what=f"traffic {what}",
+        )
+        assert not failures, failures[:5]
+
     async def scenario(url: str) -> None:
         publish("v1", None)
         assert [e.kind for e in await hs.poll_once()] == ["bootstrapped"]
@@ -124,20 +144,21 @@ def test_swaps_under_load_drop_nothing(topics: Topics) -> None:
         tasks = [
             asyncio.create_task(_client_loop(client, f"user-{i}", stop, results, failures)) for i in range(CLIENTS)
         ]
-        await asyncio.sleep(0.4)
+        await traffic("on v1 alone", time.monotonic(), "policy@v1")
         publish("v2", "v1")
+        t = time.monotonic()
         assert [e.kind for e in await hs.poll_once()] == ["loaded"]
         assert store.get("policy").candidate_version == "v2"
-        await asyncio.sleep(0.6)
+        await traffic("on the v2 canary", t, "policy@v1", "policy@v2")
         canary.operator_action("promote", "test", "promote under load")
         await _settle(hs, lambda: "v1" in engine.unload_calls)
-        await asyncio.sleep(0.3)
+        await traffic("after promoting v2", time.monotonic(), "policy@v2")
         publish("v3", "v2")
         await _settle(hs, lambda: store.get("policy").candidate_version == "v3")
-        await asyncio.sleep(0.6)
+        await traffic("on the v3 canary", time.monotonic(), "policy@v2", "policy@v3")
         canary.operator_action("rollback", "test", "roll back under load")
         await _settle(hs, lambda: "v3" in engine.unload_calls)
-        await asyncio.sleep(0.3)
+        await traffic("after rolling v3 back", time.monotonic(), "policy@v2")
         stop.set()
         await asyncio.gather(*tasks)
         await client.close()
@@ -146,7 +167,6 @@ def test_swaps_under_load_drop_nothing(topics: Topics) -> None:
         asyncio.run(scenario(url))
 
     assert failures == []
-    assert len(results) > 10 * CLIENTS
     served = {r.model for r in results}
     assert served == {"policy@v1", "policy@v2", "policy@v3"}
     for r in results:

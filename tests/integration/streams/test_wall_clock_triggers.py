@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,8 +14,9 @@ import pytest
 from streams_helpers import produce, read_all, start_worker
 
 from schemas import Topics, TrainJobRequest, parse_message
-from streams import KafkaBus, KafkaSettings
+from streams import KafkaBus, KafkaSettings, Record
 from streams.runners.faust import faust_table_topic
+from tests._wait import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -53,11 +53,12 @@ def test_faust_buffer_age_trigger_requests_a_job_for_few_old_samples(
             runner, topics.namespace, group, log, processor="buffer", config={"min_samples": 1000, "max_age_s": 2.0}
         )
         try:
-            jobs: list = []
-            deadline = time.monotonic() + 120
-            while not jobs and time.monotonic() < deadline and worker.poll() is None:
-                time.sleep(1.0)
-                jobs = read_all(bus, topics.trainer_jobs, 1)
+
+            def jobs_requested() -> list[Record]:
+                assert worker.poll() is None, f"the worker exited ({worker.returncode}):\n{log.read_text()[-3000:]}"
+                return read_all(bus, topics.trainer_jobs, 1)
+
+            jobs = wait_until(jobs_requested, 120, every_s=0.5, what="the buffer's age trigger to request a job")
         finally:
             worker.send_signal(signal.SIGTERM)
             worker.wait(30)

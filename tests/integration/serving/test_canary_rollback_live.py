@@ -28,20 +28,30 @@ from serving.routing import arm_for
 from serving.testing import ScriptedEngine
 from streams import KafkaBus, KafkaSettings, TopicPartition
 from tests._serving import manifest_for, window_aggregate
+from tests._wait import wait_until, wait_until_async
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.timeout(180)]
 
 
-def _read_all(bus: KafkaBus, topic: str, expect: int, timeout_s: float = 20.0) -> list[bytes]:
+def _read_all(bus: KafkaBus, topic: str, at_least: int, timeout_s: float = 30.0) -> list[bytes]:
+    """Every record of ``topic``: once ``at_least`` have come, read on to the end offsets
+    of that moment, so that a later record (the last decision) is never cut off."""
     consumer = bus.consumer()
-    consumer.assign({TopicPartition(topic, p): 0 for p in range(bus.partitions(topic))})
+    tps = [TopicPartition(topic, p) for p in range(bus.partitions(topic))]
+    consumer.assign({tp: 0 for tp in tps})
     out: list[bytes] = []
-    import time
 
-    end = time.monotonic() + timeout_s
-    while len(out) < expect and time.monotonic() < end:
-        out += [r.value for r in consumer.consume(1000, 0.5)]
-    consumer.close()
+    def at_end() -> bool:
+        out.extend(r.value for r in consumer.consume(1000, 0.2))
+        if len(out) < at_least:
+            return False
+        position = consumer.position(tps)
+        return all(position.get(tp, 0) >= consumer.watermarks(tp)[1] for tp in tps)
+
+    try:
+        wait_until(at_end, timeout_s, every_s=0, what=f"at least {at_least} records of {topic}, read to its end")
+    finally:
+        consumer.close()
     return out
 
 
@@ -72,12 +82,15 @@ def test_bad_candidate_rolls_back_at_first_step(
             )
             producer.flush(10)
             kinds: list[str] = []
-            for _ in range(100):
-                kinds += [e.kind for e in await hs.poll_once(t0)]
-                if expect in kinds:
-                    return
-                await asyncio.sleep(0.1)
-            raise AssertionError(f"{version} not {expect}: {kinds}")
+
+            async def arrived() -> bool:
+                kinds.extend(e.kind for e in await hs.poll_once(t0))
+                return expect in kinds
+
+            try:
+                await wait_until_async(arrived, 30, every_s=0.1, what=f"{version} to be {expect}")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; swap events seen: {kinds}") from None
 
         asyncio.run(bring_in("v1", None, 60, "bootstrapped"))
         asyncio.run(bring_in("v2", "v1", 30, "loaded"))
@@ -152,11 +165,13 @@ def test_bad_candidate_rolls_back_at_first_step(
         # Every replica now routes everyone to the baseline.
         final = RedisRoutingStore(redis_url, prefix=prefix).get("policy")
         assert final.candidate_version is None and final.baseline_version == "v1" and final.share_bp == 0
-        import time
-
-        time.sleep(0.1)
-        for g in gateways:
-            assert {g.handler.resolve("policy", f"user-{i}").version for i in range(120)} == {"v1"}
+        wait_until(
+            lambda: all(
+                {g.handler.resolve("policy", f"user-{i}").version for i in range(120)} == {"v1"} for g in gateways
+            ),
+            10,
+            what="every replica to route everyone to v1 (each rereads Redis every 0.05 s)",
+        )
 
         records = [deployment_record_adapter.validate_json(v) for v in _read_all(bus, topics.serving_deployments, 6)]
         actions = [r.action for r in records if isinstance(r, CanaryDecision)]

@@ -9,12 +9,25 @@ import pytest
 
 from schemas import CheckpointManifest, Topics
 from streams import EmbeddedBus, TopicPartition
+from tests._wait import wait_until
 from tests.unit.trainers.worker_helpers import produce_sft_samples, small_worker_settings, submit_job
 from trainers.registry import CheckpointRegistry, version_for_job
 from trainers.worker import InMemoryLeaseStore
 from trainers.worker.worker import TrainerWorker
 
 pytestmark = [pytest.mark.model, pytest.mark.timeout(600)]
+
+
+class RecordingLeases(InMemoryLeaseStore):
+    """Notes every job whose lease the worker asked for, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[str] = []
+
+    def acquire(self, key: str, owner: str, ttl_s: float) -> bool:
+        self.asked.append(key)
+        return super().acquire(key, owner, ttl_s)
 
 
 def _manifests(bus: EmbeddedBus, topics: Topics) -> list[CheckpointManifest]:
@@ -87,18 +100,16 @@ def test_hold_after_publish_takes_no_new_job_until_resumed(tmp_path: Path) -> No
     settings = small_worker_settings(
         tmp_path, gate={"prompts_per_character": 2, "if_tolerance": 1.0, "violation_tolerance": 1.0}
     )
-    with TrainerWorker(bus, topics, settings, InMemoryLeaseStore(), hold_after_publish=True) as worker:
+    leases = RecordingLeases()
+    with TrainerWorker(bus, topics, settings, leases, hold_after_publish=True) as worker:
         worker.start()
-        deadline = time.monotonic() + 300
-        while not _manifests(bus, topics) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        first = _manifests(bus, topics)
-        while not worker.paused and time.monotonic() < deadline:  # it pauses right after committing
-            time.sleep(0.05)
-        assert [m.status for m in first] == ["published"] and worker.paused
+        first = wait_until(lambda: _manifests(bus, topics), 300, every_s=0.2, what="the first checkpoint")
+        wait_until(lambda: worker.paused, 30, what="the worker to pause after publishing")  # right after committing
+        assert [m.status for m in first] == ["published"]
+        # Absence is only seen over a window: an unpaused worker takes the next job's lease
+        # within one poll of trainer.jobs (1 s), so 2 s without it shows the hold.
         time.sleep(2.0)
-        assert len(_manifests(bus, topics)) == 1  # held: the second job waits
+        assert leases.asked == ["job-hold-1"] and len(_manifests(bus, topics)) == 1  # held: the second job waits
         worker.resume()
-        while len(_manifests(bus, topics)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert len(_manifests(bus, topics)) == 2
+        wait_until(lambda: len(_manifests(bus, topics)) == 2, 300, every_s=0.2, what="the second checkpoint")
+        assert leases.asked == ["job-hold-1", "job-hold-2"]

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from schemas import CHAT_EVENTS_DLQ, SchemaError
-from streams.bus import Producer, Record
+from streams.bus import Record
 
 REASON = "dlq.reason"
 FIELD = "dlq.field"
@@ -38,6 +40,15 @@ class DeadLetter:
         )
 
 
+class MessageSink(Protocol):
+    """Where a dead letter is queued: a bus ``Producer``, or a runner's outputs held in
+    memory while a commit is in flight (only ``produce`` is needed)."""
+
+    def produce(
+        self, topic: str, value: bytes, key: str | None = None, headers: Mapping[str, bytes] | None = None
+    ) -> None: ...
+
+
 def error_reason_label(error: Exception) -> str:
     """A low-cardinality label for metrics: the field for schema errors, else the type."""
     if isinstance(error, SchemaError):
@@ -46,7 +57,7 @@ def error_reason_label(error: Exception) -> str:
 
 
 def send_to_dlq(
-    producer: Producer, original: bytes, key: str | None, error: Exception, source: str, topic: str = CHAT_EVENTS_DLQ
+    producer: MessageSink, original: bytes, key: str | None, error: Exception, source: str, topic: str = CHAT_EVENTS_DLQ
 ) -> None:
     """Queue ``original`` on the DLQ with ``error`` as its reason.
 

@@ -48,12 +48,16 @@ class Producer(Protocol):
     def produce(
         self,
         topic: str,
-        value: bytes,
+        value: bytes | None,
         key: str | None = None,
         headers: Mapping[str, bytes] | None = None,
         partition: int | None = None,
     ) -> None:
-        """Queue one message. Delivery failures surface from flush() as StreamError."""
+        """Queue one message. Delivery failures surface from flush() as StreamError.
+
+        ``value=None`` is a tombstone (deletes the key of a compacted topic); only the
+        Kafka bus takes one, the embedded bus raises TypeError.
+        """
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Wait until everything queued is delivered; raise StreamError on any failure."""

@@ -132,7 +132,7 @@ class EmbeddedProducer:
     def produce(
         self,
         topic: str,
-        value: bytes,
+        value: bytes | None,
         key: str | None = None,
         headers: Mapping[str, bytes] | None = None,
         partition: int | None = None,

@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from confluent_kafka import (
     OFFSET_INVALID,
     KafkaError,
     KafkaException,
+    Message,
 )
 from confluent_kafka import (
     Consumer as _RawConsumer,
@@ -129,7 +130,8 @@ class KafkaProducer:
     def __init__(
         self, settings: KafkaSettings, transactional_id: str | None, overrides: Mapping[str, str | int]
     ) -> None:
-        conf: dict[str, str | int] = {
+        # librdkafka properties, plus the error callback the client calls from poll().
+        conf: dict[str, str | int | float | bool | Callable[[KafkaError], None]] = {
             **settings.client_config(),
             "enable.idempotence": True,
             "acks": "all",
@@ -162,15 +164,15 @@ class KafkaProducer:
         else:
             log.warning("kafka producer: %s", err)
 
-    def _on_delivery(self, err: KafkaError | None, msg: object) -> None:
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             with self._lock:
-                self._errors.append(f"delivery to {msg.topic()}[{msg.partition()}] failed: {err}")  # type: ignore[attr-defined]
+                self._errors.append(f"delivery to {msg.topic()}[{msg.partition()}] failed: {err}")
 
     def produce(
         self,
         topic: str,
-        value: bytes,
+        value: bytes | None,
         key: str | None = None,
         headers: Mapping[str, bytes] | None = None,
         partition: int | None = None,
@@ -184,9 +186,10 @@ class KafkaProducer:
                         topic,
                         value,
                         key,
+                        # -1 is librdkafka's "unassigned": the partitioner picks (produce()'s default).
+                        partition=-1 if partition is None else partition,
                         headers=dict(headers) if headers else None,
                         on_delivery=self._on_delivery_cb,
-                        **({"partition": partition} if partition is not None else {}),
                     )
                 break
             except BufferError:
@@ -248,7 +251,7 @@ class KafkaProducer:
 class KafkaConsumer:
     def __init__(self, settings: KafkaSettings, group_id: str | None, overrides: Mapping[str, str | int]) -> None:
         self.group_id = group_id
-        conf: dict[str, str | int] = {
+        conf: dict[str, str | int | float | bool] = {
             **settings.client_config(),
             # Without a group, librdkafka still wants an id; it is never used for commits.
             "group.id": group_id or f"{settings.client_id}-nogroup",

@@ -29,9 +29,9 @@ class KafkaSettings(BaseModel):
     compression_type: Literal["none", "lz4", "zstd", "snappy", "gzip"] = "lz4"
     extra: dict[str, str] = Field(default_factory=dict, description="Any other librdkafka property, passed as is.")
 
-    def client_config(self) -> dict[str, str | int]:
+    def client_config(self) -> dict[str, str | int | float | bool]:
         """librdkafka properties common to producers, consumers and the admin client."""
-        conf: dict[str, str | int] = {
+        conf: dict[str, str | int | float | bool] = {
             "bootstrap.servers": self.bootstrap_servers,
             "client.id": self.client_id,
             "security.protocol": self.security_protocol,

@@ -32,7 +32,11 @@ from streams.processors._events import dumps, iso_ms, to_ms
 from streams.processors._metrics import processor_metrics
 from streams.processors.buffer_config import BufferConfig
 
-_MODELS = {SAMPLES_REWARD: RewardSample, SAMPLES_SFT: SftSample, SAMPLES_PREFERENCE: PreferenceSample}
+_MODELS: dict[str, type[RewardSample | SftSample | PreferenceSample]] = {
+    SAMPLES_REWARD: RewardSample,
+    SAMPLES_SFT: SftSample,
+    SAMPLES_PREFERENCE: PreferenceSample,
+}
 
 
 def job_id_for(kind: str, ranges: list[tuple[str, int, int, int]]) -> str:
@@ -46,7 +50,7 @@ class BufferProcessor(ProcessorBase):
     unclaimed offset), ``n`` (unclaimed count), ``first_wall_ms`` and ``last_ts_ms``."""
 
     name = "buffer"
-    inputs = (SAMPLES_REWARD, SAMPLES_SFT, SAMPLES_PREFERENCE)
+    inputs: tuple[str, ...] = (SAMPLES_REWARD, SAMPLES_SFT, SAMPLES_PREFERENCE)
 
     def __init__(self, config: BufferConfig | None = None, topic_names: dict[str, str] | None = None) -> None:
         super().__init__()

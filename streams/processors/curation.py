@@ -63,7 +63,7 @@ class CurationProcessor(EventTimeProcessor):
     """Turns ``chat.events`` into training samples. See the module docstring."""
 
     name = "curation"
-    inputs = (CHAT_EVENTS,)
+    inputs: tuple[str, ...] = (CHAT_EVENTS,)
 
     def __init__(
         self,

@@ -81,7 +81,7 @@ class SignalsProcessor(EventTimeProcessor):
     """Turns ``chat.events`` into ``engagement.signals``. See the module docstring."""
 
     name = "signals"
-    inputs = (CHAT_EVENTS,)
+    inputs: tuple[str, ...] = (CHAT_EVENTS,)
 
     def __init__(
         self,

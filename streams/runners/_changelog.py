@@ -53,7 +53,7 @@ def write_changes(
         producer.produce(
             topic,
             value if value is not None else tombstone,
-            key=prefix + key,  # type: ignore[arg-type]
+            key=prefix + key,
             partition=partition,
         )
 

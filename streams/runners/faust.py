@@ -204,7 +204,7 @@ class FaustRunner:
                 if stream is not None:
                     await checkpoint(stream, list(pending))
 
-        @app.on_partitions_revoked.connect
+        @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types handlers as (sender, *args); faust documents (sender, revoked)
         async def _revoked(sender: Any, revoked: Any, **_: Any) -> None:
             for tp in revoked:
                 if tp.topic in inputs:

@@ -20,10 +20,10 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from schemas import StreamError, Topics
-from streams.bus import Bus, Consumer, Producer, TopicPartition
+from streams.bus import Bus, Consumer, Producer, Record, TopicPartition
 from streams.dlq import error_reason_label, send_to_dlq
 from streams.processors import Output, Processor, SourcePartition
 from streams.runners._changelog import changelog_topic, ensure_changelog, read_changelog, write_changes
@@ -87,13 +87,11 @@ class KafkaRunner:
         )
         # Static membership: a restarted instance takes its partitions back at once instead
         # of waiting for its crashed predecessor's session to expire.
-        self._consumer = self.bus.consumer(
-            self.group_id,
-            **{
-                "group.instance.id": f"{self.group_id}-{self.config.instance_id}",
-                "session.timeout.ms": int(self.config.session_timeout_s * 1000),
-            },
-        )
+        membership: dict[str, str | int] = {
+            "group.instance.id": f"{self.group_id}-{self.config.instance_id}",
+            "session.timeout.ms": int(self.config.session_timeout_s * 1000),
+        }
+        self._consumer = self.bus.consumer(self.group_id, **membership)
         self._producer.begin_transaction()
         self._consumer.subscribe(list(self._inputs), on_assign=self._on_assign, on_revoke=self._on_revoke)
 
@@ -122,7 +120,7 @@ class KafkaRunner:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def run(self, should_stop: callable[[], bool] | None = None) -> None:  # type: ignore[valid-type]
+    def run(self, should_stop: Callable[[], bool] | None = None) -> None:
         """Poll until ``should_stop()`` is true (forever without it)."""
         while not (should_stop and should_stop()):
             self.poll_once()
@@ -180,13 +178,16 @@ class KafkaRunner:
             self._measure_lag()
         return len(records)
 
-    def _process(self, records: Iterable) -> None:  # type: ignore[type-arg]
+    def _process(self, records: Iterable[Record]) -> None:
         process = self.processor.process
         inputs = self._inputs
         positions = self._positions
         outputs: list[Output] = []
         n = 0
-        topic, partition, source, next_offset = None, -1, None, 0
+        topic: str | None = None
+        partition = -1
+        source = SourcePartition("", -1)  # replaced at the first record (its topic is never None)
+        next_offset = 0
         for rec in records:
             n += 1
             # Records come in runs of one partition: position and source change per run.
@@ -207,14 +208,14 @@ class KafkaRunner:
         self._pending += n
         self._metrics.events_in.labels(self.processor.name, self.runner_name).inc(n)
 
-    def _dead_letter(self, rec: object, exc: Exception) -> None:
-        topic, partition, offset = rec.topic, rec.partition, rec.offset  # type: ignore[attr-defined]
+    def _dead_letter(self, rec: Record, exc: Exception) -> None:
+        topic, partition, offset = rec.topic, rec.partition, rec.offset
         send_to_dlq(
             self._sink(),
             rec.value,
             rec.key,
             exc,
-            f"{topic}/{partition}/{offset}",  # type: ignore[attr-defined]
+            f"{topic}/{partition}/{offset}",
             topic=self.topics.chat_events_dlq,
         )
         self.dead_letters += 1

@@ -8,6 +8,7 @@ from schemas._deployments import (
     DeploymentRecord,
     DeploymentState,
     MetricResult,
+    MetricVerdict,
     deployment_record_adapter,
     deployment_record_key,
 )
@@ -123,6 +124,7 @@ __all__ = [
     "MaxWords",
     "Message",
     "MetricResult",
+    "MetricVerdict",
     "ModelResponseEvent",
     "NoEmoji",
     "OffsetRange",

@@ -9,6 +9,7 @@ from pydantic import Field, TypeAdapter
 from schemas._base import SCHEMA_VERSION, Message, SchemaVersion, UtcDatetime
 
 CanaryAction = Literal["start", "hold", "advance", "promote", "rollback", "halt", "pause", "resume", "reject"]
+MetricVerdict = Literal["better", "worse", "inconclusive", "no_data", "breach", "ok"]
 
 
 class MetricResult(Message):
@@ -24,7 +25,7 @@ class MetricResult(Message):
     p_value: float = Field(description="Always-valid p-value (running minimum).")
     n_baseline: int
     n_candidate: int
-    verdict: Literal["better", "worse", "inconclusive", "no_data", "breach", "ok"]
+    verdict: MetricVerdict
 
 
 class CanaryDecision(Message):

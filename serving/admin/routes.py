@@ -29,11 +29,11 @@ async def list_deployments(request: Request) -> dict[str, Any]:
 
 @router.get("/deployments/{model}")
 async def get_deployment(model: str, request: Request) -> dict[str, Any]:
-    return _service(request).describe(model)  # type: ignore[no-any-return]
+    return _service(request).describe(model)
 
 
 @router.post("/deployments/{model}/{action}")
 async def act(
     model: str, action: Literal["pause", "resume", "promote", "rollback"], body: ActionRequest, request: Request
 ) -> dict[str, Any]:
-    return await _service(request).act(model, action, body.actor, body.reason)  # type: ignore[no-any-return]
+    return await _service(request).act(model, action, body.actor, body.reason)

@@ -10,7 +10,7 @@ from typing import Any
 from serving import _metrics as m
 from serving._errors import AdminAuthError, ModelNotFoundError
 from serving.admin.admin_config import AdminConfig
-from serving.canary.controller import CanaryController
+from serving.canary.controller import CanaryController, OperatorAction
 
 
 class AdminService:
@@ -55,7 +55,7 @@ class AdminService:
     def list(self) -> list[dict[str, Any]]:
         return [self.describe(name) for name in sorted(self.controllers)]
 
-    async def act(self, model: str, action: str, actor: str, reason: str) -> dict[str, Any]:
+    async def act(self, model: str, action: OperatorAction, actor: str, reason: str) -> dict[str, Any]:
         ctl = self.controller(model)
         try:
             decision = await asyncio.to_thread(ctl.operator_action, action, actor, reason)

@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from schemas import LATENCY_BUCKETS_MS, ArmWindowAggregate, MetricResult
+from schemas import LATENCY_BUCKETS_MS, ArmWindowAggregate, CanaryAction, MetricResult, MetricVerdict
 from serving.canary import stats
 from serving.canary.canary_config import GOALS, GUARDRAILS, CanaryConfig
 
@@ -160,7 +160,7 @@ def _result(
             n_baseline=nb,
             n_candidate=nc,
             verdict="no_data",
-        )  # type: ignore[arg-type]
+        )
     var = max(var, 1e-12)  # a degenerate arm (all 0 or all 1) still has sampling uncertainty
     level = alpha if role == "goal" else 2 * alpha  # guardrails: one-sided α from the two-sided 2α mixture
     if min(nb, nc) < MIN_UNITS:
@@ -174,18 +174,19 @@ def _result(
             candidate=mc,
             lift=lift,
             ci_low=lift - half,
-            ci_high=lift + half,  # type: ignore[arg-type]
+            ci_high=lift + half,
             p_value=p_min.get(name, 1.0),
             n_baseline=nb,
             n_candidate=nc,
             verdict="inconclusive",
-        )  # type: ignore[arg-type]
+        )
     p_now = float(stats.msprt_p_value(lift, var, tau2))
     # Running minima per direction, so evidence of a gain is never read as evidence of a loss.
     up = p_min[f"{name}:+"] = min(p_min.get(f"{name}:+", 1.0), p_now if lift > 0 else 1.0)
     down = p_min[f"{name}:-"] = min(p_min.get(f"{name}:-", 1.0), p_now if lift < 0 else 1.0)
     p = p_min[name] = min(up, down)
     half = float(stats.confidence_halfwidth(var, tau2, level))
+    verdict: MetricVerdict
     if role == "goal":
         verdict = "worse" if down <= level else "better" if up <= level else "inconclusive"
     else:
@@ -198,12 +199,12 @@ def _result(
         candidate=mc,
         lift=lift,
         ci_low=lift - half,
-        ci_high=lift + half,  # type: ignore[arg-type]
+        ci_high=lift + half,
         p_value=p,
         n_baseline=nb,
         n_candidate=nc,
         verdict=verdict,
-    )  # type: ignore[arg-type]
+    )
 
 
 def _slow_counts(buckets: list[int], edge: int) -> tuple[int, int]:
@@ -356,7 +357,7 @@ def analyse(
     return Analysis(tuple(final), srm, base.responses, cand.responses, horizon_n(config, rate))
 
 
-def decide(analysis: Analysis, config: CanaryConfig, step_index: int, step_samples: int) -> tuple[str, str]:
+def decide(analysis: Analysis, config: CanaryConfig, step_index: int, step_samples: int) -> tuple[CanaryAction, str]:
     """(action, reason) for one evaluation: halt, rollback, promote, advance or hold."""
     if analysis.srm_p_value is not None and analysis.srm_p_value < config.srm_alpha:
         return (
@@ -374,7 +375,7 @@ def decide(analysis: Analysis, config: CanaryConfig, step_index: int, step_sampl
         return "rollback", f"significant loss: {', '.join(by_verdict['worse'])}"
     core = [analysis.metric(n) for n in ("continue_rate", "violation_rate")]
     if any(r.verdict == "no_data" for r in core):
-        action = "hold" if config.on_no_data == "hold" else "rollback"
+        action: CanaryAction = "hold" if config.on_no_data == "hold" else "rollback"
         return action, "no data: " + ", ".join(r.name for r in core if r.verdict == "no_data")
     if step_samples < config.min_samples_per_step:
         return "hold", f"collecting: {step_samples}/{config.min_samples_per_step} candidate responses at this step"

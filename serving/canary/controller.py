@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
@@ -39,6 +40,9 @@ from serving.routing import RoutingStore
 from streams import Bus, Consumer, TopicPartition
 
 log = logging.getLogger(__name__)
+
+OperatorAction = Literal["pause", "resume", "promote", "rollback"]
+"""What an operator may do through the admin API (validated again at run time)."""
 
 ErrorCounts = Callable[[str, str], tuple[int, int]]
 """(arm, version) → (requests, errors) since the process started."""
@@ -284,7 +288,7 @@ class CanaryController:
     def _apply(
         self,
         state: DeploymentState,
-        action: str,
+        action: CanaryAction,
         reason: str,
         now: datetime,
         actor: str,
@@ -337,7 +341,7 @@ class CanaryController:
         self,
         before: DeploymentState | None,
         after: DeploymentState,
-        action: str,
+        action: CanaryAction,
         reason: str,
         now: datetime,
         actor: str,
@@ -360,7 +364,7 @@ class CanaryController:
         self,
         before: DeploymentState | None,
         after: DeploymentState | None,
-        action: str,
+        action: CanaryAction,
         reason: str,
         now: datetime,
         actor: str,
@@ -381,7 +385,7 @@ class CanaryController:
             candidate_version=candidate
             or (before.candidate_version if before else None)
             or (after.candidate_version if after else None),
-            action=_action(action),
+            action=action,
             reason=reason,
             share_bp_before=before.share_bp if before else 0,
             share_bp_after=after.share_bp if after else 0,
@@ -399,7 +403,9 @@ class CanaryController:
         self._producer.flush(10.0)
 
     # -- operator actions (admin API) ----------------------------------------------------
-    def operator_action(self, action: str, actor: str, reason: str, now: datetime | None = None) -> CanaryDecision:
+    def operator_action(
+        self, action: OperatorAction, actor: str, reason: str, now: datetime | None = None
+    ) -> CanaryDecision:
         """pause | resume | promote | rollback, by an operator, recorded with who and why."""
         now = now or datetime.now(UTC)
         with self._lock:
@@ -429,10 +435,6 @@ class CanaryController:
         if self._consumer is not None:
             self._consumer.close()
         self._producer.close()
-
-
-def _action(name: str) -> CanaryAction:
-    return name  # type: ignore[return-value]
 
 
 def ensure_topics(bus: Bus, topics: Topics) -> None:

@@ -3,7 +3,7 @@ model server, whether in-process (embedded) or remote (vLLM)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
@@ -29,12 +29,15 @@ class GenerationRequest:
     params: SamplingParams = field(default_factory=SamplingParams)
 
 
+FinishReason = Literal["stop", "length"]
+
+
 @dataclass(frozen=True)
 class Delta:
     """A piece of a streamed reply. The last delta has ``finish_reason`` and the token counts."""
 
     text: str
-    finish_reason: Literal["stop", "length"] | None = None
+    finish_reason: FinishReason | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
@@ -69,7 +72,7 @@ class Engine(Protocol):
     def versions(self) -> list[str]:
         """Versions currently loaded."""
 
-    def generate(self, version: str, request: GenerationRequest) -> AsyncIterator[Delta]:
+    def generate(self, version: str, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         """Stream the reply. Cancelling the iteration (closing it) cancels the work upstream.
 
         Raises EngineUnavailableError before the first delta when the engine cannot serve it.
@@ -88,5 +91,5 @@ async def complete(engine: Engine, version: str, request: GenerationRequest) -> 
             parts.append(delta.text)
             last = delta
     finally:
-        await stream.aclose()  # type: ignore[attr-defined]
+        await stream.aclose()
     return Delta("".join(parts), last.finish_reason, last.prompt_tokens, last.completion_tokens)

@@ -14,14 +14,14 @@ import logging
 import queue
 import threading
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
 from schemas import ServingError
 from serving._errors import EngineUnavailableError, ModelLoadError
 from serving.engines._checkpoint import verify_checkpoint_dir
-from serving.engines.base import Delta, GenerationRequest, ModelSource
+from serving.engines.base import Delta, FinishReason, GenerationRequest, ModelSource
 from serving.engines.embedded_config import EmbeddedEngineConfig
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ class EmbeddedEngine:
         self._models.pop(version, None)
 
     # -- requests -------------------------------------------------------------------
-    async def generate(self, version: str, request: GenerationRequest) -> AsyncIterator[Delta]:
+    async def generate(self, version: str, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         if version not in self._models:
             raise EngineUnavailableError(f"version {version!r} is not loaded", retry_after_s=1.0)
         self._ensure_thread()
@@ -297,12 +297,12 @@ class _BatchStreamer:
             job.emit(Delta(text[job.sent_chars :]))
             job.sent_chars = len(text)
 
-    def _finish(self, job: _Job, reason: str) -> None:
+    def _finish(self, job: _Job, reason: FinishReason) -> None:
         text = self.tok.decode(job.ids, skip_special_tokens=True)
         stop_at = _stop_index(text, job.request.params.stop)
         self._send(job, text if stop_at is None else text[:stop_at])
         job.finished = True
-        job.emit(Delta("", reason, job.prompt_tokens, len(job.ids)))  # type: ignore[arg-type]
+        job.emit(Delta("", reason, job.prompt_tokens, len(job.ids)))
 
     def end(self) -> None:
         for job in self.jobs:

@@ -24,7 +24,7 @@ import asyncio
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -170,7 +170,7 @@ class VllmEngine:
         return fixed
 
     # -- requests -------------------------------------------------------------------
-    async def generate(self, version: str, request: GenerationRequest) -> AsyncIterator[Delta]:
+    async def generate(self, version: str, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         urls = self._replicas.get(version)
         if not urls:
             raise EngineUnavailableError(f"version {version!r} is not loaded", retry_after_s=1.0)

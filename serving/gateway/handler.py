@@ -12,7 +12,7 @@ import random
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -172,7 +172,7 @@ def route_metrics(r: Route) -> _RouteMetrics:
 class _Open:
     route: Route
     first: Delta
-    stream: AsyncIterator[Delta]
+    stream: AsyncGenerator[Delta, None]
     lease: Any
     started: float
     ttft_s: float
@@ -254,17 +254,17 @@ class ChatHandler:
                     first = await stream.__anext__()
                     return _Open(chosen, first, stream, lease, started, time.perf_counter() - started)
                 except StopAsyncIteration:
-                    await stream.aclose()  # type: ignore[attr-defined]
+                    await stream.aclose()
                     lease.__exit__(None, None, None)
                     return _Open(
                         chosen, Delta("", "stop"), _empty(), _NullLease(), started, time.perf_counter() - started
                     )
                 except FlywheelError as exc:
                     last = exc
-                    await stream.aclose()  # type: ignore[attr-defined]
+                    await stream.aclose()
                     lease.__exit__(None, None, None)
                 except BaseException:
-                    await stream.aclose()  # type: ignore[attr-defined]
+                    await stream.aclose()
                     lease.__exit__(None, None, None)
                     raise
             if attempt + 1 < self.config.engine_attempts:
@@ -489,14 +489,14 @@ class _NullLease:
         pass
 
 
-async def _empty() -> AsyncIterator[Delta]:
+async def _empty() -> AsyncGenerator[Delta, None]:
     return
     yield  # pragma: no cover
 
 
 async def _close(opened: _Open) -> None:
     try:
-        await opened.stream.aclose()  # type: ignore[attr-defined]
+        await opened.stream.aclose()
     finally:
         opened.lease.__exit__(None, None, None)
 

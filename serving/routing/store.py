@@ -103,7 +103,7 @@ class RedisRoutingStore:
 
     def models(self) -> list[str]:
         members = self._client.smembers(f"{self._prefix}:models")
-        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)  # type: ignore[union-attr]
+        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
 
     def delete_all(self) -> None:
         """Remove every key under the prefix (tests)."""

@@ -9,7 +9,7 @@ against an engine whose own cost is known.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from serving._errors import EngineUnavailableError, ModelLoadError
 from serving.engines.base import Delta, GenerationRequest, ModelSource
@@ -57,7 +57,7 @@ class ScriptedEngine:
     def versions(self) -> list[str]:
         return sorted(self._versions)
 
-    async def generate(self, version: str, request: GenerationRequest) -> AsyncIterator[Delta]:
+    async def generate(self, version: str, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         if version not in self._versions:
             raise EngineUnavailableError(f"version {version!r} is not loaded", retry_after_s=0.1)
         if self.fail_first > 0:

@@ -191,7 +191,7 @@ class VllmCompatServer:
 
     @property
     def state(self) -> CompatState:
-        return self.app.state.compat  # type: ignore[no-any-return]
+        return self.app.state.compat
 
     def start(self) -> VllmCompatServer:
         self._thread.start()

@@ -10,7 +10,16 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from schemas import ChatMessage, Instruction, check_policy, follows_instructions
+from schemas import (
+    AddressUserByName,
+    ChatMessage,
+    ExcludeWords,
+    IncludeWords,
+    Instruction,
+    MaxSentences,
+    check_policy,
+    follows_instructions,
+)
 from trainers.bootstrap.catalogue import CHARACTERS, Character, Topic, chat_messages, traffic_opener
 
 _BODIES = (
@@ -144,7 +153,9 @@ def synthetic_reply(character: Character, subject: str, rng: random.Random, *, f
     if not follow and ins:
         broken = set(rng.sample(sorted(ins), k=min(len(ins), rng.choice((1, 1, 2)))))
     keyword_ok = "persona_keywords" not in broken
-    name = ins["address_user_by_name"].name if "address_user_by_name" in ins else None  # type: ignore[union-attr]
+    # The kind names its class, so ``isinstance`` is the same test as ``kind in ins``.
+    address = ins.get("address_user_by_name")
+    name = address.name if isinstance(address, AddressUserByName) else None
     if keyword_ok and "address_user_by_name" not in broken:
         greeting = character.greeting
     elif name and "address_user_by_name" not in broken:
@@ -154,10 +165,11 @@ def synthetic_reply(character: Character, subject: str, rng: random.Random, *, f
     kw = rng.choice(character.keywords) if keyword_ok else rng.choice(_NEUTRAL)
     body = rng.choice(_BODIES).format(subj=subject, kw=kw)
     parts = [greeting, body[0].upper() + body[1:]]
-    if "include_words" in ins and "include_words" not in broken:
-        parts.append(" ".join(w.capitalize() for w in ins["include_words"].words_required) + "!")  # type: ignore[union-attr]
-    if "exclude_words" in broken:
-        parts.append(f"I would say {rng.choice(ins['exclude_words'].words_forbidden)} here.")  # type: ignore[union-attr]
+    include, exclude = ins.get("include_words"), ins.get("exclude_words")
+    if isinstance(include, IncludeWords) and "include_words" not in broken:
+        parts.append(" ".join(w.capitalize() for w in include.words_required) + "!")
+    if isinstance(exclude, ExcludeWords) and "exclude_words" in broken:
+        parts.append(f"I would say {rng.choice(exclude.words_forbidden)} here.")
     if "max_words" in broken or "max_sentences" in broken:
         parts.extend(rng.sample(_FILLER, k=2))
     if violate:
@@ -172,7 +184,8 @@ def synthetic_reply(character: Character, subject: str, rng: random.Random, *, f
         use_emoji = False
     elif "use_emoji" not in ins and "no_emoji" not in ins:
         use_emoji = rng.random() < 0.3
-    if "max_sentences" in ins and "max_sentences" not in broken and len(parts) > ins["max_sentences"].limit:  # type: ignore[union-attr]
+    max_sentences = ins.get("max_sentences")
+    if isinstance(max_sentences, MaxSentences) and "max_sentences" not in broken and len(parts) > max_sentences.limit:
         parts.pop(0)  # a policy violation took the greeting's sentence slot
     text = " ".join(parts)
     return f"{text} {character.emoji}" if use_emoji else text

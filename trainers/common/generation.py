@@ -47,7 +47,7 @@ def generate_replies(
             ]
             enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
             with torch.no_grad():
-                gen = model.generate(  # type: ignore[operator]
+                gen = model.generate(  # type: ignore[operator]  # transformers 5: generate is on GenerationMixin, which causal LMs mix in and PreTrainedModel does not
                     **enc,
                     do_sample=True,
                     temperature=sampling.temperature,

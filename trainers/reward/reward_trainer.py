@@ -7,7 +7,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import datasets  # type: ignore[import-untyped]
+import datasets
+import torch
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -87,10 +88,12 @@ class RewardModelTrainer:
         self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, labelled: Sequence[Labelled], work: Path
     ) -> Trainer:
         s = self.settings
-        if s.lora.enabled:
+        lora = peft_config(s, "SEQ_CLS")  # None unless LoRA is enabled
+        trained: torch.nn.Module = model
+        if lora is not None:
             from peft import get_peft_model
 
-            model = get_peft_model(model, peft_config(s, "SEQ_CLS"))  # type: ignore[arg-type,assignment]
+            trained = get_peft_model(model, lora)
         rows = []
         for ex in labelled:
             text = tokenizer.apply_chat_template(ex.prompt.with_reply(ex.reply), tokenize=False)
@@ -99,7 +102,7 @@ class RewardModelTrainer:
         # BCE on one logit: sigmoid(score) estimates P(continued | context, reply).
         args = TrainingArguments(**common_args(s, work), remove_unused_columns=False)
         return Trainer(
-            model=model,
+            model=trained,
             args=args,
             train_dataset=datasets.Dataset.from_list(rows),
             data_collator=DataCollatorWithPadding(tokenizer),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 
 from prometheus_client import Counter
-from tqdm import tqdm  # type: ignore[import-untyped]
+from tqdm import tqdm
 
 from trainers.worker.lease import LeaseKeeper, LeaseLostError
 

@@ -10,6 +10,10 @@ import socket
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +23,7 @@ class ServingThread:
 
     def __init__(
         self,
-        app: object,
+        app: ASGIApp,
         tick: Callable[[], asyncio.Future[None] | object],
         interval_s: float,
         on_close: Callable[[], object] | None = None,

@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from flywheel.demo._watch import StageCounter, TopicTail
 from flywheel.demo.config import DemoConfig
 from flywheel.demo.progress import Progress
 from flywheel.demo.report import (
+    Decision,
     DemoReport,
     GenerationResult,
     HeldOutMetrics,
@@ -29,15 +31,20 @@ from schemas import (
     CheckpointManifest,
     DeploymentState,
     EvalReport,
+    MetricResult,
     ResponseOutcome,
     deployment_record_adapter,
     engagement_signal_adapter,
 )
 
+if TYPE_CHECKING:  # the runtime imports serving and the trainers (torch): not at module level
+    from flywheel.demo.runtime import DemoRuntime
+    from flywheel.sim import SimStats
+
 log = logging.getLogger(__name__)
 
 _POLICY_JOB_KINDS = frozenset({"sft", "dpo", "grpo"})
-_FINAL = {"promote": "promoted", "rollback": "rolled_back", "reject": "rejected"}
+_FINAL: dict[str, Decision] = {"promote": "promoted", "rollback": "rolled_back", "reject": "rejected"}
 
 
 @dataclass
@@ -45,10 +52,10 @@ class _Generation:
     number: int
     manifest: CheckpointManifest
     planted: bool = False
-    decision: str | None = None
+    decision: Decision | None = None
     reason: str = ""
     share_bp: int = 0
-    metrics: tuple = ()
+    metrics: tuple[MetricResult, ...] = ()
     seen_s: float = 0.0
     decided_s: float | None = None
 
@@ -119,7 +126,7 @@ def _offline(report: EvalReport | None) -> OfflineMetrics:
     )
 
 
-def _online(metrics: tuple, share_bp: int) -> OnlineMetrics:
+def _online(metrics: tuple[MetricResult, ...], share_bp: int) -> OnlineMetrics:
     from serving.canary import lift_summary
 
     if not metrics:
@@ -257,13 +264,12 @@ def run_demo(
 
 
 def _loop(
-    runtime: object, config: DemoConfig, progress: Progress, started: float, base_version: str, base_eval: EvalReport
+    rt: DemoRuntime, config: DemoConfig, progress: Progress, started: float, base_version: str, base_eval: EvalReport
 ) -> DemoReport:
     from flywheel.demo import _trainers
 
-    rt = runtime  # DemoRuntime; typed loosely to keep torch-free imports at module level
-    topics = rt.topics  # type: ignore[attr-defined]
-    bus = rt.bus  # type: ignore[attr-defined]
+    topics = rt.topics
+    bus = rt.bus
     tracker = _Tracker(config.model, base_version)
     checkpoints = TopicTail(bus, topics.models_checkpoints)
     deployments = TopicTail(bus, topics.serving_deployments)
@@ -279,8 +285,8 @@ def _loop(
         },
     )
     outcomes = _Outcomes()
-    rt.start_trainer()  # type: ignore[attr-defined]
-    rt.users.resume()  # type: ignore[attr-defined]
+    worker = rt.start_trainer()
+    rt.users.resume()
     progress.event(f"{config.simulator.users} simulated users start talking")
     last_rate = (time.monotonic(), 0)
     rate = 0.0
@@ -321,7 +327,7 @@ def _loop(
                         )
                     if record.action == "halt":
                         # An operator's move: a halted experiment is not trusted; take the candidate out.
-                        rt.canary.operator_action("rollback", "flywheel demo", f"experiment halted: {record.reason}")  # type: ignore[attr-defined]
+                        rt.canary.operator_action("rollback", "flywheel demo", f"experiment halted: {record.reason}")
                 if g is not None:
                     o = _online(g.metrics, g.share_bp)
                     lift = (
@@ -331,6 +337,7 @@ def _loop(
                             f" (continue lift {100 * o.continue_rate_lift:+.1f} pp, CI [{100 * (o.ci_low or 0):+.1f}, {100 * (o.ci_high or 0):+.1f}])"
                         )
                     )
+                    assert g.decision is not None  # on_decision returns a generation once it is decided
                     progress.event(f"generation {g.number}: {g.decision.replace('_', ' ')}{lift}: {g.reason}")
             for r in signals.poll():
                 sig = engagement_signal_adapter.validate_json(r.value)
@@ -344,16 +351,16 @@ def _loop(
                 and len(tracker.generations) >= config.plant_bad_generation - 1
                 and len(decided) == len(tracker.generations)
             ):
-                tracker.planted_job = _trainers.plant_bad_job(rt)  # type: ignore[arg-type]
+                tracker.planted_job = _trainers.plant_bad_job(rt)
                 progress.event(f"planting a bad generation: job {tracker.planted_job} trains on corrupted preferences")
             if len(decided) >= config.generations:
                 break
             if now_s > config.max_wall_s:
                 progress.event(f"stopping: wall-time budget {config.max_wall_s:.0f}s spent")
                 break
-            if rt.users.error is not None:  # type: ignore[attr-defined]
-                raise RuntimeError(f"simulated users failed: {rt.users.error}")  # type: ignore[attr-defined]
-            requests = rt.simulator.stats.requests  # type: ignore[attr-defined]
+            if rt.users.error is not None:
+                raise RuntimeError(f"simulated users failed: {rt.users.error}")
+            requests = rt.simulator.stats.requests
             t, n = last_rate
             if time.monotonic() - t >= 5:
                 rate = (requests - n) / (time.monotonic() - t)
@@ -375,24 +382,24 @@ def _loop(
             last_stage = stage
             if config.pause_training_during_canary:
                 busy = cand is not None or tracker.awaiting_canary(now_s)
-                if busy != rt.worker.paused:  # type: ignore[attr-defined]
-                    rt.worker.pause() if busy else rt.worker.resume()  # type: ignore[attr-defined]
+                if busy != worker.paused:
+                    worker.pause() if busy else worker.resume()
             if config.pause_traffic_while_training and training and cand is None:
-                if rt.users.running:  # type: ignore[attr-defined]
-                    rt.users.pause(timeout_s=0.0)  # type: ignore[attr-defined]
-            elif not rt.users.running:  # type: ignore[attr-defined]
-                rt.users.resume()  # type: ignore[attr-defined]
+                if rt.users.running:
+                    rt.users.pause(timeout_s=0.0)
+            elif not rt.users.running:
+                rt.users.resume()
             progress.status(
                 gen=f"{len(decided) + (1 if cand or stage == 'training' else 0)}/{config.generations}",
                 stage=stage,
                 day=rt.simulator.day + 1,
-                requests=f"{requests} ({rate:.0f}/s)",  # type: ignore[attr-defined]
+                requests=f"{requests} ({rate:.0f}/s)",
                 samples=f"sft {counts['samples.sft']} pref {counts['samples.preference']} rm {counts['samples.reward']}",
                 jobs=counts["trainer.jobs"],
             )
             time.sleep(0.25)
     finally:
-        rt.users.pause()  # type: ignore[attr-defined]
+        rt.users.pause()
     wall_s = time.monotonic() - started
     for r in signals.poll():
         sig = engagement_signal_adapter.validate_json(r.value)
@@ -410,7 +417,7 @@ def _loop(
         checkpoints.count,
         deployments.count,
         signals.count,
-    )  # type: ignore[attr-defined]
+    )
 
 
 def _build_report(
@@ -421,7 +428,7 @@ def _build_report(
     base_eval: EvalReport,
     config: DemoConfig,
     wall_s: float,
-    sim_stats: object,
+    sim_stats: SimStats,
     n_checkpoints: int,
     n_deployments: int,
     n_signals: int,
@@ -446,7 +453,7 @@ def _build_report(
                 job_kind=g.manifest.job_kind,
                 planted_bad=g.planted,
                 offline=_offline(g.manifest.eval),
-                decision=g.decision or "undecided",  # type: ignore[arg-type]
+                decision=g.decision or "undecided",
                 decision_reason=g.reason,
                 online=_online(g.metrics, g.share_bp),
                 wall_s=round((g.decided_s or wall_s) - g.seen_s, 1),
@@ -471,7 +478,7 @@ def _build_report(
             violation_rate=round(s.violation_rate, 4),
             mean_depth=round(s.mean_depth, 3),
         )
-        for v, s in sorted(sim_stats.by_version.items())  # type: ignore[attr-defined]
+        for v, s in sorted(sim_stats.by_version.items())
     )
     return DemoReport(
         base_version=base_version,

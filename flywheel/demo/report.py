@@ -116,7 +116,7 @@ def render_table(report: DemoReport) -> str:
     ]
     for g in report.generations:
         o = g.online
-        ci = "" if o.ci_low is None else f" [{100 * o.ci_low:+.2f}, {100 * o.ci_high:+.2f}]"  # type: ignore[operator]
+        ci = "" if o.ci_low is None or o.ci_high is None else f" [{100 * o.ci_low:+.2f}, {100 * o.ci_high:+.2f}]"
         name = g.version + (" (planted)" if g.planted_bad else "")
         lines.append(
             f"{g.generation:>3} {name:<22} {_pct(g.offline.instruction_following)} {_pct(g.offline.violation_rate)} "

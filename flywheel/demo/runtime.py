@@ -33,6 +33,7 @@ from streams import Bus, ChatEventProducer, EmbeddedBus, KafkaBus
 if TYPE_CHECKING:
     from flywheel.demo.progress import Progress
     from schemas import EvalReport
+    from streams.runners import EmbeddedRunner
     from trainers.worker import TrainerWorkerSettings
     from trainers.worker.worker import TrainerWorker
 
@@ -112,7 +113,7 @@ class DemoRuntime:
         self.topics = Topics(f"demo-{self.run_id}") if kafka else settings.topics
         self.bus: Bus = KafkaBus(settings.kafka) if kafka else EmbeddedBus()
         self._on_turn = on_turn
-        self._runners: list[object] = []
+        self._runners: list[EmbeddedRunner] = []
         self._worker_settings: TrainerWorkerSettings | None = None
         self.worker: TrainerWorker | None = None
         # The registry and trainer scratch space of this run (removed on stop).
@@ -236,10 +237,11 @@ class DemoRuntime:
             self._worker_settings = _trainers.worker_settings(self)
         return self._worker_settings
 
-    def start_trainer(self) -> None:
+    def start_trainer(self) -> TrainerWorker:
         from flywheel.demo import _trainers
 
         self.worker = _trainers.start_worker(self)
+        return self.worker
 
     # -- the base model ---------------------------------------------------------------
     def bootstrap_base(self, progress: Progress | None = None, timeout_s: float = 120.0) -> tuple[str, EvalReport]:
@@ -267,7 +269,7 @@ class DemoRuntime:
 
     # -- stop -------------------------------------------------------------------------
     def stop(self) -> None:
-        steps = [self.users.stop, self.serving.stop, *[r.stop for r in reversed(self._runners)]]  # type: ignore[attr-defined]
+        steps = [self.users.stop, self.serving.stop, *[r.stop for r in reversed(self._runners)]]
         if self.worker is not None:
             steps.insert(1, self.worker.stop)
         for step in steps:

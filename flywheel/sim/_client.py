@@ -92,7 +92,7 @@ class GatewayClient:
         started = time.perf_counter()
         raw = await self._client.chat.completions.with_raw_response.create(
             model=self._model,
-            messages=list(request.messages),  # type: ignore[arg-type]
+            messages=list(request.messages),  # type: ignore[arg-type]  # openai wants a TypedDict per role; these are plain role/content dicts
             user=request.user_id,
             max_tokens=self._max_tokens,
             extra_headers=self.headers(request),

@@ -71,6 +71,9 @@ bench: install infra
 	eval "$$(deploy/local/up 2>/dev/null)" && for b in bench/*.py; do $(BIN)/python $$b; done
 
 lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 clean-venv:

@@ -18,6 +18,7 @@ import os
 import platform
 import random
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -63,8 +64,8 @@ def cache_key(settings: BaseModelSettings) -> str:
     builds it and its corpus. Same key, same model."""
     h = hashlib.sha256()
     h.update(settings.model_dump_json(exclude={"cache_dir"}).encode())
-    for module in (catalogue, corpus, inspect.getmodule(cache_key)):
-        h.update(inspect.getsource(module).encode())  # type: ignore[arg-type]
+    for module in (catalogue, corpus, sys.modules[__name__]):
+        h.update(inspect.getsource(module).encode())
     # What else changes the result: the numeric libraries and the instruction set they run on.
     h.update(f"torch={torch.__version__} transformers={transformers.__version__}".encode())
     h.update(f"tokenizers={tokenizers.__version__} machine={platform.machine()}".encode())

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,8 @@ from typing import Any
 
 import httpx
 import yaml
+
+from tests._wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES_DIR = ROOT / "deploy/prometheus/rules"
@@ -153,14 +154,8 @@ class Prometheus:
         return self.http.get("/api/v1/status/config").json()["data"]["yaml"]
 
     def wait(self, what: str, check: Any, timeout_s: float, every_s: float = 0.5) -> Any:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            value = check()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
-            time.sleep(every_s)
+        """``check()``'s first truthy value, polled every ``every_s``; AssertionError after ``timeout_s``."""
+        return wait_until(check, timeout_s, every_s=every_s, what=what)
 
     def close(self) -> None:
         self.http.close()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -26,6 +28,42 @@ def produce(bus: Bus, topic: str, events: list[tuple[str | None, bytes]]) -> Non
     for key, value in events:
         producer.produce(topic, value, key=key)
     producer.flush()
+
+
+class ChunkFeeder:
+    """Produces ``events`` in order, from a thread, one chunk each time ``next_chunk()`` is
+    called, in paced batches, so that traffic is still arriving while a worker runs and is
+    killed. ``finish()`` sends whatever is left and waits until all of it is written."""
+
+    def __init__(self, bus: Bus, topic: str, events: list[tuple[str | None, bytes]], chunks: int) -> None:
+        size = -(-len(events) // chunks)
+        self._chunks = [events[i : i + size] for i in range(0, len(events), size)]
+        self._asked: queue.Queue[bool] = queue.Queue()
+        self._given = 0
+        self._producer = bus.producer()
+        self._topic = topic
+        self._thread = threading.Thread(target=self._run, name="feeder", daemon=True)
+        self._thread.start()
+
+    def next_chunk(self) -> None:
+        self._given += 1
+        self._asked.put(True)
+
+    def finish(self, timeout_s: float = 120.0) -> None:
+        for _ in range(len(self._chunks) - self._given):
+            self.next_chunk()
+        self._thread.join(timeout_s)
+        assert not self._thread.is_alive(), f"the feeder did not finish within {timeout_s:g} s"
+
+    def _run(self) -> None:
+        for chunk in self._chunks:
+            self._asked.get()
+            for i in range(0, len(chunk), 300):
+                for key, value in chunk[i : i + 300]:
+                    self._producer.produce(self._topic, value, key=key)
+                self._producer.flush()
+                time.sleep(0.1)  # pacing: the chunk arrives over about a second, not at once
+        self._producer.close()
 
 
 def read_all(bus: Bus, topic: str, idle_polls: int = 3) -> list[Any]:
@@ -97,7 +135,7 @@ def wait_committed(bus: KafkaBus, group: str, topic: str, total: int, timeout_s:
             done = sum(v or 0 for v in consumer.committed(tps).values())
             if done >= total or time.monotonic() >= deadline:
                 break
-            time.sleep(0.5)
+            time.sleep(0.5)  # poll interval; the caller asserts on the count it gets back
     finally:
         consumer.close()
     return done

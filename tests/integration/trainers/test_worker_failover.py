@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +14,8 @@ import pytest
 import redis
 
 from schemas import CheckpointManifest, Topics
-from streams import KafkaBus, KafkaSettings, TopicPartition
+from streams import KafkaBus, KafkaSettings, Record, TopicPartition
+from tests._wait import wait_until
 from tests.unit.trainers.worker_helpers import produce_sft_samples, submit_job
 from trainers.registry import CheckpointRegistry, RegistrySettings, version_for_job
 
@@ -41,14 +41,6 @@ def _worker(name: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
-
-
-def _wait(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def test_killed_worker_job_is_redone_once(
@@ -87,31 +79,44 @@ def test_killed_worker_job_is_redone_once(
             "FLYWHEEL_TRAINERS__GATE__VIOLATION_TOLERANCE": "1.0",
             "FLYWHEEL_TRAINERS__SFT__NUM_CANDIDATES": "1",
         }
-        first = _worker("w1", env, tmp_path / "w1.log")
-        _wait(lambda: r.get(lease_prefix + job.job_id) == b"w1", 240, "w1 to take the job's lease")
+        # w1's temporary files go to a folder of its own: the SFT trainer's work folder
+        # (flywheel-sft-*) appears there when training starts and goes when it ends.
+        w1_tmp = tmp_path / "w1-tmp"
+        w1_tmp.mkdir()
+        first = _worker("w1", {**env, "TMPDIR": str(w1_tmp)}, tmp_path / "w1.log")
+        wait_until(lambda: r.get(lease_prefix + job.job_id) == b"w1", 240, what="w1 to take the job's lease")
         second = _worker("w2", env, tmp_path / "w2.log")
-        time.sleep(4)  # w1 is reading samples / training by now
+
+        def training() -> bool:
+            assert first.poll() is None, (
+                "w1 exited before it could be killed:\n" + (tmp_path / "w1.log").read_text()[-3000:]
+            )
+            return any(w1_tmp.glob("flywheel-sft-*"))
+
+        wait_until(training, 240, what="w1 to start training (its flywheel-sft-* work folder)")
         registry = CheckpointRegistry(RegistrySettings(root=tmp_path / "registry"))
         version = version_for_job(job.job_id)
-        assert first.poll() is None and not registry.exists("tiny", version), "w1 finished before it could be killed"
+        assert not registry.exists("tiny", version), "w1 published before it could be killed"
         first.send_signal(signal.SIGKILL)
         first.wait(30)
         assert second.wait(400) == 0, (tmp_path / "w2.log").read_text()[-3000:]
 
+        checkpoints = TopicPartition(topics.models_checkpoints, 0)
         consumer = bus.consumer(None)
-        consumer.assign({TopicPartition(topics.models_checkpoints, 0): 0})
-        records = []
-        for _ in range(20):
-            records += consumer.consume(100, 0.5)
-            if (
-                records
-                and consumer.position([TopicPartition(topics.models_checkpoints, 0)]).get(
-                    TopicPartition(topics.models_checkpoints, 0), 0
-                )
-                >= consumer.watermarks(TopicPartition(topics.models_checkpoints, 0))[1]
-            ):
-                break
-        consumer.close()
+        consumer.assign({checkpoints: 0})
+        records: list[Record] = []
+
+        def read_to_end() -> bool:
+            records.extend(consumer.consume(100, 0.5))
+            return (
+                bool(records)
+                and consumer.position([checkpoints]).get(checkpoints, 0) >= consumer.watermarks(checkpoints)[1]
+            )
+
+        try:
+            wait_until(read_to_end, 30, every_s=0, what="models.checkpoints, read to its end")
+        finally:
+            consumer.close()
         manifests = [CheckpointManifest.model_validate_json(rec.value) for rec in records]
         assert [m.version for m in manifests] == [version]
         (manifest,) = manifests

@@ -51,7 +51,6 @@ from schemas._jobs import CheckpointManifest, EvalReport, FileDigest, JobKind, O
 from schemas._policy import DEFAULT_POLICY, PolicyRuleSet, check_policy
 from schemas._samples import ChatMessage, EngagementLabels, PreferenceSample, RewardSample, SftSample
 from schemas._signals import (
-    LATENCY_BUCKETS_MS,
     ArmWindowAggregate,
     EngagementSignal,
     ResponseOutcome,
@@ -75,6 +74,7 @@ from schemas._topics import (
     Topics,
     TopicSpec,
 )
+from schemas._window import LATENCY_BUCKETS_MS, EngagementRates, Rate, WindowCounters, counter
 
 __all__ = [
     "CHAT_EVENTS",
@@ -110,6 +110,7 @@ __all__ = [
     "DeploymentState",
     "EndWithQuestion",
     "EngagementLabels",
+    "EngagementRates",
     "EngagementSignal",
     "EvalReport",
     "ExcludeWords",
@@ -131,6 +132,7 @@ __all__ = [
     "PersonaKeywords",
     "PolicyRuleSet",
     "PreferenceSample",
+    "Rate",
     "ResponseOutcome",
     "RewardSample",
     "SchemaError",
@@ -148,11 +150,13 @@ __all__ = [
     "UserFeedbackEvent",
     "UserMessageEvent",
     "ValidationLimits",
+    "WindowCounters",
     "chat_event_adapter",
     "check_instructions",
     "check_name",
     "check_policy",
     "count_sentences",
+    "counter",
     "deployment_record_adapter",
     "deployment_record_key",
     "engagement_signal_adapter",

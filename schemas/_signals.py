@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from datetime import datetime
+from types import GenericAlias
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self, get_args, get_origin, get_type_hints
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field, TypeAdapter, create_model
 
 from schemas._base import SCHEMA_VERSION, Message, SchemaVersion, UtcDatetime
+from schemas._window import EngagementRates, WindowCounters, default_of
 
 Arm = Literal["baseline", "candidate"]
-
-LATENCY_BUCKETS_MS: tuple[float, ...] = (25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, float("inf"))
-"""Upper bounds of the latency histogram carried by window aggregates (cumulative = no)."""
 
 
 class ResponseOutcome(Message):
@@ -53,12 +53,8 @@ class SessionSummary(Message):
     end_reason: str
 
 
-class ArmWindowAggregate(Message):
-    """Per arm and model version, per tumbling event-time window: additive counts.
-
-    Every field is a sum, so partials from several partitions merge by addition; rates
-    are derived. Sums of squares let the canary compute variances (delta method).
-    """
+class _ArmWindow(Message):
+    """Which window an ArmWindowAggregate counts: arm, model version, window, partition."""
 
     kind: Literal["arm_window"] = "arm_window"
     schema_version: SchemaVersion = SCHEMA_VERSION
@@ -67,48 +63,76 @@ class ArmWindowAggregate(Message):
     window_start: UtcDatetime
     window_s: int = Field(gt=0)
     partition: int | None = Field(default=None, description="Source partition of a partial; None once merged.")
-    sessions: int = 0
-    users_assigned: int = Field(
-        default=0,
-        description="Distinct users whose session on this arm started in the window (the sample-ratio check counts these).",
+
+
+def counter_model_fields(counters: type[WindowCounters]) -> dict[str, Any]:
+    """Pydantic field definitions (for ``create_model``) of the counters of ``counters``:
+    same names, order, defaults and descriptions; histograms are tuples on the wire."""
+    hints = get_type_hints(counters)
+    out: dict[str, Any] = {}
+    for f in counters.counter_fields():
+        annotation, default = hints[f.name], default_of(f)
+        if get_origin(annotation) is list:
+            annotation, default = GenericAlias(tuple, (*get_args(annotation), ...)), tuple(default)
+        out[f.name] = (annotation, Field(default=default, description=f.metadata["description"]))
+    return out
+
+
+if TYPE_CHECKING:
+    # Type checkers see the window's key fields only: typed code reads the counters through
+    # ArmWindowAggregate.counters(), a WindowCounters.
+    _CountedArmWindow = _ArmWindow
+else:
+    _CountedArmWindow = create_model(
+        "_CountedArmWindow", __base__=_ArmWindow, __module__=__name__, **counter_model_fields(WindowCounters)
     )
-    users_engaged: int = Field(default=0, description="Distinct users who sent a message on this arm in the window.")
-    users_active: int = Field(
-        default=0,
-        description="Distinct users with any event of a session on this arm in the window "
-        "(started, wrote, or got a reply); the denominator of breadth, so breadth <= 1.",
-    )
-    user_turns: int = 0
-    user_turns_sq: int = Field(default=0, description="Sum over sessions of user_turns squared.")
-    responses: int = 0
-    continued: int = 0
-    instruction_following: int = 0
-    violations: int = 0
-    latency_ms_sum: float = 0.0
-    latency_buckets: tuple[int, ...] = Field(
-        default=(0,) * len(LATENCY_BUCKETS_MS), description="Counts per LATENCY_BUCKETS_MS bucket."
-    )
-    late_events: int = 0
 
-    @property
-    def continue_rate(self) -> float:
-        return self.continued / self.responses if self.responses else 0.0
 
-    @property
-    def mean_depth(self) -> float:
-        return self.user_turns / self.sessions if self.sessions else 0.0
+class ArmWindowAggregate(_CountedArmWindow, EngagementRates):
+    """Per arm and model version, per tumbling event-time window: additive counts.
 
-    @property
-    def breadth(self) -> float:
-        return self.users_engaged / self.users_active if self.users_active else 0.0
+    Every counter is a sum, so partials from several partitions merge by addition; rates
+    are derived. Sums of squares let the canary compute variances (delta method).
+    """
 
-    @property
-    def instruction_following_rate(self) -> float:
-        return self.instruction_following / self.responses if self.responses else 0.0
+    counters_type: ClassVar[type[WindowCounters]] = WindowCounters
+    """The counters this message carries (a subclass of WindowCounters may add some)."""
 
-    @property
-    def violation_rate(self) -> float:
-        return self.violations / self.responses if self.responses else 0.0
+    def counters(self) -> WindowCounters:
+        """This window's counts as a (mutable, new) WindowCounters."""
+        return self.counters_type.from_fields(self.__dict__)
+
+    @classmethod
+    def of(
+        cls,
+        counters: WindowCounters,
+        *,
+        arm: str,
+        model_version: str,
+        window_start: datetime,
+        window_s: int,
+        partition: int | None,
+    ) -> Self:
+        """The message for ``counters`` of the window named by the other arguments (validated)."""
+        return cls.model_validate(
+            {
+                "arm": arm,
+                "model_version": model_version,
+                "window_start": window_start,
+                "window_s": window_s,
+                "partition": partition,
+                **counters.as_fields(),
+            }
+        )
+
+    @classmethod
+    def counting(cls, counters: type[WindowCounters]) -> type[ArmWindowAggregate]:
+        """The message type for a subclass of WindowCounters that adds counters (its
+        fields follow these); what ArmWindowAggregate is for WindowCounters itself."""
+        new = {k: v for k, v in counter_model_fields(counters).items() if k not in cls.model_fields}
+        model = create_model(f"ArmWindowAggregate_{counters.__name__}", __base__=cls, __module__=cls.__module__, **new)
+        model.counters_type = counters
+        return model
 
 
 EngagementSignal = Annotated[ResponseOutcome | SessionSummary | ArmWindowAggregate, Field(discriminator="kind")]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from dataclasses import dataclass, field
 
-from schemas import FeedbackKind
+from schemas import FeedbackKind, WindowCounters
 
 
 @dataclass(frozen=True)
@@ -28,37 +29,23 @@ class TurnRecord:
     feedback: tuple[FeedbackKind, ...]
 
 
-@dataclass
-class VersionStats:
-    """Counters of one model version (additive, so they merge across runs)."""
+@dataclass(slots=True)
+class VersionStats(WindowCounters):
+    """What the simulated users did with one model version, counted like the platform's
+    window counters (so the rates are the same definitions), plus what only the simulator
+    knows. Distinct-user counts and latencies are not kept per version: they stay 0.
+    Additive, so they merge across runs."""
 
-    replies: int = 0
-    continued: int = 0
-    follows_instructions: int = 0
-    violations: int = 0
     regenerations: int = 0
     thumbs_up: int = 0
     thumbs_down: int = 0
     reports: int = 0
-    sessions: int = 0
-    user_turns: int = 0
     p_continue_sum: float = 0.0
 
     @property
-    def continue_rate(self) -> float:
-        return self.continued / self.replies if self.replies else 0.0
-
-    @property
-    def instruction_following_rate(self) -> float:
-        return self.follows_instructions / self.replies if self.replies else 0.0
-
-    @property
-    def violation_rate(self) -> float:
-        return self.violations / self.replies if self.replies else 0.0
-
-    @property
-    def mean_depth(self) -> float:
-        return self.user_turns / self.sessions if self.sessions else 0.0
+    def replies(self) -> int:
+        """Replies the users saw (``responses``)."""
+        return self.responses
 
 
 @dataclass
@@ -78,9 +65,9 @@ class SimStats:
     def record(self, r: TurnRecord) -> None:
         with self._lock:
             v = self.by_version.setdefault(r.model_version, VersionStats())
-            v.replies += 1
+            v.responses += 1
             v.continued += r.continued
-            v.follows_instructions += r.follows_instructions
+            v.instruction_following += r.follows_instructions
             v.violations += r.violation
             v.regenerations += r.regenerate
             v.p_continue_sum += r.p_continue
@@ -98,4 +85,4 @@ class SimStats:
 
     def version(self, model_version: str) -> VersionStats:
         with self._lock:
-            return VersionStats(**vars(self.by_version.get(model_version, VersionStats())))
+            return copy.deepcopy(self.by_version.get(model_version, VersionStats()))

@@ -10,28 +10,16 @@ baseline's p95 latency bucket.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
+from typing import Literal, TypeVar, overload
 
 import numpy as np
 
-from schemas import LATENCY_BUCKETS_MS, ArmWindowAggregate, CanaryAction, MetricResult, MetricVerdict
+from schemas import ArmWindowAggregate, CanaryAction, MetricResult, MetricVerdict, WindowCounters
 from serving.canary import stats
 from serving.canary.canary_config import GOALS, GUARDRAILS, CanaryConfig
 
 Role = Literal["goal", "guardrail"]
-_SUM_FIELDS = (
-    "sessions",
-    "users_assigned",
-    "users_engaged",
-    "users_active",
-    "user_turns",
-    "user_turns_sq",
-    "responses",
-    "continued",
-    "instruction_following",
-    "violations",
-)
 # Guardrail → sign of harm: +1 when a higher candidate value is worse.
 _HARM_SIGN = {
     "violation_rate": 1.0,
@@ -42,34 +30,27 @@ _HARM_SIGN = {
 
 
 @dataclass
-class ArmTotals:
-    """Sum of aggregates of one arm (partials merge by addition)."""
+class ArmTotals(WindowCounters):
+    """One arm's window counters summed over its aggregates (partials merge by addition),
+    plus the gateway's request and error counts, which no window carries."""
 
-    sessions: int = 0
-    users_assigned: int = 0
-    users_engaged: int = 0
-    users_active: int = 0
-    user_turns: int = 0
-    user_turns_sq: int = 0
-    responses: int = 0
-    continued: int = 0
-    instruction_following: int = 0
-    violations: int = 0
-    latency_buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS_MS))
     requests: int = 0
     errors: int = 0
 
-    def add(self, agg: ArmWindowAggregate) -> None:
-        for name in _SUM_FIELDS:
-            setattr(self, name, getattr(self, name) + getattr(agg, name))
-        for i, count in enumerate(agg.latency_buckets[: len(self.latency_buckets)]):
-            self.latency_buckets[i] += count
+
+T = TypeVar("T", bound=ArmTotals)
 
 
-def merge(aggregates: Iterable[ArmWindowAggregate]) -> ArmTotals:
-    totals = ArmTotals()
+@overload
+def merge(aggregates: Iterable[ArmWindowAggregate]) -> ArmTotals: ...
+@overload
+def merge(aggregates: Iterable[ArmWindowAggregate], totals_type: type[T]) -> T: ...
+def merge(aggregates: Iterable[ArmWindowAggregate], totals_type: type[ArmTotals] = ArmTotals) -> ArmTotals:
+    """Sum of every counter of ``aggregates``; ``totals_type`` for counters a subclass of
+    WindowCounters adds (an ArmTotals that also derives from that subclass)."""
+    totals = totals_type()
     for agg in aggregates:
-        totals.add(agg)
+        totals.add(agg.counters())
     return totals
 
 
@@ -253,8 +234,7 @@ def analyse(
             p_min,
         ),
     ]
-    mb = base.user_turns / base.sessions if base.sessions else 0.0
-    mc = cand.user_turns / cand.sessions if cand.sessions else 0.0
+    mb, mc = base.mean_depth, cand.mean_depth
     vb = max(0.0, base.user_turns_sq / base.sessions - mb * mb) if base.sessions else 0.0
     vc = max(0.0, cand.user_turns_sq / cand.sessions - mc * mc) if cand.sessions else 0.0
     var = float(stats.mean_diff_var(vb, base.sessions, vc, cand.sessions))

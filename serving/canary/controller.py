@@ -271,10 +271,10 @@ class CanaryController:
         # baseline), which reads as a sample-ratio mismatch that is not there.
         both = {a.window_start for a in step_b} & {a.window_start for a in step_c}
         users = (
-            sum(a.users_assigned for a in step_b if a.window_start in both),
-            sum(a.users_assigned for a in step_c if a.window_start in both),
+            merge(a for a in step_b if a.window_start in both).users_assigned,
+            merge(a for a in step_c if a.window_start in both).users_assigned,
         )
-        return base, cand, users, sum(a.responses for a in settled_c if a.window_start >= exp.step_started)
+        return base, cand, users, merge(step_c).responses
 
     def _error_snapshot(self, state: DeploymentState) -> dict[str, tuple[int, int]]:
         if self._error_counts is None:

@@ -25,6 +25,7 @@ from schemas import (
     SftSample,
     Topics,
     TrainJobRequest,
+    WindowCounters,
     deployment_record_adapter,
     deployment_record_key,
     engagement_signal_adapter,
@@ -219,3 +220,18 @@ def test_topic_namespace_prefixes_every_name() -> None:
     assert all(s.name.startswith("staging.") for s in topics.specs())
     compacted = {s.name for s in topics.specs() if s.cleanup == "compact"}
     assert compacted == {"staging.models.checkpoints", "staging.serving.deployments"}
+
+
+def test_window_aggregate_counters_are_the_window_counters_fields() -> None:
+    names = WindowCounters.counter_names()
+    assert tuple(ArmWindowAggregate.model_fields)[-len(names) :] == names  # same names, same order
+    counts = WindowCounters(sessions=2, user_turns=5, responses=4, continued=1, users_engaged=1, users_active=4)
+    counts.latency_buckets[3] = 4
+    agg = ArmWindowAggregate.of(counts, arm="candidate", model_version="v2", window_start=NOW, window_s=60, partition=1)
+    assert agg.latency_buckets == (0, 0, 0, 4, 0, 0, 0, 0, 0, 0) and agg.counters() == counts
+    assert (agg.continue_rate, agg.mean_depth, agg.breadth, agg.violation_rate) == (0.25, 2.5, 0.25, 0.0)
+    assert (counts.continue_rate, counts.mean_depth, counts.breadth) == (0.25, 2.5, 0.25)  # one definition
+    total = WindowCounters()
+    for part in (counts, agg.counters()):
+        total.add(part)
+    assert (total.responses, total.latency_buckets[3]) == (8, 8)

@@ -4,15 +4,24 @@ SRM halts, no data holds, operators act with who/why, every decision is publishe
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
-from schemas import CanaryDecision, DeploymentState, Topics, deployment_record_adapter
+from schemas import (
+    ArmWindowAggregate,
+    CanaryDecision,
+    DeploymentState,
+    Topics,
+    WindowCounters,
+    counter,
+    deployment_record_adapter,
+)
 from serving import CanaryConfig, CanaryController, MemoryRoutingStore
 from serving._errors import DeploymentStateError
-from serving.canary import ArmTotals, analyse, decide
+from serving.canary import ArmTotals, analyse, decide, merge
 from streams import EmbeddedBus, TopicPartition
 from tests._serving import window_aggregate
 
@@ -295,3 +304,26 @@ def test_admin_api_needs_the_token(setup) -> None:
     assert r[4].status_code == 409  # already paused
     assert r[5].json()["action"] == "rollback" and r[5].json()["reason"] == "operator: bad"
     assert store.get("policy").candidate_version is None
+
+
+def test_a_new_window_counter_is_one_field_and_the_canary_sums_it() -> None:
+    # Adding a counter is one field in WindowCounters; a subclass stands in for that edit
+    # here. The message type, its JSON Schema and the canary's totals follow from it.
+    @dataclass(slots=True)
+    class Counters(WindowCounters):
+        thumbs_up: int = counter("Replies that got a thumbs-up.")
+
+    @dataclass
+    class Totals(ArmTotals, Counters):
+        """The canary's totals over these counters, as ArmTotals is over WindowCounters."""
+
+    aggregate = ArmWindowAggregate.counting(Counters)
+    assert aggregate.model_json_schema()["properties"]["thumbs_up"]["description"] == "Replies that got a thumbs-up."
+    key = {"arm": "candidate", "model_version": "v2", "window_start": T0, "window_s": 60}
+    parts = [
+        aggregate.of(Counters(responses=4, continued=2, thumbs_up=1), **key, partition=0),
+        aggregate.of(Counters(responses=6, continued=1, thumbs_up=2), **key, partition=1),
+    ]
+    totals = merge([aggregate.model_validate_json(p.to_json_bytes()) for p in parts], Totals)
+    assert (totals.thumbs_up, totals.responses, totals.continued) == (3, 10, 3)
+    assert totals.continue_rate == 0.3

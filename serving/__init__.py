@@ -3,12 +3,17 @@ hot-swap, canary analysis, and the admin API. Imports only ``schemas`` and ``str
 
 from serving._errors import (
     AdminAuthError,
+    ApiKeyError,
+    AuthenticationError,
+    ContextLengthExceededError,
+    DeadlineExceededError,
     DeploymentStateError,
     EngineUnavailableError,
     InvalidRequestError,
     ModelLoadError,
     ModelNotFoundError,
     OverloadedError,
+    RequestTooLargeError,
 )
 from serving.admin import AdminConfig, AdminService
 from serving.canary import CanaryConfig, CanaryController, gateway_error_counts
@@ -22,8 +27,12 @@ __all__ = [
     "AdminAuthError",
     "AdminConfig",
     "AdminService",
+    "ApiKeyError",
+    "AuthenticationError",
     "CanaryConfig",
     "CanaryController",
+    "ContextLengthExceededError",
+    "DeadlineExceededError",
     "DeploymentStateError",
     "EmbeddedEngine",
     "Engine",
@@ -41,6 +50,7 @@ __all__ = [
     "ModelSource",
     "OverloadedError",
     "RedisRoutingStore",
+    "RequestTooLargeError",
     "RoutingStore",
     "ServingSettings",
     "VllmEngine",

@@ -14,6 +14,35 @@ class InvalidRequestError(ServingError):
         super().__init__(message)
 
 
+class ContextLengthExceededError(InvalidRequestError):
+    """The prompt leaves no room for a reply in the model's context (HTTP 400).
+
+    Attributes:
+        context_tokens: the model's context length.
+        prompt_tokens: tokens of the prompt; a lower bound when ``counted`` is False
+            (estimated from its length in characters, without tokenising it).
+    """
+
+    def __init__(self, *, context_tokens: int, prompt_tokens: int, counted: bool) -> None:
+        self.context_tokens = context_tokens
+        self.prompt_tokens = prompt_tokens
+        self.counted = counted
+        size = f"{prompt_tokens} tokens" if counted else f"at least {prompt_tokens} tokens"
+        super().__init__(
+            f"this model's maximum context length is {context_tokens} tokens; the messages have {size}. "
+            "Shorten the messages.",
+            param="messages",
+        )
+
+
+class RequestTooLargeError(ServingError):
+    """The request body is larger than the gateway accepts (HTTP 413)."""
+
+    def __init__(self, message: str, *, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        super().__init__(message)
+
+
 class ModelNotFoundError(ServingError):
     """The requested public model name (or version) is not served here (HTTP 404)."""
 
@@ -23,7 +52,16 @@ class EngineUnavailableError(ServingError):
 
 
 class OverloadedError(ServingError):
-    """Too many requests in flight (HTTP 429)."""
+    """The engine's queue is full (HTTP 429, with ``retry_after_s`` as Retry-After)."""
+
+
+class DeadlineExceededError(ServingError):
+    """The request ran past its deadline; the engine stopped generating it (HTTP 504,
+    or an error chunk when a stream had already started)."""
+
+    def __init__(self, message: str, *, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        super().__init__(message)
 
 
 class ModelLoadError(ServingError):
@@ -34,7 +72,15 @@ class ModelLoadError(ServingError):
         super().__init__(message)
 
 
-class AdminAuthError(ServingError):
+class AuthenticationError(ServingError):
+    """Missing or wrong bearer credentials (HTTP 401)."""
+
+
+class ApiKeyError(AuthenticationError):
+    """Missing or wrong API key on the OpenAI API when API keys are configured (HTTP 401)."""
+
+
+class AdminAuthError(AuthenticationError):
     """Missing or wrong bearer token on the admin API (HTTP 401), or admin disabled (HTTP 404)."""
 
     def __init__(self, message: str, *, disabled: bool = False) -> None:

@@ -33,6 +33,17 @@ TOKENS = Counter(
     ["model", "arm", "version", "kind"],
 )
 IN_FLIGHT = Gauge("flywheel_serving_in_flight_requests", "Requests in flight.", ["model", "arm", "version"])
+ADMISSION = Gauge(
+    "flywheel_serving_admission_requests",
+    "Requests admitted to the engine (state = running) and waiting for a slot (state = queued).",
+    ["state"],
+)
+HTTP_ERRORS = Counter(
+    "flywheel_serving_http_errors_total",
+    "Error responses of the gateway by HTTP status and OpenAI error code (refusals included: "
+    "context_length_exceeded, request_too_large, overloaded, invalid_api_key, deadline_exceeded).",
+    ["status", "code"],
+)
 CANARY_SHARE = Gauge("flywheel_serving_canary_share_ratio", "Candidate share of users (0–1).", ["model"])
 DECISIONS = Counter("flywheel_serving_canary_decisions_total", "Canary decisions by action.", ["model", "action"])
 CANARY_LIFT = Gauge(

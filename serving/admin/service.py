@@ -4,10 +4,10 @@ No token configured = the admin API is disabled."""
 from __future__ import annotations
 
 import asyncio
-import hmac
 from typing import Any
 
 from serving import _metrics as m
+from serving._auth import bearer_matches
 from serving._errors import AdminAuthError, ModelNotFoundError
 from serving.admin.admin_config import AdminConfig
 from serving.canary.controller import CanaryController, OperatorAction
@@ -22,9 +22,7 @@ class AdminService:
         token = self.config.token
         if token is None:
             raise AdminAuthError("the admin API is disabled (no admin token configured)", disabled=True)
-        scheme, _, given = (authorization or "").partition(" ")
-        expected = token.get_secret_value().encode()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+        if not bearer_matches(authorization, (token,)):
             raise AdminAuthError("missing or invalid bearer token")
 
     def controller(self, model: str) -> CanaryController:

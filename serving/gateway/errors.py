@@ -11,26 +11,36 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from schemas import ConfigError, FlywheelError, SchemaError, ServingError
+from serving import _metrics as m
 from serving._errors import (
     AdminAuthError,
+    ApiKeyError,
+    AuthenticationError,
+    ContextLengthExceededError,
+    DeadlineExceededError,
     DeploymentStateError,
     EngineUnavailableError,
     InvalidRequestError,
     ModelLoadError,
     ModelNotFoundError,
     OverloadedError,
+    RequestTooLargeError,
 )
 
 log = logging.getLogger(__name__)
 
 # Most specific first: the first isinstance match wins.
 _STATUS: tuple[tuple[type[Exception], int, str, str], ...] = (
+    (ContextLengthExceededError, 400, "invalid_request_error", "context_length_exceeded"),
     (InvalidRequestError, 400, "invalid_request_error", "invalid_request"),
     (SchemaError, 400, "invalid_request_error", "invalid_request"),
     (ModelNotFoundError, 404, "invalid_request_error", "model_not_found"),
+    (ApiKeyError, 401, "invalid_request_error", "invalid_api_key"),
     (AdminAuthError, 401, "authentication_error", "invalid_token"),
     (DeploymentStateError, 409, "invalid_request_error", "conflict"),
+    (RequestTooLargeError, 413, "invalid_request_error", "request_too_large"),
     (OverloadedError, 429, "rate_limit_error", "overloaded"),
+    (DeadlineExceededError, 504, "server_error", "deadline_exceeded"),
     (EngineUnavailableError, 503, "server_error", "engine_unavailable"),
     (ModelLoadError, 500, "server_error", "model_load_failed"),
     (ConfigError, 500, "server_error", "misconfigured"),
@@ -58,11 +68,12 @@ def error_body(exc: Exception) -> tuple[int, dict[str, Any]]:
 
 def error_response(exc: Exception) -> JSONResponse:
     status, body = error_body(exc)
+    m.HTTP_ERRORS.labels(str(status), body["error"]["code"]).inc()
     headers = {}
     retry = getattr(exc, "retry_after_s", None)
     if retry is not None:
         headers["Retry-After"] = str(max(1, round(retry)))
-    if isinstance(exc, AdminAuthError) and not exc.disabled:
+    if isinstance(exc, AuthenticationError) and not getattr(exc, "disabled", False):
         headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse(body, status_code=status, headers=headers)
 

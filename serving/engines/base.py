@@ -3,12 +3,13 @@ model server, whether in-process (embedded) or remote (vLLM)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 from schemas import CheckpointManifest
+from serving._errors import ContextLengthExceededError
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,40 @@ class GenerationRequest:
 
 
 FinishReason = Literal["stop", "length"]
+Messages = Sequence[dict[str, str]]
+
+
+def prompt_chars(messages: Messages) -> int:
+    """Characters of the messages' contents: what the context pre-check measures."""
+    return sum(len(m.get("content") or "") for m in messages)
+
+
+@dataclass(frozen=True)
+class ContextWindow:
+    """How much a version can read and write in one request.
+
+    Attributes:
+        tokens: most tokens of prompt and reply together (max positions, vLLM's max_model_len).
+        max_token_chars: characters of the vocabulary's longest token, or None when unknown.
+            A prompt of more than ``tokens × max_token_chars`` characters cannot fit, so
+            it is refused without being tokenised.
+    """
+
+    tokens: int
+    max_token_chars: int | None = None
+
+    def check(self, chars: int, prompt_tokens: int | None = None) -> int | None:
+        """Raise ContextLengthExceededError when a prompt of ``chars`` characters (and
+        ``prompt_tokens`` tokens, when counted) leaves no room for a reply; else return
+        how many tokens the reply may have (None when the prompt was not counted)."""
+        if prompt_tokens is None:
+            if self.max_token_chars and chars > self.tokens * self.max_token_chars:
+                least = -(-chars // self.max_token_chars)  # ceiling: every token covers at most that many
+                raise ContextLengthExceededError(context_tokens=self.tokens, prompt_tokens=least, counted=False)
+            return None
+        if prompt_tokens >= self.tokens:
+            raise ContextLengthExceededError(context_tokens=self.tokens, prompt_tokens=prompt_tokens, counted=True)
+        return self.tokens - prompt_tokens
 
 
 @dataclass(frozen=True)
@@ -71,6 +106,14 @@ class Engine(Protocol):
 
     def versions(self) -> list[str]:
         """Versions currently loaded."""
+
+    def context_window(self, version: str) -> ContextWindow | None:
+        """The context of ``version``; None when it is unknown (or the version is not loaded)."""
+
+    def count_prompt_tokens(self, version: str, messages: Messages) -> int | None:
+        """Tokens of the prompt as the engine will feed it (chat template applied), or None
+        when the engine cannot count them here. Thread-safe: the gateway calls it off the
+        event loop for long prompts."""
 
     def generate(self, version: str, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         """Stream the reply. Cancelling the iteration (closing it) cancels the work upstream.

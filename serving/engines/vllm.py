@@ -12,7 +12,13 @@
 
 Requests select a version with ``"model": "<model>@<version>"``. A real completion is the
 health probe: ``/health`` can stay 200 after a GPU fault. vLLM may report an error as the
-last chunk of a 200 stream; that is raised, not relayed as text.
+last chunk of a 200 stream; that is raised, not relayed as text. vLLM's 400 (a request it
+will never serve, e.g. prompt plus max_tokens over its context) is the client's error and
+is not retried.
+
+The context of a version is ``max_model_len`` from the settings, else the smallest one the
+replicas report in ``/v1/models`` when it is loaded. Prompts are not tokenised here (the
+tokenizer lives with vLLM), so the gateway only pre-checks their length in characters.
 
 vLLM cannot run on CPU-only machines; the tests run this client against
 ``serving.testing.vllm_compat_server``, an in-repo server implementing the same endpoints.
@@ -30,8 +36,8 @@ from typing import Any
 import httpx
 
 from schemas import ServingError
-from serving._errors import EngineUnavailableError, ModelLoadError
-from serving.engines.base import Delta, GenerationRequest, ModelSource
+from serving._errors import EngineUnavailableError, InvalidRequestError, ModelLoadError
+from serving.engines.base import ContextWindow, Delta, GenerationRequest, Messages, ModelSource
 from serving.engines.vllm_config import VllmEngineConfig
 
 log = logging.getLogger(__name__)
@@ -46,6 +52,7 @@ class VllmEngine:
         )
         self._replicas: dict[str, list[str]] = {}  # version -> replica URLs serving it
         self._kinds: dict[str, ModelSource] = {}
+        self._windows: dict[str, ContextWindow] = {}
         self._rr = itertools.count()
 
     def served_name(self, version: str) -> str:
@@ -54,14 +61,34 @@ class VllmEngine:
     def versions(self) -> list[str]:
         return sorted(self._replicas)
 
+    def context_window(self, version: str) -> ContextWindow | None:
+        return self._windows.get(version)
+
+    def count_prompt_tokens(self, version: str, messages: Messages) -> int | None:
+        return None  # the tokenizer lives with vLLM
+
     async def close(self) -> None:
         await self._client.aclose()
 
     # -- loading --------------------------------------------------------------------
-    async def _listed(self, url: str) -> set[str]:
+    async def _models(self, url: str) -> list[dict[str, Any]]:
         resp = await self._client.get(f"{url}/v1/models")
         resp.raise_for_status()
-        return {m["id"] for m in resp.json().get("data", [])}
+        return list(resp.json().get("data", []))
+
+    async def _listed(self, url: str) -> set[str]:
+        return {m["id"] for m in await self._models(url)}
+
+    async def _window(self, urls: list[str]) -> ContextWindow | None:
+        """The configured context, else the smallest ``max_model_len`` the replicas report
+        (vLLM reports it on its base model; an adapter shares its base's)."""
+        tokens = self.config.max_model_len
+        if not tokens:
+            reported = [
+                int(m["max_model_len"]) for url in urls for m in await self._models(url) if m.get("max_model_len")
+            ]
+            tokens = min(reported, default=0)
+        return ContextWindow(tokens, self.config.max_token_chars) if tokens else None
 
     async def _healthy(self, url: str) -> bool:
         try:
@@ -90,12 +117,15 @@ class VllmEngine:
                 urls = await self._wait_for_replicas(name, source.version)
             for url in urls:
                 await self._warm_up(url, name, source.version)
+            window = await self._window(urls)
         except httpx.HTTPError as exc:
             raise ModelLoadError(
                 f"checkpoint {source.version}: vLLM unreachable: {exc}", version=source.version
             ) from exc
         self._replicas[source.version] = urls
         self._kinds[source.version] = source
+        if window is not None:
+            self._windows[source.version] = window
 
     async def _load_lora(self, url: str, name: str, path: str, version: str) -> None:
         resp = await self._client.post(f"{url}/v1/load_lora_adapter", json={"lora_name": name, "lora_path": path})
@@ -144,6 +174,7 @@ class VllmEngine:
     async def unload(self, version: str) -> None:
         urls = self._replicas.pop(version, [])
         source = self._kinds.pop(version, None)
+        self._windows.pop(version, None)
         if source is None or source.kind != "lora":
             return  # blue/green: the deployment stops the drained replica
         for url in urls:
@@ -194,8 +225,12 @@ class VllmEngine:
                 "POST", f"{url}/v1/chat/completions", json=body, headers={"X-Request-Id": request.request_id}
             ) as resp:
                 if resp.status_code != 200:
-                    text = (await resp.aread()).decode(errors="replace")[:300]
-                    raise EngineUnavailableError(f"vLLM {url} answered {resp.status_code}: {text}", retry_after_s=1.0)
+                    text = (await resp.aread()).decode(errors="replace")
+                    if resp.status_code == 400:  # vLLM will never serve this request: not retried
+                        raise InvalidRequestError(f"vLLM refused the request: {_message(text)[:500]}")
+                    raise EngineUnavailableError(
+                        f"vLLM {url} answered {resp.status_code}: {text[:300]}", retry_after_s=1.0
+                    )
                 finish: str | None = None
                 usage: dict[str, int] = {}
                 async for line in resp.aiter_lines():
@@ -223,3 +258,15 @@ class VllmEngine:
                 )
         except httpx.HTTPError as exc:
             raise EngineUnavailableError(f"vLLM {url} unreachable: {exc}", retry_after_s=1.0) from exc
+
+
+def _message(body: str) -> str:
+    """The message of a vLLM error body (``{"message": …}`` or ``{"error": {"message": …}}``)."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(doc, dict):
+        return body
+    inner = doc["error"] if isinstance(doc.get("error"), dict) else doc
+    return str(inner.get("message") or body)

@@ -26,3 +26,16 @@ class VllmEngineConfig(BaseModel):
         description="Replace the local checkpoint root with this path as the vLLM servers see it ('' = same path).",
     )
     local_path_prefix: str = Field(default="", description="Local checkpoint root that lora_path_prefix replaces.")
+    max_model_len: int = Field(
+        default=0,
+        ge=0,
+        description="Context (prompt + completion tokens) of the served model; 0 = the smallest "
+        "max_model_len the replicas report in /v1/models.",
+    )
+    max_token_chars: int = Field(
+        default=128,
+        gt=0,
+        description="Characters of the served vocabulary's longest token, max(len(t) for t in "
+        "tokenizer.get_vocab()): prompts longer than max_model_len × this many characters are "
+        "refused by the gateway without reaching vLLM.",
+    )

@@ -5,12 +5,14 @@ server, which implements the documented vLLM endpoints that engine uses, with vL
 request and response shapes and status codes:
 
 - ``GET /health`` — 200 while the server is up;
-- ``GET /v1/models`` — the served model names plus runtime-loaded LoRA adapters;
+- ``GET /v1/models`` — the served model names (with ``max_model_len``) plus runtime-loaded
+  LoRA adapters;
 - ``POST /v1/load_lora_adapter {"lora_name", "lora_path"}`` — 400 if the name exists or
   the path is missing (vLLM's behaviour with ``VLLM_ALLOW_RUNTIME_LORA_UPDATING``);
 - ``POST /v1/unload_lora_adapter {"lora_name"}`` — 404 if unknown;
 - ``POST /v1/chat/completions`` — streaming (SSE, ``data: [DONE]``, usage chunk with
-  ``stream_options.include_usage``) and non-streaming; 404 for an unknown model.
+  ``stream_options.include_usage``) and non-streaming; 404 for an unknown model; 400
+  when prompt plus ``max_tokens`` exceed ``max_model_len`` (prompt tokens are words here).
 
 Replies are deterministic: ``"<served name>:w0 <served name>:w1 …"`` with ``max_tokens``
 words, so a test can tell which adapter answered and whether a reply is complete.
@@ -36,8 +38,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 class CompatState:
     """What the server serves. Tests may poke at it (e.g. restart = drop adapters)."""
 
-    def __init__(self, served: tuple[str, ...], token_delay_s: float) -> None:
+    def __init__(self, served: tuple[str, ...], token_delay_s: float, max_model_len: int | None = None) -> None:
         self.served = set(served)
+        self.max_model_len = max_model_len
         self.adapters: dict[str, str] = {}
         self.token_delay_s = token_delay_s
         self.requests: list[dict[str, Any]] = []
@@ -54,9 +57,11 @@ def _error(status: int, message: str, type_: str = "BadRequestError") -> JSONRes
     )
 
 
-def create_vllm_compat_app(served: tuple[str, ...] = ("policy@base",), token_delay_s: float = 0.0) -> FastAPI:
+def create_vllm_compat_app(
+    served: tuple[str, ...] = ("policy@base",), token_delay_s: float = 0.0, max_model_len: int | None = None
+) -> FastAPI:
     app = FastAPI(title="vLLM-compatible test server (stand-in)")
-    state = CompatState(served, token_delay_s)
+    state = CompatState(served, token_delay_s, max_model_len)
     app.state.compat = state
 
     @app.get("/health")
@@ -65,10 +70,13 @@ def create_vllm_compat_app(served: tuple[str, ...] = ("policy@base",), token_del
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {
-            "object": "list",
-            "data": [{"id": m, "object": "model", "owned_by": "vllm", "created": 0} for m in state.models()],
-        }
+        data: list[dict[str, Any]] = [
+            {"id": m, "object": "model", "owned_by": "vllm", "created": 0} for m in state.models()
+        ]
+        for card in data:  # vLLM reports max_model_len on its base models, not on adapters
+            if card["id"] in state.served and state.max_model_len:
+                card["max_model_len"] = state.max_model_len
+        return {"object": "list", "data": data}
 
     @app.post("/v1/load_lora_adapter")
     async def load_lora(body: dict[str, Any]) -> Any:
@@ -100,6 +108,12 @@ def create_vllm_compat_app(served: tuple[str, ...] = ("policy@base",), token_del
         n = int(body.get("max_tokens") or 16)
         words = [f"{model}:w{i}" for i in range(n)]
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+        if state.max_model_len and prompt_tokens + n > state.max_model_len:
+            return _error(
+                400,
+                f"This model's maximum context length is {state.max_model_len} tokens. However, you requested "
+                f"{prompt_tokens + n} tokens ({prompt_tokens} in the messages, {n} in the completion).",
+            )
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         if not body.get("stream"):
@@ -180,8 +194,10 @@ class VllmCompatServer:
             engine = VllmEngine(VllmEngineConfig(urls=(server.url,)))
     """
 
-    def __init__(self, served: tuple[str, ...] = ("policy@base",), token_delay_s: float = 0.0) -> None:
-        self.app = create_vllm_compat_app(served, token_delay_s)
+    def __init__(
+        self, served: tuple[str, ...] = ("policy@base",), token_delay_s: float = 0.0, max_model_len: int | None = None
+    ) -> None:
+        self.app = create_vllm_compat_app(served, token_delay_s, max_model_len)
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.bind(("127.0.0.1", 0))
         self.port: int = self._socket.getsockname()[1]

@@ -1,0 +1,129 @@
+"""The rows of one embedded-engine batch: each request's job, how prompts become a
+left-padded batch, and the streamer that hands every row's tokens back to its caller."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from serving.engines.base import ContextWindow, Delta, FinishReason, GenerationRequest, Messages
+
+
+@dataclass
+class Job:
+    version: str
+    request: GenerationRequest
+    loop: asyncio.AbstractEventLoop
+    out: asyncio.Queue[Any]
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    finished: bool = False
+    ids: list[int] = field(default_factory=list)
+    sent_chars: int = 0
+    prompt_tokens: int = 0
+    max_tokens: int = 0
+
+    @property
+    def key(self) -> tuple[str, float, float, int | None]:
+        p = self.request.params
+        return (self.version, p.temperature, p.top_p, p.seed)
+
+    def emit(self, item: Any) -> None:
+        self.loop.call_soon_threadsafe(self.out.put_nowait, item)
+
+
+class BatchStreamer:
+    """Receives one token per row per step from ``generate`` and streams text deltas."""
+
+    def __init__(self, jobs: list[Job], tokenizer: Any) -> None:
+        self.jobs = jobs
+        self.tok = tokenizer
+        self.eos = set(_as_list(tokenizer.eos_token_id))
+        self.first = True
+
+    def put(self, value: Any) -> None:
+        if self.first:  # generate() hands over the prompt first
+            self.first = False
+            return
+        for job, token in zip(self.jobs, value.reshape(-1).tolist(), strict=False):
+            if job.finished or job.cancelled.is_set():
+                continue
+            if token in self.eos:
+                self._finish(job, "stop")
+                continue
+            job.ids.append(int(token))
+            text = self.tok.decode(job.ids, skip_special_tokens=True)
+            stop_at = _stop_index(text, job.request.params.stop)
+            if stop_at is not None:
+                self._send(job, text[:stop_at])
+                self._finish(job, "stop")
+                continue
+            # Hold back from the first incomplete multi-byte character: a later token may complete it.
+            pending = text.find("\ufffd", job.sent_chars)
+            self._send(job, text if pending < 0 else text[:pending])
+            if len(job.ids) >= job.max_tokens:
+                self._finish(job, "length")
+
+    def _send(self, job: Job, text: str) -> None:
+        if len(text) > job.sent_chars:
+            job.emit(Delta(text[job.sent_chars :]))
+            job.sent_chars = len(text)
+
+    def _finish(self, job: Job, reason: FinishReason) -> None:
+        text = self.tok.decode(job.ids, skip_special_tokens=True)
+        stop_at = _stop_index(text, job.request.params.stop)
+        self._send(job, text if stop_at is None else text[:stop_at])
+        job.finished = True
+        job.emit(Delta("", reason, job.prompt_tokens, len(job.ids)))
+
+    def end(self) -> None:
+        for job in self.jobs:
+            if not job.finished and not job.cancelled.is_set():
+                self._finish(job, "length")
+
+
+def encode(tokenizer: Any, messages: Messages) -> list[int]:
+    """Token ids of the prompt the engine feeds: the chat template, then the tokenizer."""
+    prompt = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+    return list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+
+def left_padded(rows: list[list[int]], pad_id: int, device: Any) -> dict[str, Any]:
+    """``input_ids`` and ``attention_mask`` of a left-padded batch (decoder-only generation)."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        if row:
+            ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+            mask[i, width - len(row) :] = 1
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+
+
+def context_of(model: Any, tokenizer: Any) -> ContextWindow | None:
+    """The model's context (max positions) and its vocabulary's longest token in characters.
+
+    A token's string in the vocabulary is never shorter than the text it decodes to
+    (byte-level BPE shows one character per byte; SentencePiece its ▁-marked pieces), so
+    the longest one bounds how many characters one token can cover.
+    """
+    config = model.config
+    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if not positions:
+        return None
+    vocab = tokenizer.get_vocab()
+    return ContextWindow(int(positions), max((len(t) for t in vocab), default=0) or None)
+
+
+def _as_list(value: Any) -> list[int]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [int(value)]
+
+
+def _stop_index(text: str, stops: tuple[str, ...]) -> int | None:
+    hits = [i for i in (text.find(s) for s in stops if s) if i >= 0]
+    return min(hits) if hits else None

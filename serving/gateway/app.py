@@ -12,6 +12,7 @@ from serving.engines.base import Engine
 from serving.gateway.errors import install_error_handlers
 from serving.gateway.events import EventLogger
 from serving.gateway.gateway_config import GatewayConfig
+from serving.gateway.guard import RequestGuard
 from serving.gateway.handler import ChatHandler
 from serving.gateway.routes import router
 from serving.hotswap.slots import ModelSlots
@@ -54,6 +55,7 @@ class Gateway:
 def create_app(gateway: Gateway, admin: AdminService | None = None, manage_lifecycle: bool = True) -> FastAPI:
     """The gateway's ASGI app: OpenAI API, /health, /ready, /metrics, and the admin API
     under /admin when ``admin`` is given (the process that runs the deployment controller).
+    In front of all of them, ``RequestGuard``: API keys on /v1 and the body-size limit.
 
     With ``manage_lifecycle`` the app's lifespan starts and stops the gateway (event
     logger thread); pass False when the caller does that itself.
@@ -72,6 +74,7 @@ def create_app(gateway: Gateway, admin: AdminService | None = None, manage_lifec
     app = FastAPI(title="Flywheel gateway", lifespan=lifespan)
     app.state.gateway = gateway
     install_error_handlers(app)
+    app.add_middleware(RequestGuard, max_body_bytes=gateway.config.max_body_bytes, api_keys=gateway.config.api_keys)
     app.include_router(router)
     if admin is not None:
         from serving.admin.routes import router as admin_router

@@ -1,171 +1,47 @@
-"""The logic of one chat completion: who is asking, which arm and version serve them,
-talking to the engine (retrying only before the first byte), relaying the stream,
-metrics, and logging the turn as chat events."""
+"""The logic of one chat completion: which arm and version serve the caller, whether the
+prompt fits, admission to the engine, talking to it under the request's deadline
+(retrying only before the first byte), relaying the stream, metrics, and logging the
+turn as chat events."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
-import random
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
-from pydantic import TypeAdapter, ValidationError
 
-from schemas import (
-    DeploymentState,
-    FlywheelError,
-    Instruction,
-    ModelResponseEvent,
-    SessionStartedEvent,
-    UserMessageEvent,
-)
+from schemas import DeploymentState, FlywheelError
 from serving import _metrics as m
-from serving._errors import EngineUnavailableError, InvalidRequestError, ModelNotFoundError, OverloadedError
+from serving._errors import DeadlineExceededError, EngineUnavailableError, InvalidRequestError, ModelNotFoundError
 from serving.engines.base import Delta, GenerationRequest, SamplingParams
+from serving.gateway._route_metrics import route_metrics
+from serving.gateway.admission import Admission
+from serving.gateway.caller import Caller, caller_from
+from serving.gateway.deadline import Deadline
 from serving.gateway.errors import error_body
 from serving.gateway.events import EventLogger
 from serving.gateway.gateway_config import GatewayConfig
+from serving.gateway.prompt_fit import fit_prompt
 from serving.gateway.protocol import ChatCompletionRequest, chunk_body, completion_body, usage_chunk
+from serving.gateway.turn_events import event_id, log_reply, log_user_turn
 from serving.hotswap.slots import ModelSlots
 from serving.routing import Route, RoutingStore, route
 
 log = logging.getLogger(__name__)
-_instructions_adapter: TypeAdapter[list[Instruction]] = TypeAdapter(list[Instruction])
 
-USER_HEADER = "x-flywheel-user"
-CHARACTER_HEADER = "x-flywheel-character"
-CONVERSATION_HEADER = "x-flywheel-conversation"
-INSTRUCTIONS_HEADER = "x-flywheel-instructions"
-EVENT_TIME_HEADER = "x-flywheel-event-time"
-REGENERATE_HEADER = "x-flywheel-regenerate"
+# The engine's answer stands: retrying a request it refused, or one out of time, cannot help.
+_NOT_RETRIED = (InvalidRequestError, DeadlineExceededError)
 
 
-@dataclass(frozen=True)
-class Caller:
-    """Who is talking, from the request body, its metadata and the X-Flywheel-* headers."""
-
-    user_id: str | None
-    character_id: str
-    conversation_id: str
-    turn: int
-    instructions: tuple[Instruction, ...]
-    last_user_text: str
-    event_time: datetime | None = None
-    regenerated: bool = False
-
-    def ts(self, elapsed_s: float = 0.0) -> datetime:
-        """Event time: the client's clock when it sent X-Flywheel-Event-Time, else ours."""
-        if self.event_time is None:
-            return datetime.now(UTC)
-        return self.event_time + timedelta(seconds=elapsed_s)
-
-
-def caller_from(body: ChatCompletionRequest, headers: Mapping[str, str]) -> Caller:
-    meta = body.metadata or {}
-    user = body.user or headers.get(USER_HEADER) or _str(meta.get("user_id"))
-    character = headers.get(CHARACTER_HEADER) or _str(meta.get("character_id")) or "default"
-    user_msgs = [msg.text() for msg in body.messages if msg.role == "user"]
-    conversation = headers.get(CONVERSATION_HEADER) or _str(meta.get("conversation_id"))
-    if not conversation:
-        # Stable across turns without server state: the same user and opening message.
-        seed = f"{user or ''}\x00{character}\x00{user_msgs[0] if user_msgs else ''}"
-        conversation = "conv-" + hashlib.sha1(seed.encode()).hexdigest()[:16]
-    raw = headers.get(INSTRUCTIONS_HEADER) or meta.get("instructions")
-    instructions: tuple[Instruction, ...] = ()
-    if raw:
-        try:
-            parsed = (
-                _instructions_adapter.validate_json(raw)
-                if isinstance(raw, str)
-                else _instructions_adapter.validate_python(raw)
-            )
-        except ValidationError as exc:
-            raise InvalidRequestError(
-                f"instructions: {exc.errors(include_url=False)[0]['msg']}", param="metadata.instructions"
-            ) from None
-        instructions = tuple(parsed)
-    event_time = None
-    raw_ts = headers.get(EVENT_TIME_HEADER) or _str(meta.get("event_time"))
-    if raw_ts:
-        try:
-            event_time = datetime.fromisoformat(raw_ts.replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidRequestError(f"event time {raw_ts!r} is not ISO 8601", param=EVENT_TIME_HEADER) from None
-        if event_time.tzinfo is None:
-            raise InvalidRequestError("event time needs an explicit UTC offset", param=EVENT_TIME_HEADER)
-        event_time = event_time.astimezone(UTC)
-    regenerated = (headers.get(REGENERATE_HEADER) or str(meta.get("regenerate", ""))).lower() in {"1", "true", "yes"}
-    return Caller(
-        user,
-        character,
-        conversation,
-        max(1, len(user_msgs)),
-        instructions,
-        user_msgs[-1] if user_msgs else "",
-        event_time,
-        regenerated,
-    )
-
-
-_ids = random.Random()  # seeded from os.urandom once; ids need uniqueness, not secrecy
-
-
-def _event_id() -> uuid.UUID:
-    """A random (version 4) UUID without a getrandom() system call per id."""
-    return uuid.UUID(int=_ids.getrandbits(128), version=4)
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-@dataclass(frozen=True)
-class _RouteMetrics:
-    """Metric children of one (model, arm, version), looked up once instead of per request."""
-
-    ok: Any
-    cancelled: Any
-    error: Any
-    ttft: Any
-    e2e: Any
-    prompt_tokens: Any
-    completion_tokens: Any
-    in_flight: Any
-
-    @classmethod
-    def of(cls, r: Route) -> _RouteMetrics:
-        labels = (r.model, r.arm, r.version)
-        return cls(
-            m.REQUESTS.labels(*labels, "ok"),
-            m.REQUESTS.labels(*labels, "cancelled"),
-            m.REQUESTS.labels(*labels, "error"),
-            m.TTFT.labels(*labels),
-            m.E2E.labels(*labels),
-            m.TOKENS.labels(*labels, "prompt"),
-            m.TOKENS.labels(*labels, "completion"),
-            m.IN_FLIGHT.labels(*labels),
-        )
-
-
-_route_metrics: dict[Route, _RouteMetrics] = {}
-
-
-def route_metrics(r: Route) -> _RouteMetrics:
-    found = _route_metrics.get(r)
-    if found is None:
-        if len(_route_metrics) > 1000:  # versions come and go; never grow without bound
-            _route_metrics.clear()
-        found = _route_metrics[r] = _RouteMetrics.of(r)
-    return found
+def _count_failure(r: Route, exc: Exception) -> None:
+    m.ERRORS.labels(r.model, r.arm, r.version, type(exc).__name__).inc()
+    m.REQUESTS.labels(r.model, r.arm, r.version, "error").inc()
 
 
 @dataclass
@@ -187,7 +63,8 @@ class ChatHandler:
         self.store = store
         self.slots = slots
         self.events = events
-        self._in_flight = 0
+        # One engine behind this gateway: one bounded queue in front of it.
+        self.admission = Admission(config.max_running, config.max_queued, config.retry_after_s)
         # conversation id -> version it started on. A conversation stays on its version
         # while that version is still deployed: when a canary opens or advances, talks
         # under way must not jump arms mid-conversation (their late turns would be
@@ -237,12 +114,29 @@ class ChatHandler:
         )
 
     # -- engine calls -----------------------------------------------------------------
-    async def _open(self, body: ChatCompletionRequest, caller: Caller, request: GenerationRequest) -> _Open:
+    async def _fit(
+        self, body: ChatCompletionRequest, caller: Caller, request: GenerationRequest
+    ) -> tuple[Route, GenerationRequest]:
+        """Route the caller and fit the prompt to that version's context, before the
+        request takes a queue slot (ContextLengthExceededError when it cannot fit)."""
+        chosen = self.resolve(body.model, caller.user_id, caller.conversation_id, caller.turn)
+        return chosen, await fit_prompt(self.slots.engine, chosen.version, request)
+
+    async def _open(
+        self,
+        body: ChatCompletionRequest,
+        caller: Caller,
+        request: GenerationRequest,
+        fitted: Route,
+        deadline: Deadline,
+    ) -> _Open:
         """Route, lease the version, and get the first delta; retry only up to here."""
         last: Exception | None = None
         started = time.perf_counter()
         for attempt in range(self.config.engine_attempts):
             chosen = self.resolve(body.model, caller.user_id, caller.conversation_id, caller.turn)
+            if chosen.version != fitted.version:  # a retry landed elsewhere: fit it there
+                request, fitted = await fit_prompt(self.slots.engine, chosen.version, request), chosen
             try:
                 lease = self.slots.lease(chosen.version)
                 lease.__enter__()
@@ -251,7 +145,7 @@ class ChatHandler:
             else:
                 stream = self.slots.engine.generate(chosen.version, request)
                 try:
-                    first = await stream.__anext__()
+                    first = await deadline.wait(stream.__anext__())
                     return _Open(chosen, first, stream, lease, started, time.perf_counter() - started)
                 except StopAsyncIteration:
                     await stream.aclose()
@@ -259,6 +153,12 @@ class ChatHandler:
                     return _Open(
                         chosen, Delta("", "stop"), _empty(), _NullLease(), started, time.perf_counter() - started
                     )
+                except _NOT_RETRIED as exc:
+                    await stream.aclose()
+                    lease.__exit__(None, None, None)
+                    if isinstance(exc, DeadlineExceededError):  # the version was too slow: its error
+                        _count_failure(chosen, exc)
+                    raise
                 except FlywheelError as exc:
                     last = exc
                     await stream.aclose()
@@ -269,49 +169,49 @@ class ChatHandler:
                     raise
             if attempt + 1 < self.config.engine_attempts:
                 m.RETRIES.labels(chosen.model, chosen.arm, chosen.version).inc()
-                await asyncio.sleep(self.config.retry_backoff_s * 2**attempt)
+                await deadline.wait(asyncio.sleep(self.config.retry_backoff_s * 2**attempt))
         assert last is not None
-        m.ERRORS.labels(chosen.model, chosen.arm, chosen.version, type(last).__name__).inc()
-        m.REQUESTS.labels(chosen.model, chosen.arm, chosen.version, "error").inc()
+        _count_failure(chosen, last)
         raise last
-
-    def _admit(self) -> None:
-        if self._in_flight >= self.config.max_in_flight:
-            raise OverloadedError(f"{self._in_flight} requests in flight; try again shortly", retry_after_s=1.0)
 
     async def complete(self, body: ChatCompletionRequest, headers: Mapping[str, str]) -> tuple[dict[str, Any], Route]:
         """A non-streaming completion."""
         caller, request = self._prepare(body, headers)
-        self._admit()
-        self._in_flight += 1
+        deadline = Deadline(self.config.request_timeout_s)
         try:
-            opened = await self._open(body, caller, request)
-            self._log_request(caller, opened.route)
-            parts = [opened.first.text]
-            last = opened.first
-            outcome = "error"
-            gauge = route_metrics(opened.route).in_flight
-            gauge.inc()
+            fitted, request = await self._fit(body, caller, request)
+            await deadline.wait(self.admission.acquire())
             try:
-                if last.finish_reason is None:
-                    async for delta in opened.stream:
-                        parts.append(delta.text)
-                        last = delta
-                        if delta.finish_reason is not None:
+                opened = await self._open(body, caller, request, fitted, deadline)
+                self._log_request(caller, opened.route)
+                parts = [opened.first.text]
+                last = opened.first
+                outcome = "error"
+                gauge = route_metrics(opened.route).in_flight
+                gauge.inc()
+                try:
+                    while last.finish_reason is None:
+                        try:
+                            last = await deadline.wait(opened.stream.__anext__())
+                        except StopAsyncIteration:
                             break
-                outcome = "ok"
-            except FlywheelError as exc:
-                m.ERRORS.labels(opened.route.model, opened.route.arm, opened.route.version, type(exc).__name__).inc()
-                raise
-            except asyncio.CancelledError:
-                outcome = "cancelled"  # the client went away
-                raise
+                        parts.append(last.text)
+                    outcome = "ok"
+                except FlywheelError as exc:
+                    r = opened.route
+                    m.ERRORS.labels(r.model, r.arm, r.version, type(exc).__name__).inc()
+                    raise
+                except asyncio.CancelledError:
+                    outcome = "cancelled"  # the client went away
+                    raise
+                finally:
+                    gauge.dec()
+                    await _close(opened)
+                    self._finish(opened, caller, request, outcome, "".join(parts), last)
             finally:
-                gauge.dec()
-                await _close(opened)
-                self._finish(opened, caller, request, outcome, "".join(parts), last)
+                self.admission.release()
         finally:
-            self._in_flight -= 1
+            deadline.cancel()
         r = opened.route
         body_out = completion_body(
             request.request_id,
@@ -329,15 +229,22 @@ class ChatHandler:
         """A streaming completion: the first delta is in hand before any byte is sent.
 
         The caller must call ``OpenStream.release()`` once the response is over (idempotent):
-        it frees the engine lease even if the relay never started (client gone at once).
+        it frees the engine lease and the queue slot even if the relay never started
+        (client gone at once).
         """
         caller, request = self._prepare(body, headers)
-        self._admit()
-        self._in_flight += 1
+        deadline = Deadline(self.config.request_timeout_s)
         try:
-            opened = await self._open(body, caller, request)
+            fitted, request = await self._fit(body, caller, request)
+            await deadline.wait(self.admission.acquire())
         except BaseException:
-            self._in_flight -= 1
+            deadline.cancel()
+            raise
+        try:
+            opened = await self._open(body, caller, request, fitted, deadline)
+        except BaseException:
+            self.admission.release()
+            deadline.cancel()
             raise
         self._log_request(caller, opened.route)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -349,12 +256,12 @@ class ChatHandler:
             opened.done = True
             with anyio.CancelScope(shield=True):
                 await _close(opened)
-            self._in_flight -= 1
+            self.admission.release()
+            deadline.cancel()
             self._finish(opened, caller, request, state["outcome"], "".join(state["text"]), state["last"])
 
-        return OpenStream(
-            self._relay(opened, request, include_usage, state, release), opened.route, request.request_id, release
-        )
+        relay = self._relay(opened, request, include_usage, state, release, deadline)
+        return OpenStream(relay, opened.route, request.request_id, release)
 
     async def _relay(
         self,
@@ -363,6 +270,7 @@ class ChatHandler:
         include_usage: bool,
         state: dict[str, Any],
         release: Callable[[], Awaitable[None]],
+        deadline: Deadline,
     ) -> AsyncIterator[bytes]:
         r = opened.route
         rid, created = request.request_id, int(time.time())
@@ -375,15 +283,16 @@ class ChatHandler:
             parts.append(opened.first.text)
             # Content chunks differ only in the text: encode the rest once per request.
             head, tail = _content_chunk_template(rid, created, name, fp)
-            if opened.first.finish_reason is None:
-                async for delta in opened.stream:
-                    state["last"] = delta
-                    if delta.text:
-                        parts.append(delta.text)
-                        yield head + json.dumps(delta.text).encode() + tail
-                    if delta.finish_reason is not None:
-                        break
-            last = state["last"]
+            last = opened.first
+            while last.finish_reason is None:
+                try:
+                    last = await deadline.wait(opened.stream.__anext__())
+                except StopAsyncIteration:
+                    break
+                state["last"] = last
+                if last.text:
+                    parts.append(last.text)
+                    yield head + json.dumps(last.text).encode() + tail
             yield _sse(chunk_body(rid, created, name, fp, {}, last.finish_reason or "stop"))
             if include_usage:
                 yield _sse(usage_chunk(rid, created, name, fp, last.prompt_tokens, last.completion_tokens))
@@ -407,31 +316,11 @@ class ChatHandler:
         messages = tuple(
             {"role": "system" if msg.role == "developer" else msg.role, "content": msg.text()} for msg in body.messages
         )
-        request = GenerationRequest(f"chatcmpl-{_event_id().hex}", messages, self.sampling(body))
+        request = GenerationRequest(f"chatcmpl-{event_id().hex}", messages, self.sampling(body))
         return caller, request
 
     def _log_request(self, caller: Caller, r: Route) -> None:
-        try:
-            self._log_request_events(caller, r)
-        except ValidationError as exc:  # an event we cannot log must not fail the request
-            m.EVENTS_FAILED.inc()
-            log.warning("chat event not logged: %s", exc.errors(include_url=False)[0]["msg"])
-
-    def _log_request_events(self, caller: Caller, r: Route) -> None:
-        if self.events is None or caller.user_id is None:
-            return  # without a user there is no experiment unit to attribute the turn to
-        common: dict[str, Any] = dict(
-            ts=caller.ts(),
-            user_id=caller.user_id,
-            conversation_id=caller.conversation_id,
-            character_id=caller.character_id,
-            surface=self.config.surface,
-        )
-        if caller.regenerated:
-            return  # the user message of this turn was logged with the first reply
-        if caller.turn == 1:
-            self.events.log(SessionStartedEvent(event_id=_event_id(), arm=r.arm, model_version=r.version, **common))
-        self.events.log(UserMessageEvent(event_id=_event_id(), turn=caller.turn, text=caller.last_user_text, **common))
+        log_user_turn(self.events, self.config.surface, caller, r)
 
     def _finish(
         self, opened: _Open, caller: Caller, request: GenerationRequest, outcome: str, text: str, last: Delta
@@ -446,32 +335,7 @@ class ChatHandler:
         rm.e2e.observe(elapsed)
         rm.prompt_tokens.inc(last.prompt_tokens)
         rm.completion_tokens.inc(last.completion_tokens)
-        if self.events is None or caller.user_id is None:
-            return
-        try:
-            event = ModelResponseEvent(
-                event_id=_event_id(),
-                ts=caller.ts(elapsed),
-                user_id=caller.user_id,
-                conversation_id=caller.conversation_id,
-                character_id=caller.character_id,
-                surface=self.config.surface,
-                turn=caller.turn,
-                text=text,
-                model_version=r.version,
-                arm=r.arm,
-                request_id=request.request_id,
-                latency_ms=elapsed * 1000.0,
-                prompt_tokens=last.prompt_tokens,
-                completion_tokens=last.completion_tokens,
-                instructions=caller.instructions,
-                regenerated=caller.regenerated,
-            )
-        except ValidationError as exc:
-            m.EVENTS_FAILED.inc()
-            log.warning("model_response not logged: %s", exc.errors(include_url=False)[0]["msg"])
-            return
-        self.events.log(event)
+        log_reply(self.events, self.config.surface, caller, r, request.request_id, text, last, elapsed)
 
 
 @dataclass(frozen=True)

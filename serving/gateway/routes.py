@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -15,6 +15,7 @@ from serving.gateway.protocol import ChatCompletionRequest, models_body
 
 router = APIRouter()
 _DISCONNECT_POLL_S = 0.1
+T = TypeVar("T")
 
 
 class _ReleasingStreamingResponse(StreamingResponse):
@@ -36,12 +37,32 @@ def _route_headers(route: Any, request_id: str) -> dict[str, str]:
     return {"X-Flywheel-Model-Version": route.version, "X-Flywheel-Arm": route.arm, "X-Request-Id": request_id}
 
 
+async def _unless_client_leaves(request: Request, work: Awaitable[T]) -> T | None:
+    """Run ``work`` while watching the connection: when the client goes away first, cancel
+    it (and with it the queue wait or the engine work) and return None."""
+    task = asyncio.ensure_future(work)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=_DISCONNECT_POLL_S)
+        if done:
+            return task.result()
+        if await request.is_disconnected():
+            task.cancel()
+            try:
+                return await task  # it finished in that instant: the response notices the client left
+            except asyncio.CancelledError:
+                return None
+
+
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     gateway = request.app.state.gateway
     headers = {k.lower(): v for k, v in request.headers.items()}
+    # Nothing is sent before the first delta (streaming) or the end (not streaming), so
+    # the connection is watched meanwhile; a streaming response watches it itself.
     if body.stream:
-        opened = await gateway.handler.stream(body, headers)
+        opened = await _unless_client_leaves(request, gateway.handler.stream(body, headers))
+        if opened is None:
+            return Response(status_code=499)
         return _ReleasingStreamingResponse(
             opened.release,
             opened.body,
@@ -52,19 +73,10 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
                 "X-Accel-Buffering": "no",
             },
         )
-    # Not streaming: nothing is sent until the end, so watch the connection meanwhile and
-    # cancel the generation (and its engine work) when the client goes away.
-    task = asyncio.ensure_future(gateway.handler.complete(body, headers))
-    while True:
-        done, _ = await asyncio.wait({task}, timeout=_DISCONNECT_POLL_S)
-        if done:
-            break
-        if await request.is_disconnected():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            return Response(status_code=499)
-    doc, route = task.result()
+    done = await _unless_client_leaves(request, gateway.handler.complete(body, headers))
+    if done is None:
+        return Response(status_code=499)
+    doc, route = done
     return JSONResponse(doc, headers=_route_headers(route, doc["id"]))
 
 

@@ -79,8 +79,13 @@ def state(
     )
 
 
-def build_tiny_llama(path: Path, seed: int = 0) -> Path:
-    """A ~100k-parameter Llama with a BPE tokenizer trained here and a chat template."""
+def build_tiny_llama(path: Path, seed: int = 0, max_positions: int = 256, endless: bool = False) -> Path:
+    """A ~100k-parameter Llama with a BPE tokenizer trained here and a chat template.
+
+    ``max_positions`` is its context. ``endless``: greedy decoding never ends a reply
+    early (EOS's output row is zero, so its logit is 0 while the largest of the ~300 others
+    is positive), so a reply runs to max_tokens — for tests that need a long generation.
+    """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -117,12 +122,15 @@ def build_tiny_llama(path: Path, seed: int = 0) -> Path:
         num_hidden_layers=1,
         num_attention_heads=2,
         num_key_value_heads=2,
-        max_position_embeddings=256,
+        max_position_embeddings=max_positions,
         bos_token_id=fast.bos_token_id,
         eos_token_id=fast.eos_token_id,
         pad_token_id=fast.pad_token_id,
     )
     model = LlamaForCausalLM(config)
+    if endless:
+        with torch.no_grad():
+            model.lm_head.weight[fast.eos_token_id].zero_()
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path, safe_serialization=True)
     fast.save_pretrained(path)

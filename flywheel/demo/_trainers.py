@@ -96,12 +96,16 @@ def publish_base(runtime: DemoRuntime, version: str) -> CheckpointManifest:
 def export_model(runtime: DemoRuntime, version: str, target: Path) -> Path:
     """Copy a verified checkpoint out of the run's registry into ``target`` (replaced if
     present): the registry is scratch space and goes when the run stops."""
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(checkpoint_dir(runtime, version), target)
+    return target
+
+
+def checkpoint_dir(runtime: DemoRuntime, version: str) -> Path:
+    """The verified folder of ``version`` in the run's registry (rejected ones included)."""
     from trainers.registry import CheckpointRegistry
 
-    checkpoint = CheckpointRegistry(runtime.worker_settings.registry).open(runtime.config.model, version)
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(checkpoint.path, target)
-    return target
+    return CheckpointRegistry(runtime.worker_settings.registry).open(runtime.config.model, version).path
 
 
 def plant_bad_job(runtime: DemoRuntime, n_pairs: int = 400) -> str:

@@ -231,6 +231,7 @@ def run_demo(
 ) -> DemoReport:
     """Run the closed loop; return the report (also written to ``config.report_dir``)."""
     from flywheel.demo import _trainers
+    from flywheel.demo._oracle import with_oracle
     from flywheel.demo.report import render_table, write_report
     from flywheel.demo.runtime import DemoRuntime
 
@@ -250,6 +251,9 @@ def run_demo(
             f"{base_eval.instruction_following:.1%}, violations {base_eval.violation_rate:.1%}"
         )
         report = _loop(runtime, config, progress, started, base_version, base_eval)
+        progress.status(stage="oracle")
+        runtime.users.pause()
+        report = with_oracle(runtime, report)
         # The run's registry is scratch space; the model it ends with is worth keeping.
         final_model = _trainers.export_model(runtime, report.final_version, config.report_dir / "final-model")
         progress.event(f"final model {report.final_version} saved to {final_model}")

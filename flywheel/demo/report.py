@@ -21,6 +21,19 @@ class HeldOutMetrics(_Model):
 
     instruction_following: float
     violation_rate: float
+    oracle_continue_rate: float | None = Field(
+        default=None, description="Mean true continue probability of its replies on held-out contexts (simulator)."
+    )
+
+
+class OracleLift(_Model):
+    """The final model's oracle continue rate minus the base's, paired by held-out context."""
+
+    lift: float
+    ci_low: float = Field(description="Lower end of the 95 % interval.")
+    ci_high: float
+    contexts: int
+    samples_per_context: int
 
 
 class OfflineMetrics(_Model):
@@ -59,6 +72,7 @@ class GenerationResult(_Model):
     decision: Decision
     decision_reason: str = ""
     online: OnlineMetrics = Field(default_factory=OnlineMetrics)
+    oracle_continue_rate: float | None = None
     wall_s: float = 0.0
 
 
@@ -84,6 +98,12 @@ class DemoReport(_Model):
         description="Online continue rate of the final "
         "model vs the base model (simulated users' traffic), always-valid interval.",
     )
+    ceiling_oracle_continue_rate: float | None = Field(
+        default=None,
+        description="Best of 32 base-model replies per held-out context, picked by the oracle: "
+        "a reachable target; its gap to base.oracle_continue_rate is the headroom.",
+    )
+    oracle_final_vs_base: OracleLift | None = None
     traffic: tuple[VersionTraffic, ...] = ()
     stages: dict[str, int] = Field(default_factory=dict, description="Messages each stage emitted (topic → count).")
     wall_s: float
@@ -106,7 +126,7 @@ def render_table(report: DemoReport) -> str:
     """The per-generation table printed at the end of the demo."""
     head = (
         f"{'gen':>3} {'version':<22} {'IF':>6} {'viol.':>6} {'RM win':>6} {'decision':<11} "
-        f"{'continue lift [always-valid CI]':<34} {'depth':>8} {'breadth':>9}"
+        f"{'continue lift [always-valid CI]':<34} {'depth':>8} {'breadth':>9} {'oracle':>6}"
     )
     lines = [
         head,
@@ -121,7 +141,7 @@ def render_table(report: DemoReport) -> str:
         lines.append(
             f"{g.generation:>3} {name:<22} {_pct(g.offline.instruction_following)} {_pct(g.offline.violation_rate)} "
             f"{_pct(g.offline.rm_win_rate)} {g.decision:<11} {(_signed(o.continue_rate_lift) + ci):<34} "
-            f"{_signed(o.depth_lift, 1.0, ''):>8} {_signed(o.breadth_lift):>9}"
+            f"{_signed(o.depth_lift, 1.0, ''):>8} {_signed(o.breadth_lift):>9} {_pct(g.oracle_continue_rate)}"
         )
     f, b = report.final, report.base
     lines.append("")
@@ -134,6 +154,16 @@ def render_table(report: DemoReport) -> str:
         lines.append(
             f"online continue rate, final vs base: {_pct(fb.continue_rate_baseline)} → {_pct(fb.continue_rate_candidate)} "
             f"(lift {_signed(fb.continue_rate_lift)}, always-valid CI [{100 * (fb.ci_low or 0):+.2f}, {100 * (fb.ci_high or 0):+.2f}] pp)"
+        )
+    ob = report.oracle_final_vs_base
+    if ob is not None and report.ceiling_oracle_continue_rate is not None:
+        headroom = report.ceiling_oracle_continue_rate - (b.oracle_continue_rate or 0.0)
+        captured = ob.lift / headroom if headroom > 0 else float("nan")
+        lines.append(
+            f"oracle continue rate: base {_pct(b.oracle_continue_rate)} → final {_pct(f.oracle_continue_rate)} "
+            f"(lift {_signed(ob.lift)}, 95% CI [{100 * ob.ci_low:+.2f}, {100 * ob.ci_high:+.2f}] pp over "
+            f"{ob.contexts} contexts x {ob.samples_per_context}); ceiling {_pct(report.ceiling_oracle_continue_rate)}, "
+            f"{captured:.0%} of the headroom captured"
         )
     lines.append(f"wall time {report.wall_s:.0f} s")
     return "\n".join(lines)
@@ -214,14 +244,24 @@ def plot_report(report: DemoReport, path: Path) -> None:
     )
 
     ax = axes[2]
-    width = 0.38
-    depth = [g.online.depth_lift or 0.0 for g in report.generations]
-    breadth = [100 * (g.online.breadth_lift or 0.0) for g in report.generations]
-    xg = [g.generation for g in report.generations]
-    ax.bar([x - width / 2 for x in xg], depth, width, label="depth lift (turns/session)")
-    ax.bar([x + width / 2 for x in xg], breadth, width, label="breadth lift (pp)")
-    ax.axhline(0, color="black", lw=0.8)
-    ax.set(title="Canary: depth and breadth lift", xlabel="generation", xticks=xg or [1])
+    oracle = [(0, report.base.oracle_continue_rate)] + [
+        (g.generation, g.oracle_continue_rate) for g in report.generations
+    ]
+    points = [(x, y) for x, y in oracle if y is not None]
+    if points:
+        ax.plot([x for x, _ in points], [100 * y for _, y in points], "o-", label="model (held-out contexts)")
+        for g in report.generations:
+            if g.oracle_continue_rate is not None:
+                ax.plot([g.generation], [100 * g.oracle_continue_rate], "o", color=_COLOURS[g.decision])
+    if report.ceiling_oracle_continue_rate is not None:
+        ax.axhline(
+            100 * report.ceiling_oracle_continue_rate,
+            color="tab:green",
+            ls="--",
+            lw=1,
+            label="ceiling: best of 32 base samples",
+        )
+    ax.set(title="Oracle continue rate (simulator's ground truth)", xlabel="generation", ylabel="%", xticks=gens)
     ax.legend(fontsize=8)
     fig.suptitle(f"Flywheel demo: {report.base_version} → {report.final_version} in {report.wall_s:.0f} s")
     fig.tight_layout()

@@ -1,7 +1,9 @@
 """How a simulated user reads a reply: verifiable features, then decisions.
 
-The features use the platform's own verifiers (`schemas.check_instructions`,
-`schemas.check_policy`), so what users reward is exactly what the platform measures.
+Part of it uses the platform's own verifiers (`schemas.check_instructions`,
+`schemas.check_policy`); the rest the platform cannot check: the reply's length and emoji
+against the user's taste (visible in how they write), a question back about the user's
+topic rather than a stock "?", and picking up what the user said earlier.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from schemas import (
     words,
 )
 
-_DEGENERATE_PENALTY = 2.0
+# Above the largest length and question terms together: a stuck decoder loses every user.
+_DEGENERATE_PENALTY = 5.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class ReplyJudgement:
     instructions_passed: int
     violation: bool
     asks_back: bool
+    question_on_topic: bool
+    recalls_earlier: bool
     on_topic: bool
     has_emoji: bool
     degenerate: bool
@@ -57,21 +62,40 @@ def _degenerate(tokens: list[str]) -> bool:
     return Counter(tokens).most_common(1)[0][1] / len(tokens) > 0.4
 
 
+def _content_words(text: str) -> set[str]:
+    return {w for w in words(text) if len(w) >= 5}
+
+
+def _question_on_topic(text: str, keywords: set[str]) -> bool:
+    """A question sentence of the reply names the user's topic."""
+    for sentence in text.split("?")[:-1]:
+        tail = sentence.replace("!", ".").split(".")[-1]
+        if keywords.intersection(words(tail)):
+            return True
+    return False
+
+
 def judge_reply(
     text: str,
     instructions: tuple[Instruction, ...],
     topic_keywords: tuple[str, ...],
     policy: PolicyRuleSet = DEFAULT_POLICY,
+    earlier: tuple[str, ...] = (),
 ) -> ReplyJudgement:
+    """What a user notices in ``text``; ``earlier`` are their own earlier messages of the
+    conversation (not the one this reply answers)."""
     tokens = words(text)
     report = check_instructions(text, instructions)
     keywords = {k.lower() for k in topic_keywords}
+    remembered = set().union(*map(_content_words, earlier)) - keywords if earlier else set()
     return ReplyJudgement(
         words=len(tokens),
         instructions=len(report.results),
         instructions_passed=sum(1 for r in report.results if r.passed),
         violation=not check_policy(text, policy).passed,
         asks_back="?" in text,
+        question_on_topic=_question_on_topic(text, keywords),
+        recalls_earlier=bool(remembered.intersection(tokens)),
         on_topic=bool(keywords.intersection(tokens)),
         has_emoji=bool(EMOJI.search(text)),
         degenerate=_degenerate(tokens),
@@ -93,7 +117,10 @@ def reply_utility(j: ReplyJudgement, prefs: Preferences) -> float:
     if j.violation:
         u -= prefs.violation_aversion
     if j.asks_back:
-        u += prefs.question_affinity
+        # A question about the user's topic invites an answer; a stock "?" hardly does.
+        u += prefs.question_affinity * (1.0 if j.question_on_topic else 0.25)
+    if j.recalls_earlier:
+        u += prefs.recall_weight
     u += prefs.topic_weight if j.on_topic else -prefs.topic_weight
     if j.words:
         off = abs(math.log(j.words / prefs.preferred_words)) / prefs.length_tolerance

@@ -1,18 +1,19 @@
 """A seeded population of simulated users with hidden preferences.
 
 Preferences are drawn per user from wide distributions, so no single reply template
-pleases everyone: some want short answers, some long; some like being asked back, some
-find it tiresome; emoji delight some and annoy others. What every user shares is that
-a character breaking its instructions, or a policy violation, costs engagement.
+pleases everyone. Part of a user's taste shows in how they write (``Style``: terse
+writers want short replies, emoji writers like emoji), part stays hidden (being asked
+back, how much picking up what they said earlier matters). What every user shares is
+that a character breaking its instructions, or a policy violation, costs engagement.
 """
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 
 from flywheel.sim._catalogue import Catalogue, Character, Topic
+from flywheel.sim._style import Style, draw_style
 
 _NAMES = (
     "alex",
@@ -63,6 +64,8 @@ class Preferences:
     regenerate_rate: float
     report_rate: float
     loyalty: float
+    recall_weight: float
+    style: Style
 
 
 @dataclass(frozen=True)
@@ -82,15 +85,17 @@ class SimUser:
         return rng.choices(ids, weights)[0]
 
 
-def draw_preferences(rng: random.Random) -> Preferences:
-    """One user's tastes. The ranges are wide on purpose (see the module docstring)."""
+def draw_preferences(rng: random.Random, style: Style | None = None) -> Preferences:
+    """One user's tastes, consistent with how they write (drawn too when not given). The
+    ranges are wide on purpose (see the module docstring)."""
+    style = style or draw_style(rng)
     return Preferences(
         base=rng.gauss(0.5, 0.4),
-        preferred_words=math.exp(rng.uniform(math.log(8), math.log(45))),
-        length_tolerance=rng.uniform(0.5, 1.2),
-        length_weight=rng.uniform(0.3, 1.0),
+        preferred_words=style.preferred_words(rng),
+        length_tolerance=rng.uniform(0.4, 0.8),
+        length_weight=rng.uniform(0.5, 1.2),
         question_affinity=rng.uniform(-0.4, 0.8),
-        emoji_affinity=rng.uniform(-0.5, 0.5),
+        emoji_affinity=style.emoji_affinity(rng),
         instruction_weight=rng.uniform(1.0, 2.2),
         violation_aversion=rng.uniform(2.0, 3.5),
         topic_weight=rng.uniform(0.2, 0.8),
@@ -98,6 +103,8 @@ def draw_preferences(rng: random.Random) -> Preferences:
         regenerate_rate=rng.uniform(0.05, 0.35),
         report_rate=rng.uniform(0.2, 0.7),
         loyalty=rng.uniform(-0.5, 0.5),
+        recall_weight=rng.uniform(0.3, 0.9),
+        style=style,
     )
 
 

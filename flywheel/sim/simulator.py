@@ -182,7 +182,7 @@ class Simulator:
             topic = self.population.topic(user.pick_topic(rng))
             due = day_start + self.clock.duration(rng.uniform(0, cfg.active_window_s))
             session = _Session(user, conversation, character, topic, day, due)
-            session.user_text = rng.choice(topic.openers)
+            session.user_text = user.prefs.style.render(rng.choice(topic.openers), rng)
             heapq.heappush(self._heap, (due, conversation, session))
         self.stats.days_opened += 1
         self.stats.visits_by_day[day] = visits
@@ -240,7 +240,8 @@ class Simulator:
             self._end(session, self._later(session.due, _LEAVE_DELAY_S), "error")
             return None
         session.model_version = reply.model_version or session.model_version or "unknown"
-        judgement = judge_reply(reply.text, session.character.instructions, session.topic.keywords)
+        earlier = tuple(m["content"] for m in session.history if m["role"] == "user")
+        judgement = judge_reply(reply.text, session.character.instructions, session.topic.keywords, earlier=earlier)
         rng = self._rng(session, "react")
         reaction = react(judgement, session.user.prefs, rng, may_regenerate=not session.regenerate)
         session.satisfaction.append(reaction.p_continue)
@@ -280,7 +281,7 @@ class Simulator:
         ]
         session.turn += 1
         session.regenerate = False
-        session.user_text = rng.choice(session.topic.follow_ups)
+        session.user_text = session.user.prefs.style.render(rng.choice(session.topic.follow_ups), rng)
         session.due = reply_ts + think
         return session
 

@@ -11,6 +11,7 @@ from flywheel.demo.report import (
     HeldOutMetrics,
     OfflineMetrics,
     OnlineMetrics,
+    OracleLift,
     render_table,
     write_report,
 )
@@ -25,6 +26,7 @@ def _report() -> DemoReport:
             offline=OfflineMetrics(instruction_following=0.72, violation_rate=0.12, rm_win_rate=0.61),
             decision="promoted",
             online=OnlineMetrics(continue_rate_lift=0.08, ci_low=0.03, ci_high=0.13, depth_lift=0.6, breadth_lift=0.04),
+            oracle_continue_rate=0.57,
         ),
         GenerationResult(
             generation=2,
@@ -43,10 +45,12 @@ def _report() -> DemoReport:
     )
     return DemoReport(
         base_version="base",
-        base=HeldOutMetrics(instruction_following=0.58, violation_rate=0.26),
+        base=HeldOutMetrics(instruction_following=0.58, violation_rate=0.26, oracle_continue_rate=0.5),
         final_version="policy-g1",
-        final=HeldOutMetrics(instruction_following=0.72, violation_rate=0.12),
+        final=HeldOutMetrics(instruction_following=0.72, violation_rate=0.12, oracle_continue_rate=0.57),
         generations=gens,
+        ceiling_oracle_continue_rate=0.64,
+        oracle_final_vs_base=OracleLift(lift=0.07, ci_low=0.04, ci_high=0.1, contexts=96, samples_per_context=4),
         wall_s=321.0,
     )
 
@@ -54,7 +58,8 @@ def _report() -> DemoReport:
 def test_report_json_holds_the_documented_fields(tmp_path: Path) -> None:
     json_path, png_path = write_report(_report(), tmp_path / "out")
     doc = json.loads(json_path.read_text())
-    assert doc["base"] == {"instruction_following": 0.58, "violation_rate": 0.26}
+    assert doc["base"] == {"instruction_following": 0.58, "violation_rate": 0.26, "oracle_continue_rate": 0.5}
+    assert doc["ceiling_oracle_continue_rate"] == 0.64 and doc["oracle_final_vs_base"]["ci_low"] == 0.04
     assert doc["final"]["instruction_following"] == 0.72 and doc["wall_s"] == 321.0
     first, second = doc["generations"]
     assert first["version"] == "policy-g1" and first["decision"] == "promoted"
@@ -68,4 +73,5 @@ def test_table_has_a_row_per_generation_and_the_headline() -> None:
     table = render_table(_report())
     assert "policy-g1" in table and "policy-g2 (planted)" in table and "rejected" in table
     assert "[+3.00, +13.00]" in table
+    assert "ceiling  64.0%, 50% of the headroom captured" in table
     assert "58.0% →  72.0%" in table

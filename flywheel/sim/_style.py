@@ -28,8 +28,50 @@ _CHATTY_TAILS = (
 )
 # Words a terse writer leaves out.
 _FILLER = frozenset(
-    "i i'm im you your do does did what whats what's should is it it's its so like have has a an the "
-    "really me my to for of at in on can could would how are am be this that there".split()
+    [
+        "i",
+        "i'm",
+        "im",
+        "you",
+        "your",
+        "do",
+        "does",
+        "did",
+        "what",
+        "whats",
+        "what's",
+        "should",
+        "is",
+        "it",
+        "it's",
+        "its",
+        "so",
+        "like",
+        "have",
+        "has",
+        "a",
+        "an",
+        "the",
+        "really",
+        "me",
+        "my",
+        "to",
+        "for",
+        "of",
+        "at",
+        "in",
+        "on",
+        "can",
+        "could",
+        "would",
+        "how",
+        "are",
+        "am",
+        "be",
+        "this",
+        "that",
+        "there",
+    ]
 )
 # (low, high) preferred reply length in words, by how the user writes.
 _PREFERRED_WORDS: dict[Length, tuple[float, float]] = {"terse": (4, 10), "neutral": (12, 28), "chatty": (32, 55)}

@@ -28,6 +28,7 @@ from streams.dlq import error_reason_label, send_to_dlq
 from streams.processors import Output, Processor, SourcePartition
 from streams.runners._changelog import changelog_topic, ensure_changelog, read_changelog, write_changes
 from streams.runners._metrics import runner_metrics, serve_metrics
+from streams.runners._waiting import WaitingOutputs
 from streams.runners.runner_config import RunnerConfig
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class KafkaRunner:
         self._producer: Producer | None = None
         self._committing: threading.Thread | None = None
         self._commit_error: StreamError | None = None
-        self._waiting = _WaitingOutputs()
+        self._waiting = WaitingOutputs()
         self._rewinds = 0
         self._positions: dict[TopicPartition, int] = {}
         self._pending = 0
@@ -221,7 +222,7 @@ class KafkaRunner:
         self.dead_letters += 1
         self._metrics.dlq.labels(self.processor.name, error_reason_label(exc)).inc()
 
-    def _sink(self) -> Producer | _WaitingOutputs:
+    def _sink(self) -> Producer | WaitingOutputs:
         """Where outputs go now: the open transaction, or memory while a commit is in flight."""
         assert self._producer is not None
         return self._waiting if self._committing is not None else self._producer
@@ -359,33 +360,3 @@ class KafkaRunner:
             self._metrics.lag.labels(self.processor.name).set(lag)
         except StreamError as exc:
             log.debug("lag measurement failed: %s", exc)
-
-
-class _WaitingOutputs:
-    """What waits in memory while a commit is in flight: the processor's outputs as they
-    came (appended a batch at a time, no per-message Python work) and dead letters (a producer's ``produce``)."""
-
-    def __init__(self) -> None:
-        self._outputs: list[Output] = []
-        self._messages: list[tuple[str, bytes, str | None, Mapping[str, bytes] | None]] = []
-
-    def hold(self, outputs: list[Output]) -> None:
-        self._outputs += outputs
-
-    def produce(
-        self, topic: str, value: bytes, key: str | None = None, headers: Mapping[str, bytes] | None = None
-    ) -> None:
-        self._messages.append((topic, value, key, headers))
-
-    def take_outputs(self) -> list[Output]:
-        outputs, self._outputs = self._outputs, []
-        return outputs
-
-    def replay(self, producer: Producer) -> None:
-        messages, self._messages = self._messages, []
-        for topic, value, key, headers in messages:
-            producer.produce(topic, value, key=key, headers=headers)
-
-    def clear(self) -> None:
-        self._outputs.clear()
-        self._messages.clear()

@@ -12,7 +12,15 @@ from schemas._deployments import (
     deployment_record_adapter,
     deployment_record_key,
 )
-from schemas._errors import ConfigError, FlywheelError, SchemaError, ServingError, StreamError, TrainerError
+from schemas._errors import (
+    ConfigError,
+    FlywheelError,
+    MessageTooLargeError,
+    SchemaError,
+    ServingError,
+    StreamError,
+    TrainerError,
+)
 from schemas._events import (
     CHAT_EVENT_TYPES,
     ChatEvent,
@@ -124,6 +132,7 @@ __all__ = [
     "MaxSentences",
     "MaxWords",
     "Message",
+    "MessageTooLargeError",
     "MetricResult",
     "MetricVerdict",
     "ModelResponseEvent",

@@ -34,6 +34,23 @@ class StreamError(FlywheelError):
         super().__init__(message)
 
 
+class MessageTooLargeError(StreamError):
+    """The bus refused a message for its size (librdkafka's ``MSG_SIZE_TOO_LARGE``).
+
+    Attributes:
+        size_bytes: key + value + headers of the refused message.
+        max_bytes: the limit it broke (the producer's ``message.max.bytes``).
+    """
+
+    def __init__(self, topic: str, size_bytes: int, max_bytes: int) -> None:
+        self.size_bytes = size_bytes
+        self.max_bytes = max_bytes
+        super().__init__(
+            f"message to {topic!r} is {size_bytes} bytes, over the {max_bytes}-byte limit (message.max.bytes)",
+            topic=topic,
+        )
+
+
 class TrainerError(FlywheelError):
     """A training job, the offline gate or the checkpoint registry failed."""
 

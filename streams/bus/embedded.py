@@ -1,6 +1,7 @@
 """In-process bus with Kafka's semantics: partitions by murmur2 of the key, per-partition
-offsets, consumer groups with committed offsets and rebalancing, and transactions whose
-records and offsets become visible together (read_committed). Used by `flywheel demo` and
+offsets, consumer groups with committed offsets and rebalancing, transactions whose
+records and offsets become visible together (read_committed), and librdkafka's
+``message.max.bytes`` (a larger message is refused by ``produce``). Used by `flywheel demo` and
 tests; nothing here survives the process."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from schemas import StreamError, TopicSpec
+from schemas import MessageTooLargeError, StreamError, TopicSpec
 from streams.bus._api import Consumer, Offsets, RebalanceCallback, Record, TopicPartition
 from streams.bus._murmur2 import partition_for_key
 
@@ -23,9 +24,15 @@ class _Group:
 
 
 class EmbeddedBus:
-    """One in-memory cluster. Thread-safe; blocking consumers wake on new records."""
+    """One in-memory cluster. Thread-safe; blocking consumers wake on new records.
 
-    def __init__(self, default_partitions: int = 1) -> None:
+    Args:
+        max_message_bytes: producers' default ``message.max.bytes`` (librdkafka's default);
+            a producer created with ``message.max.bytes`` uses its own.
+    """
+
+    def __init__(self, default_partitions: int = 1, max_message_bytes: int = 1_000_000) -> None:
+        self.max_message_bytes = max_message_bytes
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._logs: dict[str, list[list[Record]]] = {}
@@ -54,7 +61,8 @@ class EmbeddedBus:
             raise StreamError(f"unknown topic {topic!r}; run `flywheel topics create`", topic=topic) from None
 
     def producer(self, transactional_id: str | None = None, **config: str | int) -> EmbeddedProducer:
-        return EmbeddedProducer(self, transactional_id)
+        max_bytes = int(config.get("message.max.bytes", self.max_message_bytes))
+        return EmbeddedProducer(self, transactional_id, max_bytes)
 
     def consumer(self, group_id: str | None = None, **config: str | int) -> EmbeddedConsumer:
         return EmbeddedConsumer(self, group_id, str(config.get("auto.offset.reset", "earliest")))
@@ -121,8 +129,9 @@ class EmbeddedBus:
 
 
 class EmbeddedProducer:
-    def __init__(self, bus: EmbeddedBus, transactional_id: str | None) -> None:
+    def __init__(self, bus: EmbeddedBus, transactional_id: str | None, max_message_bytes: int = 1_000_000) -> None:
         self._bus = bus
+        self._max_message_bytes = max_message_bytes
         self._tid = transactional_id
         self._epoch = bus._fence(transactional_id) if transactional_id else 0
         self._txn: list[tuple[str, int, str | None, bytes, Mapping[str, bytes]]] | None = None
@@ -139,6 +148,11 @@ class EmbeddedProducer:
     ) -> None:
         if not isinstance(value, (bytes, bytearray)):
             raise TypeError(f"value must be bytes, not {type(value).__name__}")
+        size = len(value) + (len(key.encode()) if key else 0)
+        if headers:
+            size += sum(len(name.encode()) + len(v) for name, v in headers.items())
+        if size > self._max_message_bytes:
+            raise MessageTooLargeError(topic, size, self._max_message_bytes)
         with self._bus._lock:
             p = self._bus._partition(topic, key, partition)
         item = (topic, p, key, bytes(value), headers or {})

@@ -27,7 +27,7 @@ from confluent_kafka import (
 from confluent_kafka import TopicPartition as _RawTP
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from schemas import StreamError, TopicSpec
+from schemas import MessageTooLargeError, StreamError, TopicSpec
 from streams.bus._api import _NO_HEADERS, Consumer, Offsets, RebalanceCallback, Record, TopicPartition
 from streams.bus.kafka_settings import KafkaSettings
 
@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 # Records are built with the tuple constructor itself: the NamedTuple's generated __new__ is
 # a Python-level call, a third of the cost of wrapping each consumed message.
 _new_record = tuple.__new__
+
+_LIBRDKAFKA_MESSAGE_MAX_BYTES = 1_000_000
+"""librdkafka's default ``message.max.bytes``: larger messages are refused by produce()."""
 
 
 def _raise(exc: KafkaException, what: str, topic: str | None = None) -> StreamError:
@@ -143,6 +146,8 @@ class KafkaProducer:
         if transactional_id:
             conf["transactional.id"] = transactional_id
         conf.update(overrides)
+        max_bytes = overrides.get("message.max.bytes") or settings.extra.get("message.max.bytes")
+        self._max_message_bytes = int(max_bytes or _LIBRDKAFKA_MESSAGE_MAX_BYTES)
         self._producer = _RawProducer(conf)
         self._errors: list[str] = []
         self._lock = threading.Lock()
@@ -195,6 +200,11 @@ class KafkaProducer:
             except BufferError:
                 self._producer.poll(0.05)  # local queue full: let deliveries drain, then retry
             except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                if isinstance(err, KafkaError) and err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                    size = len(value or b"") + len(key.encode() if key else b"")
+                    size += sum(len(name.encode()) + len(v) for name, v in (headers or {}).items())
+                    raise MessageTooLargeError(topic, size, self._max_message_bytes) from None
                 raise _raise(exc, "produce", topic) from None
         # Serve delivery reports and errors now and then, not per message.
         self._unpolled += 1

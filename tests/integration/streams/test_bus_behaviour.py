@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from schemas import StreamError, Topics
+from schemas import MessageTooLargeError, StreamError, Topics
 from streams import Bus, TopicPartition, partition_for_key
 
 
@@ -141,3 +141,12 @@ def test_group_members_share_partitions(bus: Bus, topics: Topics, unique) -> Non
 def test_unknown_topic_is_a_stream_error(bus: Bus) -> None:
     with pytest.raises(StreamError):
         bus.partitions("no.such.topic")
+
+
+def test_a_message_over_message_max_bytes_is_refused_with_its_size(bus: Bus, topics: Topics) -> None:
+    producer = bus.producer(**{"message.max.bytes": 100_000})
+    with pytest.raises(MessageTooLargeError) as refused:
+        producer.produce(topics.chat_events, b"x" * 200_000, key="user-1", headers={"h": b"12"})
+    assert (refused.value.size_bytes, refused.value.max_bytes) == (200_009, 100_000)
+    producer.produce(topics.chat_events, b"x" * 90_000, key="user-1")  # under the limit: accepted
+    producer.flush()

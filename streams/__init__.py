@@ -16,17 +16,20 @@ from streams.bus import (
     partition_for_key,
 )
 from streams.dlq import DeadLetter, send_to_dlq
-from streams.sdk import ChatEventProducer, ProduceSummary, produce_lines
+from streams.dlq_config import DeadLetterConfig
+from streams.sdk import ChatEventProducer, ProduceInterruptedError, ProduceSummary, produce_lines
 
 __all__ = [
     "Bus",
     "ChatEventProducer",
     "Consumer",
     "DeadLetter",
+    "DeadLetterConfig",
     "EmbeddedBus",
     "KafkaBus",
     "KafkaSettings",
     "Offsets",
+    "ProduceInterruptedError",
     "ProduceSummary",
     "Producer",
     "Record",

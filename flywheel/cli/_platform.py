@@ -10,7 +10,7 @@ import typer
 from flywheel.settings import FlywheelSettings
 from flywheel.wiring import make_bus
 from schemas import TOPICS, FlywheelError, export_json_schemas
-from streams import produce_lines
+from streams import ProduceInterruptedError, produce_lines
 
 topics_app = typer.Typer(help="Create and list the platform's Kafka topics.", no_args_is_help=True)
 schemas_app = typer.Typer(help="Message contracts (JSON Schema) for producers in any language.", no_args_is_help=True)
@@ -52,20 +52,25 @@ def produce(
 ) -> None:
     """Validate chat events from a JSONL file and send them to chat.events.
 
-    Invalid lines are reported (line number and reason) and sent, unchanged, to
-    chat.events.dlq with the reason, so nothing is lost.
+    Every other line (invalid, not JSON, not UTF-8, or too large for the broker) is
+    reported with its line number and reason and sent to chat.events.dlq with the reason,
+    so nothing is lost; no bad line stops the run. Exit status 2: the bus failed.
     """
     settings: FlywheelSettings = ctx.obj
     bus = make_bus(settings)
     producer = bus.producer()
+    dlq = settings.streams.dlq
+    interrupted: ProduceInterruptedError | None = None
     try:
         if str(file) == "-":
             summary = produce_lines(
-                typer.get_binary_stream("stdin"), producer, "stdin", settings.limits, settings.topics
+                typer.get_binary_stream("stdin"), producer, "stdin", settings.limits, settings.topics, dlq=dlq
             )
         else:
             with file.open("rb") as lines:
-                summary = produce_lines(lines, producer, file.name, settings.limits, settings.topics)
+                summary = produce_lines(lines, producer, file.name, settings.limits, settings.topics, dlq=dlq)
+    except ProduceInterruptedError as exc:
+        interrupted, summary = exc, exc.summary
     except FlywheelError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -75,7 +80,14 @@ def produce(
         typer.echo(f"{file}:{number}: rejected: {reason}", err=True)
     if summary.rejected > len(summary.rejections):
         typer.echo(f"… and {summary.rejected - len(summary.rejections)} more rejected lines", err=True)
-    typer.echo(f"sent {summary.sent}, rejected {summary.rejected} (rejected lines are in chat.events.dlq)")
+    truncated = f", {summary.truncated} of them truncated to {dlq.max_bytes} bytes" if summary.truncated else ""
+    typer.echo(
+        f"sent {summary.sent}, rejected {summary.rejected}, blank {summary.blank} of {summary.lines} lines read "
+        f"(rejected lines are in {settings.topics.chat_events_dlq}{truncated})"
+    )
+    if interrupted is not None:
+        typer.echo(f"error: {interrupted}; the lines after line {summary.lines} were not read", err=True)
+        raise typer.Exit(2)
     if strict and summary.rejected:
         raise typer.Exit(1)
 

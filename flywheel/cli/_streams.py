@@ -105,11 +105,12 @@ def run(
         if "faust_broker" not in settings.streams.runner.model_fields_set:
             config = config.model_copy(update={"faust_broker": f"kafka://{bootstrap}"})
         bus = make_bus(settings)
-        FaustRunner(proc, topics, group_id, config, partitions=bus.partitions(topics.chat_events)).run()
+        partitions = bus.partitions(topics.chat_events)
+        FaustRunner(proc, topics, group_id, config, partitions=partitions, dlq=settings.streams.dlq).run()
         return
     bus = make_bus(settings)
     cls = EmbeddedRunner if runner is RunnerName.embedded else KafkaRunner
-    loop = cls(bus, proc, topics, group_id, config)
+    loop = cls(bus, proc, topics, group_id, config, settings.streams.dlq)
     stopping = False
 
     def _stop(*_: object) -> None:

@@ -7,6 +7,7 @@ import threading
 
 from schemas import Topics
 from streams.bus import Bus
+from streams.dlq_config import DeadLetterConfig
 from streams.processors import Processor
 from streams.runners.kafka import KafkaRunner
 from streams.runners.runner_config import RunnerConfig
@@ -28,8 +29,9 @@ class EmbeddedRunner(KafkaRunner):
         topics: Topics,
         group_id: str | None = None,
         config: RunnerConfig | None = None,
+        dlq: DeadLetterConfig | None = None,
     ) -> None:
-        super().__init__(bus, processor, topics, group_id or f"flywheel-{processor.name}", config)
+        super().__init__(bus, processor, topics, group_id or f"flywheel-{processor.name}", config, dlq)
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
         self._halt = threading.Event()

@@ -37,7 +37,8 @@ from typing import Any
 
 from schemas import CHAT_EVENTS_DLQ, Topics, TopicSpec
 from streams.bus import KafkaBus, KafkaSettings
-from streams.dlq import ERROR_TYPE, FIELD, REASON, SOURCE, error_reason_label
+from streams.dlq import dead_letter, error_reason_label
+from streams.dlq_config import DeadLetterConfig
 from streams.processors import META, Output, Processor, SourcePartition
 from streams.runners._changelog import read_changelog
 from streams.runners._metrics import runner_metrics, serve_metrics
@@ -85,11 +86,13 @@ class FaustRunner:
         group_id: str,
         config: RunnerConfig | None = None,
         partitions: int = 8,
+        dlq: DeadLetterConfig | None = None,
     ) -> None:
         self.processor = processor
         self.topics = topics
         self.group_id = group_id
         self.config = config or RunnerConfig()
+        self.dlq = dlq or DeadLetterConfig()
         self.partitions = partitions
         self.table_topic = faust_table_topic(group_id, processor.name)
         self._written: dict[SourcePartition, dict[str, str | None]] = {}
@@ -165,12 +168,18 @@ class FaustRunner:
                     if src not in self._written:
                         self._restore(src)
                     key = msg.key.decode() if msg.key is not None else None
+                    outputs = []
+                    error: Exception | None = None
                     try:
                         outputs = processor.process(src, msg.offset, key, msg.value or b"")
                     except Exception as exc:  # bad input never stops the worker
-                        outputs = []
-                        await dlq.send(key=msg.key, value=msg.value, headers=_dlq_headers(exc, msg))
-                        metrics.dlq.labels(name, error_reason_label(exc)).inc()
+                        error = exc
+                    if error is not None:
+                        source = f"{msg.topic}/{msg.partition}/{msg.offset}"
+                        letter = dead_letter(msg.value or b"", key, error, source, self.dlq.max_bytes)
+                        letter_key = letter.key.encode() if letter.key is not None else None
+                        await dlq.send(key=letter_key, value=letter.value, headers=letter.headers)
+                        metrics.dlq.labels(name, error_reason_label(error)).inc()
                     await send(outputs)
                     batch = pending.setdefault(src, [])
                     batch.append(event)
@@ -268,16 +277,3 @@ class FaustRunner:
         app = self.build()
         worker = faust.Worker(app, loglevel="WARNING", quiet=True)
         worker.execute_from_commandline()
-
-
-def _dlq_headers(exc: Exception, msg: Any) -> dict[str, bytes]:
-    from schemas import SchemaError
-
-    field = exc.field if isinstance(exc, SchemaError) else ""
-    reason = exc.reason if isinstance(exc, SchemaError) else str(exc)
-    return {
-        REASON: reason.encode()[:4096],
-        FIELD: field.encode(),
-        ERROR_TYPE: type(exc).__name__.encode(),
-        SOURCE: f"{msg.topic}/{msg.partition}/{msg.offset}".encode(),
-    }

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from schemas import StreamError, Topics
 from streams.bus import Bus, Consumer, Producer, Record, TopicPartition
 from streams.dlq import error_reason_label, send_to_dlq
+from streams.dlq_config import DeadLetterConfig
 from streams.processors import Output, Processor, SourcePartition
 from streams.runners._changelog import changelog_topic, ensure_changelog, read_changelog, write_changes
 from streams.runners._metrics import runner_metrics, serve_metrics
@@ -42,6 +43,7 @@ class KafkaRunner:
         processor: the transport-free processor.
         topics: topic namespace; inputs, outputs and the DLQ are resolved through it.
         group_id: consumer group; processes with the same group share the partitions.
+        dlq: how dead letters are bounded.
 
     Use ``start()``, then ``poll_once()`` in a loop (or ``run()``), then ``stop()``.
     """
@@ -49,13 +51,20 @@ class KafkaRunner:
     runner_name = "kafka"
 
     def __init__(
-        self, bus: Bus, processor: Processor, topics: Topics, group_id: str, config: RunnerConfig | None = None
+        self,
+        bus: Bus,
+        processor: Processor,
+        topics: Topics,
+        group_id: str,
+        config: RunnerConfig | None = None,
+        dlq: DeadLetterConfig | None = None,
     ) -> None:
         self.bus = bus
         self.processor = processor
         self.topics = topics
         self.group_id = group_id
         self.config = config or RunnerConfig()
+        self.dlq = dlq or DeadLetterConfig()
         self.changelog = changelog_topic(topics, group_id)
         self._inputs = {topics.name(t): t for t in processor.inputs}
         self._out_names: dict[str, str] = {}
@@ -218,6 +227,7 @@ class KafkaRunner:
             exc,
             f"{topic}/{partition}/{offset}",
             topic=self.topics.chat_events_dlq,
+            max_bytes=self.dlq.max_bytes,
         )
         self.dead_letters += 1
         self._metrics.dlq.labels(self.processor.name, error_reason_label(exc)).inc()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from streams.dlq_config import DeadLetterConfig
 from streams.processors import BufferConfig, CurationConfig, SignalsConfig
 
 
@@ -61,3 +62,7 @@ class StreamsSettings(BaseModel):
     signals: SignalsConfig = Field(default_factory=SignalsConfig, description="Engagement-signals processor.")
     curation: CurationConfig = Field(default_factory=CurationConfig, description="Sample-curation processor.")
     buffer: BufferConfig = Field(default_factory=BufferConfig, description="Sample buffer / training-job trigger.")
+    dlq: DeadLetterConfig = Field(
+        default_factory=DeadLetterConfig,
+        description="Dead letters of every writer: the runners, the SDK and `flywheel produce`.",
+    )

@@ -51,6 +51,30 @@ class MessageTooLargeError(StreamError):
         )
 
 
+class MisroutedRecordError(StreamError):
+    """A record's key hashes to another partition than the one it was read from: its
+    producer used another partitioner (e.g. librdkafka's CRC32 default instead of murmur2),
+    so the key's state would be split between two partitions.
+
+    Attributes:
+        partition: where the record was read from.
+        expected_partition: where ``partitioner`` puts its key.
+        partitioner: the configured partitioner (``murmur2``, ``crc32``).
+    """
+
+    reason = "misrouted"
+
+    def __init__(self, topic: str, partition: int, expected_partition: int, partitioner: str) -> None:
+        self.partition = partition
+        self.expected_partition = expected_partition
+        self.partitioner = partitioner
+        super().__init__(
+            f"misrouted: the key hashes to partition {expected_partition} of {topic!r} under {partitioner}, "
+            f"the record was read from partition {partition}",
+            topic=topic,
+        )
+
+
 class TrainerError(FlywheelError):
     """A training job, the offline gate or the checkpoint registry failed."""
 

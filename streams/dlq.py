@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-from schemas import CHAT_EVENTS_DLQ, MessageTooLargeError, SchemaError
+from schemas import CHAT_EVENTS_DLQ, MessageTooLargeError, MisroutedRecordError, SchemaError
 from streams.bus import Record
 from streams.dlq_config import DEFAULT_DLQ_MAX_BYTES, MIN_DLQ_MAX_BYTES
 
@@ -96,6 +96,8 @@ def error_reason_label(error: Exception) -> str:
     """A low-cardinality label for metrics: the field for schema errors, else the type."""
     if isinstance(error, SchemaError):
         return f"schema:{error.field.split('.')[0] or 'document'}"
+    if isinstance(error, MisroutedRecordError):
+        return MisroutedRecordError.reason
     if isinstance(error, MessageTooLargeError):
         return "too_large"
     return type(error).__name__

@@ -28,6 +28,12 @@ class RunnerMetrics:
             "Records sent to the dead-letter topic, by reason.",
             ["processor", "reason"],
         )
+        self.misrouted = Counter(
+            "flywheel_streams_processor_misrouted_total",
+            "Records whose key hashes to another partition than the one they were read from "
+            "(their producer used another partitioner); dead-lettered.",
+            ["processor", "topic"],
+        )
         self.latency = Histogram(
             "flywheel_streams_processor_latency_seconds",
             "Processing time per record (mean over each consumed batch).",

@@ -42,6 +42,7 @@ from streams.dlq_config import DeadLetterConfig
 from streams.processors import META, Output, Processor, SourcePartition
 from streams.runners._changelog import read_changelog
 from streams.runners._metrics import runner_metrics, serve_metrics
+from streams.runners._routing import PartitionCheck
 from streams.runners.runner_config import RunnerConfig
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,9 @@ class FaustRunner:
         self.group_id = group_id
         self.config = config or RunnerConfig()
         self.dlq = dlq or DeadLetterConfig()
+        self.routing = PartitionCheck(
+            processor.name, self.config.partitioner, lambda base: self._bus.partitions(topics.name(base))
+        )
         self.partitions = partitions
         self.table_topic = faust_table_topic(group_id, processor.name)
         self._written: dict[SourcePartition, dict[str, str | None]] = {}
@@ -169,11 +173,12 @@ class FaustRunner:
                         self._restore(src)
                     key = msg.key.decode() if msg.key is not None else None
                     outputs = []
-                    error: Exception | None = None
-                    try:
-                        outputs = processor.process(src, msg.offset, key, msg.value or b"")
-                    except Exception as exc:  # bad input never stops the worker
-                        error = exc
+                    error: Exception | None = self.routing.check(src, key)
+                    if error is None:  # a misrouted record is not applied: its key's state lives elsewhere
+                        try:
+                            outputs = processor.process(src, msg.offset, key, msg.value or b"")
+                        except Exception as exc:  # bad input never stops the worker
+                            error = exc
                     if error is not None:
                         source = f"{msg.topic}/{msg.partition}/{msg.offset}"
                         letter = dead_letter(msg.value or b"", key, error, source, self.dlq.max_bytes)
@@ -215,6 +220,7 @@ class FaustRunner:
 
         @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types handlers as (sender, *args); faust documents (sender, revoked)
         async def _revoked(sender: Any, revoked: Any, **_: Any) -> None:
+            self.routing.forget()  # a topic may have grown
             for tp in revoked:
                 if tp.topic in inputs:
                     src = SourcePartition(inputs[tp.topic], tp.partition)

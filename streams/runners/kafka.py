@@ -29,6 +29,7 @@ from streams.dlq_config import DeadLetterConfig
 from streams.processors import Output, Processor, SourcePartition
 from streams.runners._changelog import changelog_topic, ensure_changelog, read_changelog, write_changes
 from streams.runners._metrics import runner_metrics, serve_metrics
+from streams.runners._routing import PartitionCheck
 from streams.runners._waiting import WaitingOutputs
 from streams.runners.runner_config import RunnerConfig
 
@@ -43,7 +44,7 @@ class KafkaRunner:
         processor: the transport-free processor.
         topics: topic namespace; inputs, outputs and the DLQ are resolved through it.
         group_id: consumer group; processes with the same group share the partitions.
-        dlq: how dead letters are bounded.
+        dlq: how dead letters are bounded (bad input and misrouted records go to the DLQ).
 
     Use ``start()``, then ``poll_once()`` in a loop (or ``run()``), then ``stop()``.
     """
@@ -65,6 +66,9 @@ class KafkaRunner:
         self.group_id = group_id
         self.config = config or RunnerConfig()
         self.dlq = dlq or DeadLetterConfig()
+        self.routing = PartitionCheck(
+            processor.name, self.config.partitioner, lambda base: bus.partitions(topics.name(base))
+        )
         self.changelog = changelog_topic(topics, group_id)
         self._inputs = {topics.name(t): t for t in processor.inputs}
         self._out_names: dict[str, str] = {}
@@ -137,6 +141,7 @@ class KafkaRunner:
 
     # -- rebalance -----------------------------------------------------------------------
     def _on_assign(self, tps: list[TopicPartition]) -> None:
+        self.routing.forget()  # a topic may have grown
         for tp in tps:
             self._restore(tp)
 
@@ -190,6 +195,7 @@ class KafkaRunner:
 
     def _process(self, records: Iterable[Record]) -> None:
         process = self.processor.process
+        misrouted = self.routing.check
         inputs = self._inputs
         positions = self._positions
         outputs: list[Output] = []
@@ -206,11 +212,15 @@ class KafkaRunner:
                     positions[TopicPartition(topic, partition)] = next_offset
                 topic, partition = rec.topic, rec.partition
                 source = SourcePartition(inputs[topic], partition)
+            next_offset = rec.offset + 1
+            misplaced = misrouted(source, rec.key)
+            if misplaced is not None:  # not applied: its key's state lives in another partition
+                self._dead_letter(rec, misplaced)
+                continue
             try:
                 outputs += process(source, rec.offset, rec.key, rec.value)
             except Exception as exc:  # bad input must never stop the processor
                 self._dead_letter(rec, exc)
-            next_offset = rec.offset + 1
         if topic is not None:
             positions[TopicPartition(topic, partition)] = next_offset
         self._emit(outputs)

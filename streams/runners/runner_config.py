@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from streams.dlq_config import DeadLetterConfig
 from streams.processors import BufferConfig, CurationConfig, SignalsConfig
+from streams.runners._routing import Partitioner
 
 
 class RunnerConfig(BaseModel):
@@ -50,6 +51,13 @@ class RunnerConfig(BaseModel):
         "this long and its partitions move on (the broker's minimum is 6 s).",
     )
     faust_broker: str = Field(default="kafka://127.0.0.1:19092", description="Broker URL of the Faust runner.")
+    partitioner: Partitioner = Field(
+        default="murmur2",
+        description="How the producers of the input topics partition keys. A record whose key hashes to "
+        "another partition is dead-lettered as misrouted (its key's state lives elsewhere). murmur2: Java "
+        "clients, aiokafka, Faust, flywheel's producers, librdkafka with partitioner=murmur2_random; crc32: "
+        "librdkafka's default (consistent_random); off: no check (e.g. to replay across a partition-count change).",
+    )
 
 
 class StreamsSettings(BaseModel):

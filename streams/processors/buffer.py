@@ -125,22 +125,24 @@ class BufferProcessor(ProcessorBase):
             trigger = "flush"
         else:
             return []
-        kind = self.config.kinds[topic]
         name = self._names.get(topic, topic)
         ranges = [(name, s.partition, b["from"], b["to"]) for s, b in sorted(bufs)]
         created = max(b["last_ts_ms"] for _, b in bufs)
-        job: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
-            "job_id": job_id_for(kind, ranges),
-            "kind": kind,
-            "model": self.config.model,
-            "base_version": None,
-            "inputs": [{"topic": t, "partition": p, "from_offset": f, "to_offset": e} for t, p, f, e in ranges],
-            "created_ts": iso_ms(created),
-            "config": {},
-        }
         for s, b in bufs:
             b["from"], b["n"], b["first_wall_ms"] = b["to"], 0, None
             self._parts[s].touch("buf")
-        self._metrics.jobs.labels(kind, trigger).inc()
-        return [Output(TRAINER_JOBS, job["job_id"], dumps(job))]
+        out = []
+        for kind in self.config.kinds[topic]:
+            job: dict[str, Any] = {
+                "schema_version": SCHEMA_VERSION,
+                "job_id": job_id_for(kind, ranges),
+                "kind": kind,
+                "model": self.config.model,
+                "base_version": None,
+                "inputs": [{"topic": t, "partition": p, "from_offset": f, "to_offset": e} for t, p, f, e in ranges],
+                "created_ts": iso_ms(created),
+                "config": {},
+            }
+            self._metrics.jobs.labels(kind, trigger).inc()
+            out.append(Output(TRAINER_JOBS, job["job_id"], dumps(job)))
+        return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schemas import check_name
 
@@ -29,10 +29,23 @@ class BufferConfig(BaseModel):
         description="…or once its oldest unclaimed sample has waited this long (wall clock), whatever the count.",
     )
     model: str = Field(default="policy", description="Model the jobs train (TrainJobRequest.model).")
-    kinds: dict[str, str] = Field(
-        default_factory=lambda: {"samples.reward": "reward", "samples.sft": "sft", "samples.preference": "dpo"},
-        description="Job kind per sample topic (base names).",
+    kinds: dict[str, tuple[str, ...]] = Field(
+        default_factory=lambda: {
+            "samples.reward": ("reward",),
+            "samples.sft": ("sft",),
+            # Preference pairs train the policy (DPO) and the Bradley–Terry reward model.
+            "samples.preference": ("dpo", "reward"),
+        },
+        description="Job kinds per sample topic (base names): each trigger requests one job "
+        "per kind over the same offset ranges. A single kind may be given as a string.",
     )
+
+    @field_validator("kinds", mode="before")
+    @classmethod
+    def _one_kind_is_a_tuple(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {topic: (kinds,) if isinstance(kinds, str) else kinds for topic, kinds in value.items()}
+        return value
 
     def model_post_init(self, __context: object) -> None:
         check_name(self.model, "model")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from schemas import ChatMessage, Instruction, PreferenceSample, RewardSample, SftSample
+from schemas import ChatMessage, EngagementLabels, Instruction, PreferenceSample, RewardSample, SftSample
 from trainers.bootstrap.catalogue import CHARACTERS_BY_ID, render_system_prompt
 
 
@@ -71,5 +71,13 @@ def demonstrations_from_samples(samples: Sequence[SftSample]) -> list[Demonstrat
     return [Demonstration(prompt_of(s), s.response) for s in samples]
 
 
+def engagement_label(labels: EngagementLabels) -> float:
+    """1 when the user engaged with the reply, from every signal they gave: a thumbs down
+    or a request for another reply outweighs continuing, a thumbs up counts as engaging."""
+    if labels.thumbs_down or labels.regenerated:
+        return 0.0
+    return 1.0 if labels.thumbs_up or labels.continued else 0.0
+
+
 def labelled_from_samples(samples: Sequence[RewardSample]) -> list[Labelled]:
-    return [Labelled(prompt_of(s), s.response, 1.0 if s.labels.continued else 0.0) for s in samples]
+    return [Labelled(prompt_of(s), s.response, engagement_label(s.labels)) for s in samples]

@@ -23,7 +23,7 @@ from trl import RewardConfig, RewardTrainer
 from schemas import TrainerError
 from trainers.common.data import Labelled, Pair
 from trainers.common.training import StepHook, TrainResult, common_args, peft_config, run_trainer, save_model
-from trainers.reward.reward_config import RewardSettings
+from trainers.reward.reward_config import RewardSettings, resolve_mode
 
 
 def load_reward_backbone(model_dir: Path, tokenizer: PreTrainedTokenizerBase, pointwise: bool) -> PreTrainedModel:
@@ -51,7 +51,7 @@ class RewardModelTrainer:
     ) -> TrainResult:
         s = self.settings
         tokenizer = AutoTokenizer.from_pretrained(base_dir)
-        pointwise = s.mode == "pointwise"
+        pointwise = resolve_mode(s.mode, bool(labelled)) == "pointwise"
         if pointwise and not labelled:
             raise TrainerError("pointwise reward training needs labelled replies (samples.reward)")
         if not pointwise and not pairs:

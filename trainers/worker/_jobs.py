@@ -24,6 +24,7 @@ from trainers.common.training import StepHook, TrainResult
 from trainers.dpo.dpo_trainer import DpoTrainer, best_vs_worst_pairs
 from trainers.evaluate.gate import OfflineGate
 from trainers.grpo.grpo_trainer import GrpoTrainer
+from trainers.reward.reward_config import resolve_mode
 from trainers.reward.reward_trainer import RewardModelTrainer
 from trainers.reward.scoring import BlendedScorer, RewardModel
 from trainers.sft.sft_trainer import SftTrainer
@@ -89,7 +90,7 @@ def train_job(
             grpo,
         )
     reward = settings.reward.with_overrides(job.config)
-    if reward.mode == "pointwise":
+    if resolve_mode(reward.mode, bool(inputs.reward)) == "pointwise":
         result = RewardModelTrainer(reward).train(
             base_dir, out_dir, labelled=labelled_from_samples(inputs.reward), on_step=on_step
         )

@@ -27,6 +27,7 @@ from schemas import CheckpointManifest, FlywheelError, SchemaError, Topics, Trai
 from streams import Bus, Consumer, Producer, Record, TopicPartition
 from trainers.bootstrap.base_model import ensure_base_model
 from trainers.registry.registry import Checkpoint, CheckpointRegistry, version_for_job
+from trainers.reward.reward_config import resolve_mode
 from trainers.reward.scoring import RewardModel
 from trainers.worker._inputs import latest_deployment, read_ranges
 from trainers.worker._jobs import gate_policy, gate_reward_model, train_job
@@ -220,7 +221,7 @@ class TrainerWorker:
     def _process(self, job: TrainJobRequest, keeper: LeaseKeeper) -> tuple[CheckpointManifest, Outcome]:
         s = self.settings
         is_reward = job.kind == "reward"
-        model_name = job.model + s.reward_model_suffix if is_reward else job.model
+        model_name = self._reward_model_name(job) if is_reward else job.model
         version = version_for_job(job.job_id)
         if self.registry.exists(model_name, version):
             # A retry after a crash between publish and commit: re-announce, do not retrain.
@@ -296,6 +297,13 @@ class TrainerWorker:
     def ensure_base(self, model: str) -> Checkpoint:
         """The bootstrap base model, published once as ``<model>/base`` (idempotent)."""
         return register_base_model(self.registry, model, self.settings)
+
+    def _reward_model_name(self, job: TrainJobRequest) -> str:
+        """Engagement model from samples.reward, Bradley–Terry model from samples.preference."""
+        names_reward = any(r.topic == self.topics.samples_reward for r in job.inputs)
+        mode = resolve_mode(self.settings.reward.with_overrides(job.config).mode, names_reward)
+        s = self.settings
+        return job.model + (s.reward_model_suffix if mode == "pointwise" else s.preference_model_suffix)
 
     def _latest_reward_model(self, model: str) -> RewardModel | None:
         published = [

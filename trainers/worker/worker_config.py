@@ -55,7 +55,15 @@ class TrainerWorkerSettings(BaseModel):
         default_factory=_default_work_dir, description="Scratch space for checkpoints before they are published."
     )
     base_version: str = Field(default="base", description="Version name of the bootstrap base model in the registry.")
-    reward_model_suffix: str = Field(default="-reward", description="Reward models are published as <model><suffix>.")
+    reward_model_suffix: str = Field(
+        default="-reward",
+        description="Engagement reward models (pointwise, from samples.reward) are published as "
+        "<model><suffix>; the latest that passed its gate guides policy training.",
+    )
+    preference_model_suffix: str = Field(
+        default="-preference",
+        description="Bradley–Terry reward models (pairwise, from samples.preference) are published as <model><suffix>.",
+    )
     min_reward_accuracy: float = Field(
         default=0.6,
         ge=0,

@@ -26,6 +26,12 @@ def _sample(i: int) -> bytes:
     ).encode()
 
 
+def _pair(i: int) -> bytes:
+    doc = json.loads(_sample(i))
+    del doc["response"], doc["model_version"]
+    return json.dumps(doc | {"kind": "preference", "chosen": "yes?", "rejected": "no", "source": "regenerate"}).encode()
+
+
 def test_count_trigger_ranges_and_restart_never_repeats_a_range() -> None:
     proc = BufferProcessor(BufferConfig(min_samples=5, model="chat"))
     p0, p1 = SourcePartition("samples.sft", 0), SourcePartition("samples.sft", 1)
@@ -57,7 +63,11 @@ def test_count_trigger_ranges_and_restart_never_repeats_a_range() -> None:
 
 def test_age_trigger_and_flush_map_kinds() -> None:
     proc = BufferProcessor(BufferConfig(min_samples=100, max_age_s=60))
-    assert proc.config.kinds == {"samples.reward": "reward", "samples.sft": "sft", "samples.preference": "dpo"}
+    assert proc.config.kinds == {
+        "samples.reward": ("reward",),
+        "samples.sft": ("sft",),
+        "samples.preference": ("dpo", "reward"),
+    }
     src = SourcePartition("samples.sft", 0)
     proc.advance(1_000_000)
     assert proc.process(src, 0, "c", _sample(0)) == []
@@ -84,3 +94,14 @@ def test_topics_without_a_job_kind_are_not_read() -> None:
     buffer = BufferProcessor(BufferConfig(kinds={"samples.sft": "sft"}))
     assert buffer.inputs == ("samples.sft",)
     assert buffer.advance_to(0) == []  # nothing buffered, and no KeyError for the other topics
+
+
+def test_preference_pairs_request_a_policy_job_and_a_bradley_terry_job_over_the_same_ranges() -> None:
+    proc = BufferProcessor(BufferConfig(min_samples=2))
+    src = SourcePartition("samples.preference", 0)
+    out = []
+    for off in range(2):
+        out += proc.process(src, off, "c", _pair(off))
+    jobs = [parse_message(TrainJobRequest, o.value) for o in out]
+    assert sorted(j.kind for j in jobs) == ["dpo", "reward"]
+    assert jobs[0].inputs == jobs[1].inputs and jobs[0].job_id != jobs[1].job_id

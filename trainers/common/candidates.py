@@ -36,6 +36,13 @@ class Ranked:
         return self.replies[-1], self.scores[-1]
 
 
+def candidate_order(sampled: Sequence[str], given: Sequence[str]) -> list[str]:
+    """Candidates of one prompt in tie-break order: the given replies (the one users
+    actually continued after) before the policy's own samples, so that on equal scores the
+    ranking (a stable sort) keeps the reply with evidence of engagement. Blank replies go."""
+    return [r for r in [*given, *sampled] if r.strip()]
+
+
 def rank_candidates(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -56,7 +63,7 @@ def rank_candidates(
     flat_replies: list[str] = []
     per_prompt: list[list[str]] = []
     for i, (p, replies) in enumerate(zip(prompts, sampled, strict=True)):
-        candidates = [r for r in [*replies, *(extra[i] if extra else ())] if r.strip()]
+        candidates = candidate_order(replies, extra[i] if extra else ())
         per_prompt.append(candidates)
         flat_prompts.extend([p] * len(candidates))
         flat_replies.extend(candidates)

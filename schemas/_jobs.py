@@ -76,6 +76,12 @@ class EvalReport(Message):
     baseline_violation_rate: float | None = None
     baseline_reward_score: float | None = None
     win_rate: float | None = Field(default=None, description="Reward-model win rate of candidate vs baseline replies.")
+    auc: float | None = Field(
+        default=None, description="Engagement reward model: ROC AUC on held-out labelled traffic."
+    )
+    calibration_error: float | None = Field(
+        default=None, description="Engagement reward model: expected calibration error on held-out labelled traffic."
+    )
     style_drift: dict[str, float] = Field(
         default_factory=dict, description="Candidate minus baseline: mean words, emoji rate, question rate…"
     )

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flywheel.demo.report import RewardModelResult
 from schemas import (
     SAMPLES_PREFERENCE,
     TOPICS_BY_NAME,
@@ -146,3 +147,26 @@ def plant_bad_job(runtime: DemoRuntime, n_pairs: int = 400) -> str:
     producer.produce(topics.trainer_jobs, job.to_json_bytes(), key=job.job_id)
     producer.flush()
     return job.job_id
+
+
+def reward_models(runtime: DemoRuntime) -> tuple[RewardModelResult, ...]:
+    """Every reward model the run's worker trained, with its held-out numbers."""
+    from trainers.registry import CheckpointRegistry
+
+    settings = runtime.worker_settings
+    registry = CheckpointRegistry(settings.registry)
+    out = []
+    for suffix in (settings.reward_model_suffix, settings.preference_model_suffix):
+        for m in registry.list(runtime.config.model + suffix):
+            out.append(
+                RewardModelResult(
+                    model=m.model,
+                    version=m.version,
+                    status=m.status,
+                    auc=m.eval.auc if m.eval else None,
+                    calibration_error=m.eval.calibration_error if m.eval else None,
+                    pairwise_accuracy=m.eval.reward_score if m.eval else None,
+                    n_train=int(m.training.get("metric.examples") or 0),
+                )
+            )
+    return tuple(out)

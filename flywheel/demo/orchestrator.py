@@ -253,7 +253,7 @@ def run_demo(
         report = _loop(runtime, config, progress, started, base_version, base_eval)
         progress.status(stage="oracle")
         runtime.users.pause()
-        report = with_oracle(runtime, report)
+        report = with_oracle(runtime, report).model_copy(update={"reward_models": _trainers.reward_models(runtime)})
         # The run's registry is scratch space; the model it ends with is worth keeping.
         final_model = _trainers.export_model(runtime, report.final_version, config.report_dir / "final-model")
         progress.event(f"final model {report.final_version} saved to {final_model}")

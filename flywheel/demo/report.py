@@ -62,6 +62,18 @@ class OnlineMetrics(_Model):
     max_share_bp: int = 0
 
 
+class RewardModelResult(_Model):
+    """A reward model trained in the loop, with its own held-out check."""
+
+    model: str = Field(description="<model>-reward (engagement) or <model>-preference (Bradley–Terry).")
+    version: str
+    status: str
+    auc: float | None = Field(description="Engagement models: ROC AUC on held-out labelled traffic.")
+    calibration_error: float | None = None
+    pairwise_accuracy: float | None = None
+    n_train: int
+
+
 class GenerationResult(_Model):
     generation: int
     version: str
@@ -104,6 +116,7 @@ class DemoReport(_Model):
         "a reachable target; its gap to base.oracle_continue_rate is the headroom.",
     )
     oracle_final_vs_base: OracleLift | None = None
+    reward_models: tuple[RewardModelResult, ...] = ()
     traffic: tuple[VersionTraffic, ...] = ()
     stages: dict[str, int] = Field(default_factory=dict, description="Messages each stage emitted (topic → count).")
     wall_s: float

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from trainers.bootstrap.catalogue import CHARACTERS_BY_ID, held_out_prompts, tra
 from trainers.bootstrap.corpus import make_item
 from trainers.common.data import (
     Demonstration,
+    Labelled,
     Pair,
     Prompt,
     demonstrations_from_samples,
@@ -24,6 +26,7 @@ from trainers.common.training import StepHook, TrainResult
 from trainers.dpo.dpo_trainer import DpoTrainer, best_vs_worst_pairs
 from trainers.evaluate.gate import OfflineGate
 from trainers.grpo.grpo_trainer import GrpoTrainer
+from trainers.reward.held_out import calibration_error, roc_auc, sigmoid, split_samples
 from trainers.reward.reward_config import resolve_mode
 from trainers.reward.reward_trainer import RewardModelTrainer
 from trainers.reward.scoring import BlendedScorer, RewardModel
@@ -36,6 +39,7 @@ from trainers.worker.worker_config import TrainerWorkerSettings
 class JobOutput:
     result: TrainResult
     settings: TrainSettings
+    held_out: tuple[Labelled, ...] = ()  # labelled replies kept out of training for the model's own check
 
 
 def _unique_prompts(inputs: JobInputs) -> list[Prompt]:
@@ -91,9 +95,11 @@ def train_job(
         )
     reward = settings.reward.with_overrides(job.config)
     if resolve_mode(reward.mode, bool(inputs.reward)) == "pointwise":
+        train, held = split_samples(inputs.reward, settings.reward_held_out_share)
         result = RewardModelTrainer(reward).train(
-            base_dir, out_dir, labelled=labelled_from_samples(inputs.reward), on_step=on_step
+            base_dir, out_dir, labelled=labelled_from_samples(train), on_step=on_step
         )
+        return JobOutput(result, reward, tuple(labelled_from_samples(held)))
     else:
         result = RewardModelTrainer(reward).train(
             base_dir, out_dir, pairs=pairs_from_samples(inputs.preference), on_step=on_step
@@ -114,23 +120,38 @@ def held_out_pairs(n_per_character: int = 8, seed: int = 99) -> list[Pair]:
     return out
 
 
-def gate_reward_model(path: Path, settings: TrainerWorkerSettings) -> EvalReport:
-    """A reward model passes if it ranks held-out pairs correctly often enough. The policy
-    rates are not applicable and reported as 0; the accuracy is ``reward_score``."""
+def gate_reward_model(path: Path, settings: TrainerWorkerSettings, held_out: Sequence[Labelled] = ()) -> EvalReport:
+    """A reward model passes if it ranks held-out pairs correctly often enough and, for an
+    engagement model, if it ranks and calibrates held-out labelled traffic well enough
+    (``held_out``). The policy rates are not applicable and reported as 0; the pairwise
+    accuracy is ``reward_score``."""
     rm = RewardModel.load(path)
     pairs = held_out_pairs()
     chosen = rm.score([p.prompt for p in pairs], [p.chosen for p in pairs])
     rejected = rm.score([p.prompt for p in pairs], [p.rejected for p in pairs])
     accuracy = sum(c > r for c, r in zip(chosen, rejected, strict=False)) / len(pairs)
-    passed = accuracy >= settings.min_reward_accuracy
+    reasons = []
+    if accuracy < settings.min_reward_accuracy:
+        reasons.append(f"held-out pairwise accuracy {accuracy:.3f} < {settings.min_reward_accuracy:.2f}")
+    auc = ece = None
+    if held_out:
+        labels = [x.label for x in held_out]
+        probabilities = [sigmoid(v) for v in rm.score([x.prompt for x in held_out], [x.reply for x in held_out])]
+        auc, ece = roc_auc(probabilities, labels), calibration_error(probabilities, labels)
+        if auc is None or auc < settings.min_reward_auc:
+            reasons.append(f"held-out AUC {auc} below {settings.min_reward_auc:.2f} ({len(held_out)} replies)")
+        if ece > settings.max_reward_calibration_error:
+            reasons.append(f"held-out calibration error {ece:.3f} above {settings.max_reward_calibration_error:.2f}")
     return EvalReport(
         baseline_version=None,
         prompts=len(pairs),
         instruction_following=0.0,
         violation_rate=0.0,
         reward_score=round(accuracy, 4),
-        passed=passed,
-        reasons=() if passed else (f"held-out pairwise accuracy {accuracy:.3f} < {settings.min_reward_accuracy:.2f}",),
+        auc=None if auc is None else round(auc, 4),
+        calibration_error=None if ece is None else round(ece, 4),
+        passed=not reasons,
+        reasons=tuple(reasons),
         flags=("reward model: reward_score is held-out pairwise accuracy",),
     )
 

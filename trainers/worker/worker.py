@@ -236,7 +236,7 @@ class TrainerWorker:
                 reward_model = self._latest_reward_model(job.model)
                 output = train_job(job, inputs, base_dir, out_dir, s, reward_model, reporter)
                 report = (
-                    gate_reward_model(out_dir, s)
+                    gate_reward_model(out_dir, s, output.held_out)
                     if is_reward
                     else gate_policy(out_dir, base_dir, base_version, s, reward_model)
                 )

@@ -70,6 +70,21 @@ class TrainerWorkerSettings(BaseModel):
         le=1,
         description="A reward model passes the gate with at least this held-out pairwise accuracy.",
     )
+    reward_held_out_share: float = Field(
+        default=0.2,
+        gt=0,
+        lt=1,
+        description="Share of an engagement job's conversations held out of training for its AUC and calibration check.",
+    )
+    min_reward_auc: float = Field(
+        default=0.6, ge=0, le=1, description="An engagement reward model needs at least this held-out ROC AUC."
+    )
+    max_reward_calibration_error: float = Field(
+        default=0.15,
+        ge=0,
+        le=1,
+        description="…and at most this held-out expected calibration error (predicted vs observed engagement).",
+    )
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     gate: GateSettings = Field(default_factory=GateSettings)
     bootstrap: BaseModelSettings = Field(default_factory=BaseModelSettings)

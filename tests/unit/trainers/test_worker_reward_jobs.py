@@ -101,3 +101,9 @@ def test_engagement_and_bradley_terry_jobs_train_with_production_defaults(tmp_pa
     for m in manifests.values():
         assert m.job_kind == "reward" and m.training["samples"] == N, m
         assert m.eval is not None and m.eval.reward_score is not None  # held-out pairwise accuracy
+    # The engagement model kept a fifth of the conversations out of training for its own check.
+    engagement = manifests["tiny-reward"]
+    assert engagement.eval is not None and engagement.eval.auc is not None
+    assert engagement.eval.calibration_error is not None
+    assert 0.6 * N < float(engagement.training["metric.examples"] or 0) < 0.95 * N
+    assert manifests["tiny-preference"].eval is not None and manifests["tiny-preference"].eval.auc is None

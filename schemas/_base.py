@@ -6,7 +6,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Self, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -99,13 +99,73 @@ Text = Annotated[str, AfterValidator(_check_text)]
 SchemaVersion = Annotated[int, AfterValidator(_check_version)]
 
 
+class _NotGiven:
+    """Stands in for a required field that ``Message.trusted`` was not given: serialising
+    the message then fails with "Unable to serialize unknown type: <class '..._NotGiven'>"."""
+
+    def __repr__(self) -> str:
+        return "<required field not given>"
+
+
+_NOT_GIVEN = _NotGiven()
+
+
 class Message(BaseModel):
     """Base of every message crossing a process boundary."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False, populate_by_name=False)
 
     def to_json_bytes(self) -> bytes:
-        return self.model_dump_json().encode()
+        """The compact JSON document (``model_dump_json``'s bytes, without the str round trip)."""
+        return self.__pydantic_serializer__.to_json(self)
+
+    @classmethod
+    def trusted(cls, **values: Any) -> Self:
+        """The message made of ``values`` without validating them, for a producer's hot path
+        whose values are its own, already checked and of the fields' types (a datetime for
+        a timestamp, a tuple for a tuple). What ``model_construct`` does, in ~1 µs where it
+        takes ~15 µs and validating ~4 µs (a 16-field ResponseOutcome, measured).
+
+        Fields keep the model's order (the JSON document is ``model_dump_json``'s); omitted
+        fields take their defaults (fields with a default factory must be given). A name
+        that is not a field raises TypeError; a required field left out fails when the
+        message is serialised (see ``_NotGiven``).
+        """
+        spec = _TRUSTED.get(cls)
+        if spec is None:
+            spec = _TRUSTED[cls] = _TrustedSpec(cls)
+        data = {**spec.template, **values}
+        if len(data) != spec.size:
+            raise TypeError(f"{cls.__name__} has no field {sorted(set(data) - set(spec.template))[0]!r}")
+        message = _new(cls)
+        _setattr(message, "__dict__", data)
+        _setattr(message, "__pydantic_fields_set__", spec.fields_set)
+        _setattr(message, "__pydantic_extra__", None)
+        _setattr(message, "__pydantic_private__", None)
+        return message
+
+
+_new = object.__new__
+_setattr = object.__setattr__
+
+
+class _TrustedSpec:
+    """Per message type: every field in order with its default (``_NotGiven`` when required)."""
+
+    def __init__(self, model: type[BaseModel]) -> None:
+        fields = model.model_fields
+        # A field with a default factory must be given too: one default would be shared.
+        self.template: dict[str, Any] = {
+            name: _NOT_GIVEN if f.is_required() or f.default_factory is not None else f.default
+            for name, f in fields.items()
+        }
+        self.size = len(self.template)
+        # Shared by every trusted instance: frozen messages never add to it, and
+        # model_copy copies it before it does.
+        self.fields_set = set(fields)
+
+
+_TRUSTED: dict[type[BaseModel], _TrustedSpec] = {}
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from pydantic_core import PydanticSerializationError
 
 from schemas import (
     ArmWindowAggregate,
@@ -15,6 +16,7 @@ from schemas import (
     EngagementLabels,
     EvalReport,
     FileDigest,
+    Message,
     MetricResult,
     OffsetRange,
     PreferenceSample,
@@ -235,3 +237,26 @@ def test_window_aggregate_counters_are_the_window_counters_fields() -> None:
     for part in (counts, agg.counters()):
         total.add(part)
     assert (total.responses, total.latency_buckets[3]) == (8, 8)
+
+
+@pytest.mark.parametrize("message", MESSAGES, ids=lambda m: type(m).__name__)
+def test_trusted_construction_is_the_validated_message(message: Message) -> None:
+    values = {name: getattr(message, name) for name in type(message).model_fields}
+    trusted = type(message).trusted(**values)
+    assert trusted == message and trusted.to_json_bytes() == message.model_dump_json().encode()
+
+
+def test_trusted_construction_refuses_unknown_fields_and_fails_on_missing_ones() -> None:
+    job = TrainJobRequest.trusted(
+        job_id="j",
+        kind="sft",
+        model="m",
+        inputs=(OffsetRange(topic="t", partition=0, from_offset=0, to_offset=1),),
+        created_ts=NOW,
+        config={},
+    )
+    assert job.to_json_bytes() == TrainJobRequest.model_validate_json(job.to_json_bytes()).to_json_bytes()
+    with pytest.raises(TypeError, match="no field 'colour'"):
+        SessionSummary.trusted(colour="red")
+    with pytest.raises(PydanticSerializationError, match="_NotGiven"):
+        SessionSummary.trusted(user_id="u").to_json_bytes()

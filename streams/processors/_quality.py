@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
@@ -77,8 +77,9 @@ class LshIndex:
         arr = np.asarray(sig, dtype=np.uint64)
         return [(b, arr[b * self.rows : (b + 1) * self.rows].tobytes()) for b in range(self.bands)]
 
-    def query(self, sig: list[int], threshold: float, signatures: dict[str, Any]) -> str | None:
-        """Id of an indexed signature whose estimated Jaccard similarity is >= threshold."""
+    def query(self, sig: list[int], threshold: float, signature_of: Callable[[str], list[int] | None]) -> str | None:
+        """Id of an indexed signature (``signature_of(id)``) whose estimated Jaccard
+        similarity is >= threshold."""
         seen: set[str] = set()
         arr = np.asarray(sig, dtype=np.uint64)
         for key in self._keys(sig):
@@ -86,8 +87,8 @@ class LshIndex:
                 if sid in seen:
                     continue
                 seen.add(sid)
-                other = signatures.get(sid)
-                if other is not None and float(np.mean(arr == np.asarray(other["sig"], dtype=np.uint64))) >= threshold:
+                other = signature_of(sid)
+                if other is not None and float(np.mean(arr == np.asarray(other, dtype=np.uint64))) >= threshold:
                     return sid
         return None
 
@@ -100,6 +101,19 @@ class LshIndex:
             bucket = self._buckets.get(key)
             if bucket:
                 bucket.discard(sid)
+
+
+def pair_problem(chosen: str, rejected: str, max_length_ratio: float, max_emoji_difference: int) -> str | None:
+    """Why two replies make no preference pair (the chosen one being clean), or None:
+    the same text, word counts too far apart, emoji counts too far apart."""
+    if exact_hash(chosen) == exact_hash(rejected):
+        return "pair_quality"
+    lc, lr = max(1, len(words(chosen))), max(1, len(words(rejected)))
+    if max(lc, lr) / min(lc, lr) > max_length_ratio:
+        return "pair_length_ratio"
+    if abs(len(EMOJI.findall(chosen)) - len(EMOJI.findall(rejected))) > max_emoji_difference:
+        return "pair_emoji_difference"
+    return None
 
 
 def style_of(text: str) -> dict[str, float]:

@@ -14,21 +14,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic_core import to_json
 
 from schemas import (
     SAMPLES_PREFERENCE,
     SAMPLES_REWARD,
     SAMPLES_SFT,
-    SCHEMA_VERSION,
     TRAINER_JOBS,
+    OffsetRange,
     PreferenceSample,
     RewardSample,
     SftSample,
+    TrainJobRequest,
     parse_message,
 )
-from streams.processors._base import META, Output, PartitionState, ProcessorBase, SourcePartition
-from streams.processors._events import dumps, iso_ms, to_ms
+from streams.processors._base import META, Output, PartitionMeta, PartitionState, ProcessorBase, SourcePartition
+from streams.processors._codec import VersionedCodec
+from streams.processors._events import from_ms, to_ms
 from streams.processors._metrics import processor_metrics
 from streams.processors.buffer_config import BufferConfig
 
@@ -37,6 +42,53 @@ _MODELS: dict[str, type[RewardSample | SftSample | PreferenceSample]] = {
     SAMPLES_SFT: SftSample,
     SAMPLES_PREFERENCE: PreferenceSample,
 }
+_BUF = "buf"
+
+
+@dataclass(slots=True)
+class Unclaimed:
+    """The samples of one sample partition that no job has claimed yet (entry ``buf``)."""
+
+    from_offset: int
+    """First unclaimed offset."""
+    to_offset: int
+    """One past the last sample seen (bad samples are dead-lettered; their offsets stay in range)."""
+    count: int = 0
+    """Valid unclaimed samples."""
+    first_wall_ms: int | None = None
+    """Wall clock at the first tick after the oldest unclaimed sample came: its age counts from here."""
+    last_ts_ms: int = 0
+    """Event time of the newest sample (the job's ``created_ts``)."""
+
+
+class BufferCodec(VersionedCodec):
+    """PartitionMeta and Unclaimed ↔ changelog bytes: version 2, ``[2, ...]`` arrays in
+    field order; version 1, ``{"offset", "wm"}`` and ``{"from", "to", "n",
+    "first_wall_ms", "last_ts_ms"}``."""
+
+    version: ClassVar[int] = 2
+    reads: ClassVar[frozenset[int]] = frozenset({1, 2})
+
+    def new_meta(self) -> PartitionMeta:
+        return PartitionMeta()
+
+    def encode_meta(self, meta: PartitionMeta) -> bytes:
+        return to_json([2, meta.offset, meta.watermark_ms])
+
+    def decode_meta(self, raw: bytes) -> PartitionMeta:
+        version, doc = self.read(META, raw)
+        return PartitionMeta(doc["offset"], doc["wm"]) if version == 1 else PartitionMeta(doc[1], doc[2])
+
+    def encode(self, key: str, value: Any) -> bytes:
+        u: Unclaimed = value
+        return to_json([2, u.from_offset, u.to_offset, u.count, u.first_wall_ms, u.last_ts_ms])
+
+    def decode(self, key: str, raw: bytes) -> Any:
+        version, doc = self.read(key, raw)
+        if version == 1:
+            return Unclaimed(doc["from"], doc.get("to", doc["from"]), doc["n"], doc["first_wall_ms"], doc["last_ts_ms"])
+        _, from_offset, to_offset, count, first_wall_ms, last_ts_ms = doc
+        return Unclaimed(from_offset, to_offset, count, first_wall_ms, last_ts_ms)
 
 
 def job_id_for(kind: str, ranges: list[tuple[str, int, int, int]]) -> str:
@@ -45,12 +97,12 @@ def job_id_for(kind: str, ranges: list[tuple[str, int, int, int]]) -> str:
     return f"{kind}-{digest}"
 
 
-class BufferProcessor(ProcessorBase):
-    """Samples in, ``TrainJobRequest`` out. State per sample partition: ``from`` (first
-    unclaimed offset), ``n`` (unclaimed count), ``first_wall_ms`` and ``last_ts_ms``."""
+class BufferProcessor(ProcessorBase[PartitionMeta]):
+    """Samples in, ``TrainJobRequest`` out. State per sample partition: its Unclaimed range."""
 
     name = "buffer"
     inputs: tuple[str, ...] = (SAMPLES_REWARD, SAMPLES_SFT, SAMPLES_PREFERENCE)
+    codec = BufferCodec()
 
     def __init__(self, config: BufferConfig | None = None, topic_names: dict[str, str] | None = None) -> None:
         super().__init__()
@@ -62,35 +114,34 @@ class BufferProcessor(ProcessorBase):
         self._metrics = processor_metrics()
         self._now_ms = 0
 
-    def _apply(self, source: SourcePartition, state: PartitionState, key: str | None, value: bytes) -> list[Output]:
-        offset = state.entries[META]["offset"]
-        buf = state.entries.get("buf")
+    def _apply(
+        self, source: SourcePartition, state: PartitionState[PartitionMeta], key: str | None, value: bytes
+    ) -> list[Output]:
+        offset = state.meta.offset
+        buf: Unclaimed | None = state.entries.get(_BUF)
         if buf is None:
-            buf = {"from": offset, "n": 0, "first_wall_ms": None, "last_ts_ms": 0}
-            state.put("buf", buf)
+            buf = Unclaimed(offset, offset)
+            state.put(_BUF, buf)
         else:
-            state.touch("buf")
-        buf["to"] = offset + 1
+            state.touch(_BUF)
+        buf.to_offset = offset + 1
         sample = parse_message(
             _MODELS[source.topic], value
         )  # bad samples are dead-lettered; their offset stays in range
-        buf["n"] += 1
-        buf["last_ts_ms"] = max(buf["last_ts_ms"], to_ms(sample.ts))
-        if buf["first_wall_ms"] is None and self._now_ms:
-            buf["first_wall_ms"] = self._now_ms
+        buf.count += 1
+        buf.last_ts_ms = max(buf.last_ts_ms, to_ms(sample.ts))
+        if buf.first_wall_ms is None and self._now_ms:
+            buf.first_wall_ms = self._now_ms
         return self._maybe_trigger(source.topic)
-
-    def _advance(self, source: SourcePartition, state: PartitionState, now_ms: int) -> list[Output]:
-        return []
 
     def advance(self, now_ms: int) -> list[Output]:
         self._now_ms = now_ms
         for source in self.owned():  # samples that came before the first tick start aging now
             state = self._parts[source]
-            buf = state.entries.get("buf")
-            if buf is not None and buf["n"] and buf["first_wall_ms"] is None:
-                buf["first_wall_ms"] = now_ms
-                state.touch("buf")
+            buf: Unclaimed | None = state.entries.get(_BUF)
+            if buf is not None and buf.count and buf.first_wall_ms is None:
+                buf.first_wall_ms = now_ms
+                state.touch(_BUF)
         out: list[Output] = []
         for topic in self.inputs:
             out.extend(self._maybe_trigger(topic))
@@ -105,18 +156,18 @@ class BufferProcessor(ProcessorBase):
 
     def pending(self, topic: str) -> int:
         """Unclaimed samples of ``topic`` (base name) on the owned partitions."""
-        return sum(self._parts[s].entries.get("buf", {}).get("n", 0) for s in self.owned() if s.topic == topic)
+        return sum(buf.count for _, buf in self._unclaimed(topic))
+
+    def _unclaimed(self, topic: str) -> list[tuple[SourcePartition, Unclaimed]]:
+        pairs = ((s, self._parts[s].entries.get(_BUF)) for s in self.owned() if s.topic == topic)
+        return [(s, buf) for s, buf in pairs if buf is not None]
 
     def _maybe_trigger(self, topic: str, force: bool = False) -> list[Output]:
-        bufs = [
-            (s, self._parts[s].entries["buf"])
-            for s in self.owned()
-            if s.topic == topic and self._parts[s].entries.get("buf", {}).get("n", 0) > 0
-        ]
+        bufs = [(s, buf) for s, buf in self._unclaimed(topic) if buf.count > 0]
         if not bufs:
             return []
-        count = sum(b["n"] for _, b in bufs)
-        oldest = min((b["first_wall_ms"] for _, b in bufs if b["first_wall_ms"]), default=None)
+        count = sum(b.count for _, b in bufs)
+        oldest = min((b.first_wall_ms for _, b in bufs if b.first_wall_ms), default=None)
         if count >= self.config.min_samples_per_topic.get(topic, self.config.min_samples):
             trigger = "count"
         elif oldest is not None and self._now_ms and self._now_ms - oldest >= self.config.max_age_s * 1000:
@@ -126,23 +177,22 @@ class BufferProcessor(ProcessorBase):
         else:
             return []
         name = self._names.get(topic, topic)
-        ranges = [(name, s.partition, b["from"], b["to"]) for s, b in sorted(bufs)]
-        created = max(b["last_ts_ms"] for _, b in bufs)
+        ranges = [(name, s.partition, b.from_offset, b.to_offset) for s, b in sorted(bufs)]
+        created = max(b.last_ts_ms for _, b in bufs)
         for s, b in bufs:
-            b["from"], b["n"], b["first_wall_ms"] = b["to"], 0, None
-            self._parts[s].touch("buf")
+            b.from_offset, b.count, b.first_wall_ms = b.to_offset, 0, None
+            self._parts[s].touch(_BUF)
         out = []
         for kind in self.config.kinds[topic]:
-            job: dict[str, Any] = {
-                "schema_version": SCHEMA_VERSION,
-                "job_id": job_id_for(kind, ranges),
-                "kind": kind,
-                "model": self.config.model,
-                "base_version": None,
-                "inputs": [{"topic": t, "partition": p, "from_offset": f, "to_offset": e} for t, p, f, e in ranges],
-                "created_ts": iso_ms(created),
-                "config": {},
-            }
+            # Not validated, as before: a kind the trainers do not know is theirs to refuse.
+            job = TrainJobRequest.trusted(
+                job_id=job_id_for(kind, ranges),
+                kind=kind,
+                model=self.config.model,
+                inputs=tuple(OffsetRange(topic=t, partition=p, from_offset=f, to_offset=e) for t, p, f, e in ranges),
+                created_ts=from_ms(created),
+                config={},
+            )
             self._metrics.jobs.labels(kind, trigger).inc()
-            out.append(Output(TRAINER_JOBS, job["job_id"], dumps(job)))
+            out.append(Output(TRAINER_JOBS, job.job_id, job.to_json_bytes()))
         return out

@@ -76,6 +76,13 @@ class EvalReport(Message):
     baseline_violation_rate: float | None = None
     baseline_reward_score: float | None = None
     win_rate: float | None = Field(default=None, description="Reward-model win rate of candidate vs baseline replies.")
+    rm_predicted_lift: float | None = Field(
+        default=None,
+        description="Engagement model's predicted continue-rate lift of candidate over baseline replies "
+        "(mean predicted probability, paired by held-out prompt).",
+    )
+    rm_predicted_lift_ci_low: float | None = Field(default=None, description="Lower end of its 95 % interval.")
+    rm_predicted_lift_ci_high: float | None = Field(default=None, description="Upper end of its 95 % interval.")
     auc: float | None = Field(
         default=None, description="Engagement reward model: ROC AUC on held-out labelled traffic."
     )

@@ -120,6 +120,7 @@ def _offline(report: EvalReport | None) -> OfflineMetrics:
         instruction_following=report.instruction_following,
         violation_rate=report.violation_rate,
         rm_win_rate=report.win_rate,
+        rm_predicted_lift=report.rm_predicted_lift,
         passed=report.passed,
         reasons=report.reasons,
         flags=report.flags,

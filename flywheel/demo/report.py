@@ -40,6 +40,9 @@ class OfflineMetrics(_Model):
     instruction_following: float
     violation_rate: float
     rm_win_rate: float | None = Field(description="Reward-model win rate of the candidate's replies vs the baseline's.")
+    rm_predicted_lift: float | None = Field(
+        default=None, description="Engagement model's predicted continue-rate lift over the baseline (gate)."
+    )
     passed: bool = True
     reasons: tuple[str, ...] = ()
     flags: tuple[str, ...] = ()

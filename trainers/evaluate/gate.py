@@ -7,6 +7,7 @@ reward hacking (the report this platform follows lost engagement at 70 % win rat
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -77,6 +78,16 @@ def policy_stats(prompts: Sequence[Prompt], replies: Sequence[str], reward_model
     )
 
 
+def predicted_lift(cand: Sequence[float], base: Sequence[float]) -> tuple[float, float, float]:
+    """The reward model's predicted continue-rate lift of candidate over baseline replies:
+    mean difference of sigmoid(score) over paired replies (same prompt, same sample index),
+    with a 95 % normal interval."""
+    diffs = [1 / (1 + math.exp(-c)) - 1 / (1 + math.exp(-b)) for c, b in zip(cand, base, strict=True)]
+    mean = statistics.fmean(diffs)
+    half = 1.959964 * statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else math.inf
+    return mean, mean - half, mean + half
+
+
 class OfflineGate:
     """Evaluate a candidate policy against a baseline and decide pass / reject."""
 
@@ -119,6 +130,7 @@ class OfflineGate:
         reasons: list[str] = []
         flags: list[str] = []
         win_rate: float | None = None
+        lift: tuple[float, float, float] | None = None
         drift: dict[str, float] = {}
         if cand.violation_rate > s.max_violation_rate:
             reasons.append(f"violation rate {cand.violation_rate:.3f} above the limit {s.max_violation_rate:.3f}")
@@ -139,6 +151,7 @@ class OfflineGate:
                     1.0 if c > b else 0.5 if c == b else 0.0 for c, b in zip(cand.rewards, base.rewards, strict=False)
                 ]
                 win_rate = sum(wins) / len(wins)
+                lift = predicted_lift(cand.rewards, base.rewards)
                 if win_rate > s.win_rate_ceiling:
                     text = (
                         f"reward-model win rate {win_rate:.3f} above the ceiling {s.win_rate_ceiling:.2f}: "
@@ -155,6 +168,9 @@ class OfflineGate:
             baseline_violation_rate=None if base is None else round(base.violation_rate, 4),
             baseline_reward_score=None if base is None else base.reward_score,
             win_rate=win_rate,
+            rm_predicted_lift=None if lift is None else round(lift[0], 4),
+            rm_predicted_lift_ci_low=None if lift is None else round(lift[1], 4),
+            rm_predicted_lift_ci_high=None if lift is None else round(lift[2], 4),
             style_drift=drift,
             passed=not reasons,
             reasons=tuple(reasons),

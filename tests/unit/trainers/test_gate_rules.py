@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from trainers.evaluate import GateSettings, OfflineGate, PolicyStats
 
 
@@ -33,3 +35,14 @@ def test_win_rate_above_ceiling_is_flagged_not_rejected_by_default() -> None:
     assert report.style_drift["mean_words"] == 15.0
     strict = OfflineGate(GateSettings(prompts_per_character=2, reject_above_ceiling=True)).judge(cand, base, "v1")
     assert not strict.passed
+
+
+def test_the_reward_models_predicted_lift_is_paired_and_has_an_interval() -> None:
+    from trainers.evaluate.gate import predicted_lift
+
+    # Candidate replies the engagement model scores at logit 1 vs 0 for the baseline's:
+    # sigmoid(1) - sigmoid(0) = 0.2311 on every pair, so the interval is that point.
+    mean, low, high = predicted_lift([1.0] * 8, [0.0] * 8)
+    assert mean == low == high == pytest.approx(0.2311, abs=1e-4)
+    mean, low, high = predicted_lift([1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 0.0])
+    assert low < mean < high and low < 0 < high

@@ -11,6 +11,7 @@ from pydantic import SecretStr, ValidationError
 from serving import ContextLengthExceededError, DeadlineExceededError, GatewayConfig, OverloadedError
 from serving._auth import bearer_matches
 from serving.engines import ContextWindow, GenerationRequest, ModelSource, SamplingParams
+from serving.engines.base import Messages
 from serving.gateway import Admission
 from serving.gateway.deadline import Deadline
 from serving.gateway.prompt_fit import INLINE_COUNT_CHARS, fit_prompt
@@ -42,7 +43,7 @@ def test_fit_prompt_refuses_without_counting_clamps_and_counts_long_prompts_off_
             super().__init__(context_tokens=384, max_token_chars=16)
             self.counted: list[int] = []
 
-        def count_prompt_tokens(self, version: str, messages) -> int | None:  # type: ignore[no-untyped-def]
+        def count_prompt_tokens(self, version: str, messages: Messages) -> int | None:
             self.counted.append(len(messages[0]["content"]))
             return super().count_prompt_tokens(version, messages)
 
@@ -118,7 +119,8 @@ def test_the_deadline_stops_an_await_and_counts_the_queue_wait() -> None:
         with pytest.raises(DeadlineExceededError) as late:
             await deadline.wait(gate.acquire())  # queued behind a request that never ends
         assert late.value.timeout_s == 0.05 and gate.queued == 0
-        assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+        task = asyncio.current_task()
+        assert task is not None and task.cancelling() == 0  # the deadline's cancellation was taken back
         with pytest.raises(DeadlineExceededError):
             await deadline.wait(asyncio.sleep(0))  # already expired: refused at once
         deadline.cancel()

@@ -15,7 +15,6 @@ import threading
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -34,7 +33,8 @@ from schemas import (
 )
 from serving import _metrics as m
 from serving._errors import DeploymentStateError
-from serving.canary.analysis import Analysis, ArmTotals, analyse, decide, merge
+from serving.canary._experiment import Experiment
+from serving.canary.analysis import Analysis, ArmTotals, analyse, decide
 from serving.canary.canary_config import CanaryConfig
 from serving.routing import RoutingStore
 from streams import Bus, Consumer, TopicPartition
@@ -69,29 +69,6 @@ def gateway_error_counts(model: str) -> ErrorCounts:
     return counts
 
 
-@dataclass
-class _Experiment:
-    candidate: str
-    started: datetime
-    step_started: datetime
-    p_min: dict[str, float] = field(default_factory=dict)
-    errors_at_start: dict[str, tuple[int, int]] = field(default_factory=dict)
-    changes: list[datetime] = field(default_factory=list)
-    """When the candidate's share changed (opening, each step, a resume): burn-in starts there."""
-
-    def __post_init__(self) -> None:
-        if not self.changes:
-            self.changes.append(self.started)
-
-    def new_step(self, now: datetime) -> None:
-        self.step_started = now
-        self.changes.append(now)
-
-    def in_burn_in(self, agg: ArmWindowAggregate, burn_in: timedelta) -> bool:
-        end = agg.window_start + timedelta(seconds=agg.window_s)
-        return any(agg.window_start < change + burn_in and end > change for change in self.changes)
-
-
 class CanaryController:
     def __init__(
         self,
@@ -113,7 +90,7 @@ class CanaryController:
         self._error_counts = error_counts
         self._lock = threading.RLock()
         self._aggs: dict[tuple[str, str, datetime, int, int | None], ArmWindowAggregate] = {}
-        self._exp: _Experiment | None = None
+        self._exp: Experiment | None = None
         self._last_hold_reason: str | None = None
         self.decisions: deque[CanaryDecision] = deque(maxlen=history)
         self.last_analysis: Analysis | None = None
@@ -195,7 +172,7 @@ class CanaryController:
                     "updated_ts": now,
                 }
             )
-            self._exp = _Experiment(candidate, now, now, errors_at_start=self._error_snapshot(state))
+            self._exp = Experiment(candidate, now, now, errors_at_start=self._error_snapshot(state))
             return self._commit(before, state, "start", f"canary of {candidate} opened at {share / 100:g}%", now, actor)
 
     def reject(self, version: str, reason: str, now: datetime | None = None, actor: str = "hotswap") -> CanaryDecision:
@@ -230,28 +207,15 @@ class CanaryController:
             action, reason = decide(analysis, self.config, state.step_index, step_samples)
             return self._apply(state, action, reason, now, "controller", analysis)
 
-    def _experiment(self, state: DeploymentState) -> _Experiment:
+    def _experiment(self, state: DeploymentState) -> Experiment:
         if self._exp is None or self._exp.candidate != state.candidate_version:
             # A restarted controller resumes from the stored state; running p-values start afresh (conservative).
-            self._exp = _Experiment(state.candidate_version or "", state.updated_ts, state.updated_ts)
+            self._exp = Experiment(state.candidate_version or "", state.updated_ts, state.updated_ts)
         return self._exp
 
-    def _totals(self, state: DeploymentState, exp: _Experiment) -> tuple[ArmTotals, ArmTotals, tuple[int, int], int]:
-        start = exp.started
-        base_aggs = [
-            a
-            for a in self._aggs.values()
-            if a.arm == "baseline"
-            and a.model_version == state.baseline_version
-            and a.window_start + timedelta(seconds=a.window_s) > start
-        ]
-        cand_aggs = [
-            a for a in self._aggs.values() if a.arm == "candidate" and a.model_version == state.candidate_version
-        ]
-        burn_in = timedelta(seconds=self.config.burn_in_s)
-        settled_b = [a for a in base_aggs if not exp.in_burn_in(a, burn_in)]
-        settled_c = [a for a in cand_aggs if not exp.in_burn_in(a, burn_in)]
-        base, cand = merge(settled_b), merge(settled_c)
+    def _totals(self, state: DeploymentState, exp: Experiment) -> tuple[ArmTotals, ArmTotals, tuple[int, int], int]:
+        comparison = exp.compare(self._aggs.values(), state, timedelta(seconds=self.config.burn_in_s))
+        base, cand = comparison.baseline, comparison.candidate
         if self._error_counts is not None:
             for arm, totals, version in (
                 ("baseline", base, state.baseline_version),
@@ -260,21 +224,7 @@ class CanaryController:
                 req, err = self._error_counts(arm, version or "")
                 req0, err0 = exp.errors_at_start.get(arm, (0, 0))
                 totals.requests, totals.errors = max(0, req - req0), max(0, err - err0)
-        # The ratio check covers the windows the comparison uses: settled ones of this step.
-        # Right after a change the new arm's first replies are the slowest (a freshly loaded
-        # version), so its session starts are the likeliest to miss a short window's grace.
-        step_b = [a for a in settled_b if a.window_start >= exp.step_started]
-        step_c = [a for a in settled_c if a.window_start >= exp.step_started]
-        # Compare like with like: only windows that both arms have published (one arm's
-        # window may be closed while the other's is still open), and assignments only:
-        # sessions ending in a window may have started before the step (all on the
-        # baseline), which reads as a sample-ratio mismatch that is not there.
-        both = {a.window_start for a in step_b} & {a.window_start for a in step_c}
-        users = (
-            merge(a for a in step_b if a.window_start in both).users_assigned,
-            merge(a for a in step_c if a.window_start in both).users_assigned,
-        )
-        return base, cand, users, merge(step_c).responses
+        return base, cand, comparison.step_users, comparison.step_samples
 
     def _error_snapshot(self, state: DeploymentState) -> dict[str, tuple[int, int]]:
         if self._error_counts is None:

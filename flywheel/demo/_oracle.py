@@ -82,7 +82,7 @@ class OracleJudge:
     def ceiling(self, base_dir: Path, cache_dir: Path | None = None) -> OracleScores:
         """Best of ``CEILING_SAMPLES`` base-model replies per context, by the oracle; cached
         in ``cache_dir`` under a key of everything that decides it."""
-        cache = None if cache_dir is None else cache_dir / f"oracle-ceiling-{self._ceiling_key(base_dir)}.json"
+        cache = None if cache_dir is None else cache_dir / f"oracle-ceiling-{self.ceiling_key(base_dir)}.json"
         if cache is not None and cache.is_file():
             return OracleScores(tuple(json.loads(cache.read_text())))
         per = self._score(self._replies(base_dir, CEILING_SAMPLES))
@@ -91,7 +91,7 @@ class OracleJudge:
             cache.write_text(json.dumps(scores.per_context))
         return scores
 
-    def _ceiling_key(self, base_dir: Path) -> str:
+    def ceiling_key(self, base_dir: Path) -> str:
         from flywheel.sim import _judge, _population, _style, oracle
 
         h = hashlib.sha256(f"{CONTEXTS}:{CEILING_SAMPLES}:{self.max_new_tokens}".encode())
@@ -99,6 +99,14 @@ class OracleJudge:
         for module in (_judge, _population, _style, oracle):
             h.update(inspect.getsource(module).encode())
         return h.hexdigest()[:16]
+
+
+def oracle_step_s(base_model: Path, max_new_tokens: int) -> float:
+    """Wall time to keep for the report's oracle step (two cores): the models' scores, and
+    the ceiling unless it is cached for ``base_model``."""
+    judge = OracleJudge(max_new_tokens)
+    cached = (base_model.parent / f"oracle-ceiling-{judge.ceiling_key(base_model)}.json").is_file()
+    return 30.0 if cached else 150.0
 
 
 def with_oracle(runtime: DemoRuntime, report: DemoReport) -> DemoReport:

@@ -52,8 +52,9 @@ class DemoConfig(BaseModel):
     max_wall_s: float = Field(
         default=560.0,
         gt=0,
-        description="Stop the loop (and report what was decided) after this long; "
-        "with start-up and the report the default run stays within 10 minutes.",
+        description="The run's wall-time budget from start, base-model build included: the loop stops "
+        "in time for the report's oracle step (30 s, or 150 s when the ceiling is not cached yet), "
+        "so the default run stays within 10 minutes.",
     )
     control_interval_s: float = Field(
         default=0.5, gt=0, description="How often the hot-swap and canary controllers run."

@@ -232,7 +232,7 @@ def run_demo(
 ) -> DemoReport:
     """Run the closed loop; return the report (also written to ``config.report_dir``)."""
     from flywheel.demo import _trainers
-    from flywheel.demo._oracle import with_oracle
+    from flywheel.demo._oracle import oracle_step_s, with_oracle
     from flywheel.demo.report import render_table, write_report
     from flywheel.demo.runtime import DemoRuntime
 
@@ -251,7 +251,9 @@ def run_demo(
             f"gateway {runtime.url} serves {config.model}@{base_version}; held-out IF "
             f"{base_eval.instruction_following:.1%}, violations {base_eval.violation_rate:.1%}"
         )
-        report = _loop(runtime, config, progress, started, base_version, base_eval)
+        # The report's oracle step runs after the loop: leave it its time inside the budget.
+        budget_s = config.max_wall_s - oracle_step_s(base_dir, config.simulator.max_tokens)
+        report = _loop(runtime, config, progress, started, base_version, base_eval, budget_s)
         progress.status(stage="oracle")
         runtime.users.pause()
         report = with_oracle(runtime, report).model_copy(update={"reward_models": _trainers.reward_models(runtime)})
@@ -269,7 +271,13 @@ def run_demo(
 
 
 def _loop(
-    rt: DemoRuntime, config: DemoConfig, progress: Progress, started: float, base_version: str, base_eval: EvalReport
+    rt: DemoRuntime,
+    config: DemoConfig,
+    progress: Progress,
+    started: float,
+    base_version: str,
+    base_eval: EvalReport,
+    budget_s: float,
 ) -> DemoReport:
     from flywheel.demo import _trainers
 
@@ -360,8 +368,8 @@ def _loop(
                 progress.event(f"planting a bad generation: job {tracker.planted_job} trains on corrupted preferences")
             if len(decided) >= config.generations:
                 break
-            if now_s > config.max_wall_s:
-                progress.event(f"stopping: wall-time budget {config.max_wall_s:.0f}s spent")
+            if now_s > budget_s:
+                progress.event(f"stopping: the loop's wall-time budget {budget_s:.0f}s spent")
                 break
             if rt.users.error is not None:
                 raise RuntimeError(f"simulated users failed: {rt.users.error}")

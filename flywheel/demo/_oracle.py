@@ -27,9 +27,9 @@ if TYPE_CHECKING:
     from flywheel.demo.runtime import DemoRuntime
 
 # Sized for the demo's budget: on one core 96 contexts x 4 samples took 23 s per model and
-# the 32-sample ceiling 240 s; 64 x 2 keeps each model to a few seconds, and the ceiling is
+# the 32-sample ceiling 240 s; 48 x 2 keeps each model to a few seconds, and the ceiling is
 # computed once per base model and cached beside it.
-CONTEXTS = 64
+CONTEXTS = 48
 SAMPLES_PER_CONTEXT = 2
 CEILING_SAMPLES = 32
 _Z_95 = 1.959964
@@ -106,7 +106,7 @@ def oracle_step_s(base_model: Path, max_new_tokens: int) -> float:
     the ceiling unless it is cached for ``base_model``."""
     judge = OracleJudge(max_new_tokens)
     cached = (base_model.parent / f"oracle-ceiling-{judge.ceiling_key(base_model)}.json").is_file()
-    return 30.0 if cached else 150.0
+    return 30.0 if cached else 120.0
 
 
 def with_oracle(runtime: DemoRuntime, report: DemoReport) -> DemoReport:

@@ -53,7 +53,7 @@ class DemoConfig(BaseModel):
         default=560.0,
         gt=0,
         description="The run's wall-time budget from start, base-model build included: the loop stops "
-        "in time for the report's oracle step (30 s, or 150 s when the ceiling is not cached yet), "
+        "in time for the report's oracle step (30 s, or 120 s when the ceiling is not cached yet), "
         "so the default run stays within 10 minutes.",
     )
     control_interval_s: float = Field(

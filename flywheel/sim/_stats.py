@@ -54,6 +54,7 @@ class SimStats:
 
     requests: int = 0
     errors: int = 0
+    context_full: int = 0  # sessions ended because the conversation outgrew the model's context
     sessions_started: int = 0
     sessions_ended: int = 0
     events_emitted: int = 0

@@ -21,10 +21,11 @@ LENGTHS: tuple[Length, ...] = ("terse", "neutral", "chatty")
 _LENGTH_SHARES = (0.35, 0.30, 0.35)
 _EMOJI_SHARE = 0.4
 _USER_EMOJI = ("😊", "🙂", "😄", "✨", "🙌")
+# Short enough that six chatty turns still fit a 384-token context.
 _CHATTY_TAILS = (
-    "I have been thinking about it all week, to be honest.",
-    "My friends keep asking me the same thing, so I wanted your take.",
-    "Sorry for the long message, I just really wanted to ask you properly.",
+    "I have wondered about it all week.",
+    "My friends keep asking me this.",
+    "Sorry, I just really wanted to ask.",
 )
 # Words a terse writer leaves out.
 _FILLER = frozenset(

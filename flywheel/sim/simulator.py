@@ -235,6 +235,11 @@ class Simulator:
         try:
             reply: TurnReply = await self.client.complete(request)
         except Exception as exc:  # a failed request is a bad experience, not a crash of the run
+            if getattr(exc, "code", None) == "context_length_exceeded":
+                # The conversation no longer fits the model: the app starts afresh next time.
+                self.stats.context_full += 1
+                self._end(session, self._later(session.due, _LEAVE_DELAY_S), "context_full")
+                return None
             self.stats.errors += 1
             log.warning("request failed for %s turn %d: %s", session.conversation_id, session.turn, exc)
             self._end(session, self._later(session.due, _LEAVE_DELAY_S), "error")

@@ -1,7 +1,8 @@
 """Transport-free stream processors: engagement signals, sample curation, sample buffer.
 
-Each is a class with explicit, JSON-serialisable state per source partition; the runners
-in ``streams.runners`` drive them on Kafka, Faust or the embedded bus."""
+Each is a class with explicit state per source partition (slotted dataclasses, turned
+into changelog bytes by the processor's versioned codec); the runners in
+``streams.runners`` drive them on Kafka, Faust or the embedded bus."""
 
 from streams.processors._base import META, Output, PartitionState, Processor, ProcessorBase, SourcePartition
 from streams.processors.buffer import BufferProcessor, job_id_for

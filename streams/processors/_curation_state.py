@@ -55,10 +55,10 @@ class ConversationState:
     """Time of the last event; the idle timeout counts from here."""
     messages: dict[int, int] = field(default_factory=dict)
     """Turn → time of the user's message."""
-    user_texts: dict[int, str] = field(default_factory=dict)
-    """Turn → the user's message: the context of later samples (``context_turns`` kept)."""
-    assistant_texts: dict[int, str] = field(default_factory=dict)
-    """Turn → the reply the user saw last, for the context of later samples."""
+    user_messages: dict[int, ChatMessage] = field(default_factory=dict)
+    """Turn → the user's message as later samples' context shows it (``context_turns`` kept)."""
+    assistant_messages: dict[int, ChatMessage] = field(default_factory=dict)
+    """Turn → the reply the user saw last, as later samples' context shows it."""
     replies: dict[str, CuratedReply] = field(default_factory=dict)
     """Request id → reply waiting for its outcome, in arrival order."""
     early_feedback: dict[int, list[str]] = field(default_factory=dict)
@@ -72,28 +72,32 @@ class ConversationState:
         """The messages a reply to ``turn`` answered: the kept user messages up to ``turn``
         and the replies the user saw before it."""
         msgs: list[ChatMessage] = []
-        user, assistant = self.user_texts, self.assistant_texts
+        user, assistant = self.user_messages, self.assistant_messages
         for t in sorted(user.keys() | assistant.keys()):
             if t > turn:
                 break
             if t in user:
-                msgs.append(ChatMessage.trusted(role="user", content=user[t]))
+                msgs.append(user[t])
             if t < turn and t in assistant:
-                msgs.append(ChatMessage.trusted(role="assistant", content=assistant[t]))
+                msgs.append(assistant[t])
         return tuple(msgs)
+
+    def user_wrote(self, turn: int, text: str) -> None:
+        """The user's (redacted) message of ``turn``, for the context of later samples."""
+        self.user_messages[turn] = ChatMessage.trusted(role="user", content=text)
 
     def keep_context(self, turn: int, reply_text: str, turns: int) -> None:
         """``reply_text`` is what the user saw last for ``turn``; keep the last ``turns`` turns."""
-        self.assistant_texts[turn] = reply_text
-        for old in sorted(self.assistant_texts)[:-turns]:
-            self.assistant_texts.pop(old, None)
-            self.user_texts.pop(old, None)
+        self.assistant_messages[turn] = ChatMessage.trusted(role="assistant", content=reply_text)
+        for old in sorted(self.assistant_messages)[:-turns]:
+            self.assistant_messages.pop(old, None)
+            self.user_messages.pop(old, None)
 
     def close(self, ended_ms: int) -> None:
         """Keep what late events need (who, decided turns); drop the texts."""
         self.ended_ms = ended_ms
         self.pending_end = None
-        self.messages, self.user_texts, self.assistant_texts, self.early_feedback = {}, {}, {}, {}
+        self.messages, self.user_messages, self.assistant_messages, self.early_feedback = {}, {}, {}, {}
 
 
 @dataclass(slots=True)
@@ -136,6 +140,10 @@ class PairPool:
 class CurationMeta(PartitionMeta):
     seq: int = 0
     """Sequence number of the last dedup entry or pool change of the partition."""
+
+
+def _messages(role: str, texts: dict[str, str]) -> dict[int, ChatMessage]:
+    return {int(t): ChatMessage.trusted(role=role, content=text) for t, text in texts.items()}
 
 
 def _instructions(docs: list[dict[str, Any]]) -> tuple[Instruction, ...]:
@@ -224,8 +232,8 @@ def _encode_conversation(c: ConversationState) -> bytes:
             c.character_id,
             c.last_ms,
             c.messages,
-            c.user_texts,
-            c.assistant_texts,
+            {t: m.content for t, m in c.user_messages.items()},
+            {t: m.content for t, m in c.assistant_messages.items()},
             replies,
             c.early_feedback,
             sorted(c.decided_turns),
@@ -257,8 +265,8 @@ def _decode_conversation(doc: list[Any]) -> ConversationState:
         character_id=character,
         last_ms=last,
         messages=int_keys(messages),
-        user_texts=int_keys(user_texts),
-        assistant_texts=int_keys(assistant_texts),
+        user_messages=_messages("user", user_texts),
+        assistant_messages=_messages("assistant", assistant_texts),
         replies={
             req: CuratedReply(t, ts, text, mv, arm, follows, violation, regen, _instructions(instr), fb)
             for req, (t, ts, text, mv, arm, follows, violation, regen, instr, fb) in replies.items()
@@ -298,8 +306,8 @@ def _decode_v1(key: str, doc: Any) -> Any:
         character_id=doc["ch"],
         last_ms=doc["lt"],
         messages=int_keys(doc["m"]),
-        user_texts=int_keys(doc["ut"]),
-        assistant_texts=int_keys(doc["at"]),
+        user_messages=_messages("user", doc["ut"]),
+        assistant_messages=_messages("assistant", doc["at"]),
         replies={
             req: CuratedReply(
                 r["t"],

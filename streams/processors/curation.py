@@ -134,7 +134,7 @@ class CurationProcessor(EventTimeProcessor[CurationMeta]):
             turn = event.turn
             if self._lifecycle.accepts_message(conv, turn, t):
                 conv.messages[turn] = t
-                conv.user_texts[turn] = redact(event.text)[0]
+                conv.user_wrote(turn, redact(event.text)[0])
                 if any(r.turn == turn - 1 for r in conv.replies.values()):
                     self._finalise_turn(source, state, conv, turn - 1, t, out)
         elif isinstance(event, ModelResponseEvent):

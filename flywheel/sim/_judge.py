@@ -25,8 +25,7 @@ from schemas import (
     words,
 )
 
-# Above the largest length and question terms together: a stuck decoder loses every user.
-_DEGENERATE_PENALTY = 5.0
+_DEGENERATE_PENALTY = 2.0
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from flywheel.sim import (
     draw_preferences,
     judge_reply,
 )
-from schemas import EndWithQuestion, MaxWords, NoEmoji, Topics, parse_chat_event
+from schemas import EndWithQuestion, MaxWords, NoEmoji, Topics, parse_chat_event, words
 from streams import ChatEventProducer, EmbeddedBus, TopicPartition
 
 CATALOGUE = Catalogue(
@@ -76,7 +76,8 @@ def test_off_topic_and_degenerate_replies_cost_engagement() -> None:
     instructions = CATALOGUE.characters[0].instructions
     on = judge_reply(GOOD, instructions, ("moon",))
     off = judge_reply(GOOD, instructions, ("guitar",))
-    stuck = judge_reply("moon moon moon moon moon moon moon?", instructions, ("moon",))
+    # As long as the good reply, so that only being stuck differs (length has a taste of its own).
+    stuck = judge_reply(" ".join(["moon"] * len(words(GOOD))) + "?", instructions, ("moon",))
     assert stuck.degenerate
     for p in _prefs():
         assert continue_probability(off, p) < continue_probability(on, p)

@@ -6,7 +6,7 @@ into changelog bytes by the processor's versioned codec); the runners in
 
 from streams.processors._base import META, Output, PartitionState, Processor, ProcessorBase, SourcePartition
 from streams.processors.buffer import BufferProcessor, job_id_for
-from streams.processors.buffer_config import BufferConfig
+from streams.processors.buffer_config import POLICY, POLICY_RECIPES, BufferConfig, PolicyRecipe
 from streams.processors.curation import CurationProcessor
 from streams.processors.curation_config import CurationConfig
 from streams.processors.pii import find_pii, redact
@@ -16,12 +16,15 @@ from streams.processors.synthetic import synthetic_events
 
 __all__ = [
     "META",
+    "POLICY",
+    "POLICY_RECIPES",
     "BufferConfig",
     "BufferProcessor",
     "CurationConfig",
     "CurationProcessor",
     "Output",
     "PartitionState",
+    "PolicyRecipe",
     "Processor",
     "ProcessorBase",
     "SignalsConfig",

@@ -8,6 +8,13 @@ The ranges live in the processor state (changelog), and the job, the state chang
 the consumer offsets commit in one transaction: after a restart the same range is never
 claimed twice. ``job_id`` is a hash of the ranges, so an at-least-once replay of a job
 overwrites rather than duplicates (``trainer.jobs`` is keyed by job id).
+
+Which jobs: ``BufferConfig.kinds`` per topic, where ``policy`` is the configured recipe
+(``BufferConfig.recipe``: sft, dpo or grpo). The topics that name ``policy`` form one
+group: a trigger on any of them claims the unclaimed samples of all of them, and the
+policy job names every claimed range (an online DPO or GRPO job reads the SFT topic's
+contexts and the preference topic's pairs together); each other kind of a claimed topic
+(the Bradley–Terry ``reward`` job of samples.preference) gets a job over that topic's ranges.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from streams.processors._base import META, Output, PartitionMeta, PartitionState
 from streams.processors._codec import VersionedCodec
 from streams.processors._events import from_ms, to_ms
 from streams.processors._metrics import processor_metrics
-from streams.processors.buffer_config import BufferConfig
+from streams.processors.buffer_config import POLICY, BufferConfig
 
 _MODELS: dict[str, type[RewardSample | SftSample | PreferenceSample]] = {
     SAMPLES_REWARD: RewardSample,
@@ -176,23 +183,41 @@ class BufferProcessor(ProcessorBase[PartitionMeta]):
             trigger = "flush"
         else:
             return []
-        name = self._names.get(topic, topic)
-        ranges = [(name, s.partition, b.from_offset, b.to_offset) for s, b in sorted(bufs)]
-        created = max(b.last_ts_ms for _, b in bufs)
-        for s, b in bufs:
-            b.from_offset, b.count, b.first_wall_ms = b.to_offset, 0, None
-            self._parts[s].touch(_BUF)
+        # A policy trigger claims every policy topic at once: one policy job reads the
+        # contexts and the pairs that are waiting, whichever topic reached its threshold.
+        is_policy = POLICY in self.config.kinds[topic]
+        group = self.config.policy_topics() if is_policy else (topic,)
+        claimed: dict[str, list[tuple[str, int, int, int]]] = {}
+        created_ms = 0
+        for t in (t for t in self.inputs if t in group):
+            pending = bufs if t == topic else [(s, b) for s, b in self._unclaimed(t) if b.count > 0]
+            if not pending:
+                continue
+            name = self._names.get(t, t)
+            claimed[t] = [(name, s.partition, b.from_offset, b.to_offset) for s, b in sorted(pending)]
+            created_ms = max(created_ms, *(b.last_ts_ms for _, b in pending))
+            for s, b in pending:
+                b.from_offset, b.count, b.first_wall_ms = b.to_offset, 0, None
+                self._parts[s].touch(_BUF)
         out = []
-        for kind in self.config.kinds[topic]:
-            # Not validated, as before: a kind the trainers do not know is theirs to refuse.
-            job = TrainJobRequest.trusted(
-                job_id=job_id_for(kind, ranges),
-                kind=kind,
-                model=self.config.model,
-                inputs=tuple(OffsetRange(topic=t, partition=p, from_offset=f, to_offset=e) for t, p, f, e in ranges),
-                created_ts=from_ms(created),
-                config={},
-            )
-            self._metrics.jobs.labels(kind, trigger).inc()
-            out.append(Output(TRAINER_JOBS, job.job_id, job.to_json_bytes()))
+        if is_policy:
+            out.append(self._job(self.config.recipe, sorted(r for rs in claimed.values() for r in rs), created_ms))
+            self._metrics.jobs.labels(self.config.recipe, trigger).inc()
+        for t, ranges in claimed.items():
+            for kind in self.config.kinds[t]:
+                if kind != POLICY:
+                    out.append(self._job(kind, ranges, created_ms))
+                    self._metrics.jobs.labels(kind, trigger).inc()
         return out
+
+    def _job(self, kind: str, ranges: list[tuple[str, int, int, int]], created_ms: int) -> Output:
+        # Not validated, as before: a kind the trainers do not know is theirs to refuse.
+        job = TrainJobRequest.trusted(
+            job_id=job_id_for(kind, ranges),
+            kind=kind,
+            model=self.config.model,
+            inputs=tuple(OffsetRange(topic=t, partition=p, from_offset=f, to_offset=e) for t, p, f, e in ranges),
+            created_ts=from_ms(created_ms),
+            config={},
+        )
+        return Output(TRAINER_JOBS, job.job_id, job.to_json_bytes())

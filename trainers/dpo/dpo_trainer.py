@@ -49,24 +49,27 @@ class DpoTrainer:
         out_dir: Path,
         pairs: Sequence[Pair],
         *,
+        prompts: Sequence[Prompt] | None = None,
         scorer: Scorer | None = None,
         on_step: StepHook | None = None,
     ) -> TrainResult:
+        """DPO on ``pairs`` plus, with a ``scorer`` and ``num_candidates`` ≥ 2, best-vs-worst
+        pairs of the starting policy's own replies to ``prompts`` (default: the pairs' prompts)."""
         tokenizer = AutoTokenizer.from_pretrained(policy_dir)
         model = AutoModelForCausalLM.from_pretrained(policy_dir)
-        all_pairs = list(pairs)
+        own: list[Pair] = []
         if scorer is not None and self.settings.num_candidates >= 2:
-            unique = list({id(p.prompt): p.prompt for p in pairs}.values())
-            all_pairs += best_vs_worst_pairs(model, tokenizer, unique, scorer, self.settings)
+            contexts = list(prompts) if prompts is not None else list({id(p.prompt): p.prompt for p in pairs}.values())
+            own = best_vs_worst_pairs(model, tokenizer, contexts, scorer, self.settings)
+        all_pairs = [*pairs, *own]
         if not all_pairs:
             raise TrainerError("no preference pairs to train on")
         with tempfile.TemporaryDirectory(prefix="flywheel-dpo-") as work:
             trainer = self.build(model, tokenizer, all_pairs, Path(work))
             steps, seconds, losses = run_trainer(trainer, on_step)
             kind = save_model(trainer.model, tokenizer, out_dir, merge=self.settings.lora.merge)
-        return TrainResult(
-            out_dir, kind, steps, seconds, losses, {"pairs": float(len(all_pairs)), "given_pairs": float(len(pairs))}
-        )
+        metrics = {"pairs": float(len(all_pairs)), "given_pairs": float(len(pairs)), "own_pairs": float(len(own))}
+        return TrainResult(out_dir, kind, steps, seconds, losses, metrics)
 
     def build(
         self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Pair], work: Path

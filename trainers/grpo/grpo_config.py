@@ -8,8 +8,8 @@ from trainers.common.train_config import TrainSettings
 
 
 class GrpoSettings(TrainSettings):
-    """Online RL (GRPO) with the verifiable instruction checks and the reward model as
-    rewards, on the prompts where the current policy scores low or varies most."""
+    """Online RL (GRPO) on near-policy prompts (contexts of recent traffic), rewarded by the
+    verifiable checks and the engagement reward model, with a KL penalty to the starting policy."""
 
     learning_rate: float = Field(default=5e-4, gt=0, description="Peak learning rate.")
     batch_size: int = Field(
@@ -21,17 +21,35 @@ class GrpoSettings(TrainSettings):
     max_completion_length: int = Field(default=64, gt=0, description="Longest sampled completion in tokens.")
     temperature: float = Field(default=1.0, gt=0, description="Sampling temperature during training.")
     beta: float = Field(
-        default=0.0, ge=0, description="KL penalty towards the starting policy (0 = none, no reference model kept)."
+        default=0.04,
+        ge=0,
+        description="KL penalty towards the starting (reference) policy; 0 keeps no reference model and "
+        "lets the policy drift as far as the reward pulls it.",
     )
     max_steps: int = Field(default=30, gt=0, description="Optimiser steps (GRPO is budgeted in steps, not epochs).")
     rm_weight: float = Field(
-        default=0.25, ge=0, description="Weight of the reward model's score next to the verifiable checks (weight 1)."
+        default=0.5,
+        ge=0,
+        description="Weight of tanh(engagement reward model) next to the verifiable checks (weight 1). "
+        "Without a published engagement model the checks alone reward.",
     )
-    select_fraction: float = Field(
-        default=0.5, gt=0, le=1, description="Share of prompts kept: those with the lowest mean or most varied score."
+    max_prompts: int = Field(
+        default=128, gt=0, description="Most recent contexts of the job considered (near-policy prompts)."
     )
     select_candidates: int = Field(
-        default=2, ge=0, description="Samples per prompt used to pick prompts (0 = keep every prompt)."
+        default=4,
+        ge=0,
+        description="Replies sampled per prompt to measure how much their rewards differ "
+        "(0 = no selection: train on every prompt, skipped groups are not counted).",
+    )
+    select_fraction: float = Field(
+        default=0.5, gt=0, le=1, description="Share of the prompts kept: those whose replies differ most in reward."
+    )
+    min_reward_spread: float = Field(
+        default=0.05,
+        ge=0,
+        description="A prompt whose sampled replies' rewards have a standard deviation at or below "
+        "this gives a group with (almost) zero advantage: it is skipped and counted.",
     )
 
     @model_validator(mode="after")
@@ -41,4 +59,6 @@ class GrpoSettings(TrainSettings):
                 f"batch_size ({self.batch_size}) must be divisible by num_generations ({self.num_generations}); "
                 "change one of them"
             )
+        if self.select_candidates == 1:
+            raise ValueError("select_candidates (1) cannot measure a spread; use 0 (no selection) or 2 or more")
         return self

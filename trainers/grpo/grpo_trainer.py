@@ -1,10 +1,10 @@
-"""GRPO over trl's GRPOTrainer, rewarded by the verifiable checks and the reward model."""
+"""GRPO over trl's GRPOTrainer, rewarded by the verifiable checks and the engagement model."""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
-import statistics
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +20,10 @@ from trainers.common.data import Prompt
 from trainers.common.generation import SamplingSettings
 from trainers.common.training import StepHook, TrainResult, common_args, peft_config, run_trainer, save_model
 from trainers.grpo.grpo_config import GrpoSettings
-from trainers.reward.scoring import RewardModel, check_score
+from trainers.grpo.selection import choose_prompts, reward_spread, zero_advantage_groups
+from trainers.reward.scoring import BlendedScorer, RewardModel, check_score
+
+log = logging.getLogger(__name__)
 
 
 def _text(completion: Any) -> str:
@@ -42,6 +45,8 @@ def instruction_reward(prompts: list[Any], completions: list[Any], instructions:
 
 
 def reward_model_reward(model: RewardModel) -> Any:
+    """trl reward function: tanh of the reward model's logit (the blend the scorer uses)."""
+
     def reward_model_score(
         prompts: list[Any], completions: list[Any], instructions: list[str], **_: Any
     ) -> list[float]:
@@ -59,22 +64,20 @@ def select_prompts(
     prompts: Sequence[Prompt],
     scorer: Scorer,
     settings: GrpoSettings,
-) -> list[Prompt]:
-    """Prompts where the policy does worst or least consistently: lowest mean score first,
-    ties broken by the widest spread."""
-    if settings.select_candidates == 0 or settings.select_fraction >= 1:
-        return list(prompts)
+) -> tuple[list[Prompt], int]:
+    """Sample ``select_candidates`` replies per prompt from the current policy, score them
+    with the training reward, and keep the prompts whose rewards differ most; returns them
+    and the number skipped for a spread at or below ``min_reward_spread``."""
+    if settings.select_candidates == 0:
+        return list(prompts), 0
     sampling = SamplingSettings(
         max_new_tokens=settings.max_completion_length, temperature=settings.temperature, seed=settings.seed + 2
     )
     ranked = rank_candidates(model, tokenizer, prompts, scorer, settings.select_candidates, sampling)
-
-    def key(r: Any) -> tuple[float, float]:
-        s = list(r.scores) or [0.0]
-        return (statistics.fmean(s), -(statistics.pstdev(s) if len(s) > 1 else 0.0))
-
-    keep = max(1, round(len(prompts) * settings.select_fraction))
-    return [r.prompt for r in sorted(ranked, key=key)[:keep]]
+    keep, skipped = choose_prompts(
+        [reward_spread(r.scores) for r in ranked], settings.select_fraction, settings.min_reward_spread
+    )
+    return [ranked[i].prompt for i in keep], skipped
 
 
 class GrpoTrainer:
@@ -90,24 +93,46 @@ class GrpoTrainer:
         prompts: Sequence[Prompt],
         *,
         reward_model: RewardModel | None = None,
-        scorer: Scorer | None = None,
         on_step: StepHook | None = None,
     ) -> TrainResult:
+        """GRPO from ``policy_dir`` on the newest ``max_prompts`` of ``prompts`` (oldest
+        first), rewarded by the checks and ``reward_model`` (the engagement model; None =
+        the checks alone)."""
+        s = self.settings
         if not prompts:
             raise TrainerError("GRPO needs prompts")
+        if reward_model is None or s.rm_weight == 0:
+            log.info("GRPO: no engagement reward model to use; rewarding the verifiable checks alone")
+            reward_model = None
+        recent = list(prompts)[-s.max_prompts :]
+        scorer = BlendedScorer(reward_model, check_weight=1.0, rm_weight=s.rm_weight)
         tokenizer = AutoTokenizer.from_pretrained(policy_dir)
         model = AutoModelForCausalLM.from_pretrained(policy_dir)
-        chosen = (
-            select_prompts(model, tokenizer, prompts, scorer, self.settings) if scorer is not None else list(prompts)
-        )
+        chosen, skipped = select_prompts(model, tokenizer, recent, scorer, s)
+        if not chosen:
+            raise TrainerError(
+                f"GRPO: the replies of none of {len(recent)} prompts differ in reward by more than "
+                f"min_reward_spread ({s.min_reward_spread}); every group would have zero advantage"
+            )
         with tempfile.TemporaryDirectory(prefix="flywheel-grpo-") as work:
             trainer = self.build(model, tokenizer, chosen, Path(work), reward_model)
             steps, seconds, losses = run_trainer(trainer, on_step)
-            rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
-            kind = save_model(trainer.model, tokenizer, out_dir, merge=self.settings.lora.merge)
-        metrics = {"prompts": float(len(prompts)), "selected_prompts": float(len(chosen))}
+            history = list(trainer.state.log_history)
+            kind = save_model(trainer.model, tokenizer, out_dir, merge=s.lora.merge)
+        rewards = [float(h["reward"]) for h in history if "reward" in h]
+        kls = [float(h["kl"]) for h in history if "kl" in h]
+        metrics = {
+            "prompts": float(len(prompts)),
+            "considered_prompts": float(len(recent)),
+            "selected_prompts": float(len(chosen)),
+            "skipped_groups": float(skipped),
+            "zero_advantage_groups": float(zero_advantage_groups(history, s.batch_size // s.num_generations)),
+            "reward_model": 1.0 if reward_model is not None else 0.0,
+        }
         if rewards:
-            metrics |= {"reward_first": float(rewards[0]), "reward_last": float(rewards[-1])}
+            metrics |= {"reward_first": rewards[0], "reward_last": rewards[-1]}
+        if kls:
+            metrics["kl_last"] = kls[-1]
         return TrainResult(out_dir, kind, steps, seconds, losses, metrics)
 
     def build(
@@ -118,6 +143,8 @@ class GrpoTrainer:
         work: Path,
         reward_model: RewardModel | None = None,
     ) -> GRPOTrainer:
+        """The configured trl GRPOTrainer: the checks (weight 1) and, if given, the reward
+        model (``rm_weight``) as reward functions; KL strength ``beta``."""
         s = self.settings
         rows = [
             {"prompt": p.messages, "instructions": json.dumps([i.model_dump() for i in p.instructions])}

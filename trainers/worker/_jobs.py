@@ -20,10 +20,9 @@ from trainers.common.data import (
     pairs_from_samples,
     prompt_of,
 )
-from trainers.common.loading import load_policy
 from trainers.common.train_config import TrainSettings
 from trainers.common.training import StepHook, TrainResult
-from trainers.dpo.dpo_trainer import DpoTrainer, best_vs_worst_pairs
+from trainers.dpo.dpo_trainer import DpoTrainer
 from trainers.evaluate.gate import OfflineGate
 from trainers.grpo.grpo_trainer import GrpoTrainer
 from trainers.reward.held_out import calibration_error, roc_auc, sigmoid, split_samples
@@ -43,9 +42,10 @@ class JobOutput:
 
 
 def _unique_prompts(inputs: JobInputs) -> list[Prompt]:
+    """One prompt per distinct context, oldest sample first (so the last are the most recent traffic)."""
     seen: dict[str, Prompt] = {}
     samples: list[SftSample | PreferenceSample | RewardSample] = [*inputs.sft, *inputs.preference, *inputs.reward]
-    for s in samples:
+    for s in sorted(samples, key=lambda s: s.ts):
         p = prompt_of(s)
         seen.setdefault("\x00".join(m.content for m in p.context), p)
     return list(seen.values())
@@ -73,26 +73,22 @@ def train_job(
             raise TrainerError(f"job {job.job_id}: no samples to build SFT data from")
         return JobOutput(SftTrainer(sft).train(base_dir, out_dir, demos, scorer=scorer, on_step=on_step), sft)
     if job.kind == "dpo":
+        # Online DPO: best-vs-worst of the serving policy's own replies on every context of
+        # the job, ranked by the scorer (checks + engagement model), plus the given pairs.
         dpo = settings.dpo.with_overrides(job.config)
         pairs: list[Pair] = pairs_from_samples(inputs.preference)
-        if not pairs and dpo.num_candidates < 2:
+        contexts = _unique_prompts(inputs) if dpo.num_candidates >= 2 else []
+        if not pairs and not contexts:
             raise TrainerError(f"job {job.job_id}: no preference samples and num_candidates < 2")
-        if not pairs:  # best-vs-worst of the policy's own candidates only
-            prompts = _unique_prompts(inputs)
-            model, tokenizer = load_policy(base_dir)
-            pairs = best_vs_worst_pairs(model, tokenizer, prompts, scorer, dpo)
-        return JobOutput(DpoTrainer(dpo).train(base_dir, out_dir, pairs, scorer=scorer, on_step=on_step), dpo)
+        result = DpoTrainer(dpo).train(base_dir, out_dir, pairs, prompts=contexts, scorer=scorer, on_step=on_step)
+        return JobOutput(result, dpo)
     if job.kind == "grpo":
         grpo = settings.grpo.with_overrides(job.config)
         prompts = _unique_prompts(inputs)
         if not prompts:
             raise TrainerError(f"job {job.job_id}: no prompts")
-        return JobOutput(
-            GrpoTrainer(grpo).train(
-                base_dir, out_dir, prompts, reward_model=reward_model, scorer=scorer, on_step=on_step
-            ),
-            grpo,
-        )
+        result = GrpoTrainer(grpo).train(base_dir, out_dir, prompts, reward_model=reward_model, on_step=on_step)
+        return JobOutput(result, grpo)
     reward = settings.reward.with_overrides(job.config)
     if resolve_mode(reward.mode, bool(inputs.reward)) == "pointwise":
         train, held = split_samples(inputs.reward, settings.reward_held_out_share)

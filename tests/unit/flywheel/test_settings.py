@@ -34,6 +34,19 @@ def test_file_then_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert FlywheelSettings().max_text_chars == 32_000  # the file applied to that load only
 
 
+def test_policy_recipe_from_the_environment_or_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(CONFIG_FILE_ENV, raising=False)
+    assert FlywheelSettings().streams.buffer.recipe == "sft"
+    config = tmp_path / "flywheel.toml"
+    config.write_text('[streams.buffer]\nrecipe = "dpo"\n')
+    assert load_settings(config).streams.buffer.recipe == "dpo"
+    monkeypatch.setenv("FLYWHEEL_STREAMS__BUFFER__RECIPE", "grpo")
+    assert load_settings(config).streams.buffer.recipe == "grpo"  # the environment wins
+    monkeypatch.setenv("FLYWHEEL_STREAMS__BUFFER__RECIPE", "ppo")
+    with pytest.raises(ValidationError, match="recipe"):
+        FlywheelSettings()
+
+
 def test_yaml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "flywheel.yaml"
     config.write_text("bus: embedded\nkafka:\n  linger_ms: 50\n")

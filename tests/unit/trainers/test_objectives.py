@@ -6,6 +6,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+from transformers import set_seed
 
 from trainers.bootstrap import CHARACTERS_BY_ID, synthetic_corpus, synthetic_pairs
 from trainers.bootstrap.base_model import ensure_base_model
@@ -131,4 +132,51 @@ def test_grpo_raises_the_verifiable_reward(base: Path, tmp_path: Path) -> None:
     result = GrpoTrainer(settings).train(base, tmp_path / "grpo", prompts)
     after = mean_reward(result.output_dir)
     print(f"GRPO mean verifiable reward {before:.3f} -> {after:.3f}")
+    assert after >= before + 0.05, (before, after)
+
+
+def test_grpo_with_an_engagement_model_and_the_checks_raises_their_reward(base: Path, tmp_path: Path) -> None:
+    """GRPO rewarded as in production (checks + tanh of a small engagement model), with
+    the default KL penalty: the blended reward of the policy's replies rises, the policy
+    moves away from its reference (KL > 0), and prompts without reward spread are counted."""
+    set_seed(0)  # the reward head is initialised from the global generator before trl seeds it
+    labelled = [
+        Labelled(_prompt(i.character_id, i.context), i.reply, float(i.follows and not i.violates))
+        for i in synthetic_corpus(64, seed=31, follow_rate=0.5, violation_rate=0.3)
+    ]
+    RewardModelTrainer(RewardSettings(mode="pointwise", epochs=1.0)).train(base, tmp_path / "rm", labelled=labelled)
+    rm = RewardModel.load(tmp_path / "rm")
+    prompts = [p.prompt for p in _train_pairs(10, seed=8)]
+    settings = GrpoSettings(
+        max_steps=5,
+        batch_size=16,
+        num_generations=4,
+        learning_rate=3e-3,
+        max_completion_length=32,
+        select_candidates=4,
+        select_fraction=1.0,
+        min_reward_spread=0.15,
+    )
+    assert settings.beta > 0  # the default keeps a KL penalty to the reference
+    scorer = BlendedScorer(rm, rm_weight=settings.rm_weight)  # the reward GRPO trains on
+
+    def mean_reward(path: Path) -> float:
+        model, tok = load_policy(path, "cpu")
+        sampling = SamplingSettings(seed=3, max_new_tokens=32)
+        replies = generate_replies(model, tok, [p.messages for p in prompts], sampling, num_return_sequences=4)
+        flat = [(p, r) for p, rs in zip(prompts, replies, strict=True) for r in rs]
+        return statistics.fmean(scorer.score([p for p, _ in flat], [r for _, r in flat]))
+
+    before = mean_reward(base)
+    result = GrpoTrainer(settings).train(base, tmp_path / "grpo", prompts, reward_model=rm)
+    after = mean_reward(result.output_dir)
+    m = result.metrics
+    print(
+        f"GRPO (engagement model + checks, beta {settings.beta}) mean reward {before:.3f} -> {after:.3f}; "
+        f"selected {m['selected_prompts']:.0f}, skipped {m['skipped_groups']:.0f} of {m['considered_prompts']:.0f}, "
+        f"zero-advantage groups in training {m['zero_advantage_groups']:.0f}, KL {m.get('kl_last', 0):.4f}"
+    )
+    assert m["reward_model"] == 1.0 and result.steps == 5
+    assert m["skipped_groups"] >= 1 and m["skipped_groups"] + m["selected_prompts"] == m["considered_prompts"] == 10
+    assert "zero_advantage_groups" in m and m["kl_last"] > 0
     assert after >= before + 0.05, (before, after)

@@ -53,7 +53,7 @@ CANARY_P = Gauge("flywheel_serving_canary_p_value", "Latest always-valid p-value
 SRM_P = Gauge("flywheel_serving_canary_srm_p_value", "Latest sample-ratio-mismatch p-value.", ["model"])
 SWAPS = Counter(
     "flywheel_serving_swaps_total",
-    "Checkpoint loads by result (loaded, rejected, promoted, rolled_back, unloaded).",
+    "Checkpoint loads by result (loaded, rejected, promoted, rolled_back, unloaded, reconciled).",
     ["model", "result"],
 )
 EVENTS_LOGGED = Counter("flywheel_serving_events_logged_total", "Chat events handed to the bus.", ["type"])

@@ -8,7 +8,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from serving.engines.base import ContextWindow, Delta, FinishReason, GenerationRequest, Messages
+from serving.engines._tokens import longest_token_chars
+from serving.engines.base import ContextWindow, Delta, FinishReason, GenerationRequest
 
 
 @dataclass
@@ -83,12 +84,6 @@ class BatchStreamer:
                 self._finish(job, "length")
 
 
-def encode(tokenizer: Any, messages: Messages) -> list[int]:
-    """Token ids of the prompt the engine feeds: the chat template, then the tokenizer."""
-    prompt = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
-    return list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-
-
 def left_padded(rows: list[list[int]], pad_id: int, device: Any) -> dict[str, Any]:
     """``input_ids`` and ``attention_mask`` of a left-padded batch (decoder-only generation)."""
     import torch
@@ -104,18 +99,12 @@ def left_padded(rows: list[list[int]], pad_id: int, device: Any) -> dict[str, An
 
 
 def context_of(model: Any, tokenizer: Any) -> ContextWindow | None:
-    """The model's context (max positions) and its vocabulary's longest token in characters.
-
-    A token's string in the vocabulary is never shorter than the text it decodes to
-    (byte-level BPE shows one character per byte; SentencePiece its ▁-marked pieces), so
-    the longest one bounds how many characters one token can cover.
-    """
+    """The model's context (max positions) and its vocabulary's longest token in characters."""
     config = model.config
     positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
     if not positions:
         return None
-    vocab = tokenizer.get_vocab()
-    return ContextWindow(int(positions), max((len(t) for t in vocab), default=0) or None)
+    return ContextWindow(int(positions), longest_token_chars(tokenizer))
 
 
 def _as_list(value: Any) -> list[int]:

@@ -121,6 +121,11 @@ class Engine(Protocol):
         Raises EngineUnavailableError before the first delta when the engine cannot serve it.
         """
 
+    async def reconcile(self) -> list[tuple[str, str]]:
+        """Bring every replica back to the versions loaded here (a restarted vLLM lost its
+        runtime adapters); returns the (replica, version) pairs re-loaded. In-process
+        engines have nothing to do."""
+
     async def close(self) -> None: ...
 
 

@@ -28,7 +28,8 @@ from typing import Any
 from schemas import ServingError
 from serving._errors import EngineUnavailableError, ModelLoadError
 from serving.engines._checkpoint import verify_checkpoint_dir
-from serving.engines._embedded_batch import BatchStreamer, Job, context_of, encode, left_padded
+from serving.engines._embedded_batch import BatchStreamer, Job, context_of, left_padded
+from serving.engines._tokens import encode
 from serving.engines.base import ContextWindow, Delta, GenerationRequest, Messages, ModelSource, prompt_chars
 from serving.engines.embedded_config import EmbeddedEngineConfig
 
@@ -173,6 +174,9 @@ class EmbeddedEngine:
 
     async def unload(self, version: str) -> None:
         self._models.pop(version, None)
+
+    async def reconcile(self) -> list[tuple[str, str]]:
+        return []  # the weights live in this process: nothing to re-apply
 
     # -- requests -------------------------------------------------------------------
     async def generate(self, version: str, request: GenerationRequest) -> AsyncGenerator[Delta, None]:

@@ -3,8 +3,10 @@
 - LoRA checkpoints are loaded at runtime into every replica with
   ``POST /v1/load_lora_adapter`` under an immutable name ``<model>@<version>`` (a name is
   never reloaded in place: vLLM keeps stale prefix-cache entries for a reused name), and
-  removed with ``POST /v1/unload_lora_adapter``. Runtime loads are not persisted by vLLM,
-  so ``reconcile()`` re-applies them after a replica restart.
+  removed with ``POST /v1/unload_lora_adapter``. The files are checked against the
+  manifest's sha256 before vLLM is asked to read them. Runtime loads are not persisted by
+  vLLM, so ``reconcile()`` (run periodically by the hot-swap controller) re-applies them to
+  a replica that restarted or came up late.
 - Full checkpoints go blue/green: the deployment starts a new replica with
   ``--served-model-name <model>@<version>``; ``load`` waits until a replica lists that
   name and answers ``/health``, then warms it up. ``unload`` stops routing to it (the
@@ -17,11 +19,14 @@ will never serve, e.g. prompt plus max_tokens over its context) is the client's 
 is not retried.
 
 The context of a version is ``max_model_len`` from the settings, else the smallest one the
-replicas report in ``/v1/models`` when it is loaded. Prompts are not tokenised here (the
-tokenizer lives with vLLM), so the gateway only pre-checks their length in characters.
+replicas report in ``/v1/models`` when it is loaded. The tokenizer of a version (its
+checkpoint folder, or ``tokenizer_dir`` for the base the replicas were started with) is
+loaded here too, so the gateway counts prompt tokens exactly and refuses a prompt that
+cannot fit before it reaches a replica; without one it pre-checks length in characters.
 
-vLLM cannot run on CPU-only machines; the tests run this client against
-``serving.testing.vllm_compat_server``, an in-repo server implementing the same endpoints.
+The tests run this client against a real vLLM server (``deploy/local/vllm.sh``; the
+``vllm`` marker). ``serving.testing.vllm_compat_server`` stays for the faults real vLLM
+cannot be made to produce on demand.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ import httpx
 
 from schemas import ServingError
 from serving._errors import EngineUnavailableError, InvalidRequestError, ModelLoadError
+from serving.engines._checkpoint import verify_checkpoint_dir
+from serving.engines._tokens import encode, longest_token_chars
 from serving.engines.base import ContextWindow, Delta, GenerationRequest, Messages, ModelSource
 from serving.engines.vllm_config import VllmEngineConfig
 
@@ -53,6 +60,7 @@ class VllmEngine:
         self._replicas: dict[str, list[str]] = {}  # version -> replica URLs serving it
         self._kinds: dict[str, ModelSource] = {}
         self._windows: dict[str, ContextWindow] = {}
+        self._tokenizers: dict[str, Any] = {}
         self._rr = itertools.count()
 
     def served_name(self, version: str) -> str:
@@ -65,7 +73,8 @@ class VllmEngine:
         return self._windows.get(version)
 
     def count_prompt_tokens(self, version: str, messages: Messages) -> int | None:
-        return None  # the tokenizer lives with vLLM
+        tokenizer = self._tokenizers.get(version)
+        return len(encode(tokenizer, messages)) if tokenizer is not None else None
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -79,7 +88,7 @@ class VllmEngine:
     async def _listed(self, url: str) -> set[str]:
         return {m["id"] for m in await self._models(url)}
 
-    async def _window(self, urls: list[str]) -> ContextWindow | None:
+    async def _window(self, urls: list[str], tokenizer: Any) -> ContextWindow | None:
         """The configured context, else the smallest ``max_model_len`` the replicas report
         (vLLM reports it on its base model; an adapter shares its base's)."""
         tokens = self.config.max_model_len
@@ -88,7 +97,31 @@ class VllmEngine:
                 int(m["max_model_len"]) for url in urls for m in await self._models(url) if m.get("max_model_len")
             ]
             tokens = min(reported, default=0)
-        return ContextWindow(tokens, self.config.max_token_chars) if tokens else None
+        chars = longest_token_chars(tokenizer) if tokenizer is not None else self.config.max_token_chars
+        return ContextWindow(tokens, chars) if tokens else None
+
+    def _load_tokenizer(self, source: ModelSource) -> Any:
+        """The version's tokenizer (its folder, else ``tokenizer_dir``), or None: then the
+        gateway pre-checks prompts by length only."""
+        folder = source.path or self.config.tokenizer_dir
+        if folder is None:
+            return None
+        from transformers import AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(folder))
+            # One call settles the tokenizer's truncation/padding state; later calls (from
+            # the gateway's threads) only read it.
+            encode(tokenizer, ({"role": "user", "content": "hello"},))
+        except Exception as exc:  # a missing or odd tokenizer costs exact counting, not the load
+            log.warning(
+                "checkpoint %s: no usable tokenizer in %s (%s); prompts are checked by length",
+                source.version,
+                folder,
+                exc,
+            )
+            return None
+        return tokenizer
 
     async def _healthy(self, url: str) -> bool:
         try:
@@ -106,26 +139,50 @@ class VllmEngine:
         if source.version in self._replicas:
             return
         name = self.served_name(source.version)
+        if source.kind == "lora" and source.path is None:
+            raise ModelLoadError(f"checkpoint {source.version}: LoRA without a path", version=source.version)
+        if source.path is not None:  # before any replica reads the files
+            await asyncio.to_thread(verify_checkpoint_dir, source.path, source.version, source.manifest)
+        tokenizer = await asyncio.to_thread(self._load_tokenizer, source)
         try:
             if source.kind == "lora":
-                if source.path is None:
-                    raise ModelLoadError(f"checkpoint {source.version}: LoRA without a path", version=source.version)
-                urls = list(self.config.urls)
-                for url in urls:
-                    await self._load_lora(url, name, self._remote_path(source), source.version)
+                urls = await self._load_lora_everywhere(name, source)
             else:
                 urls = await self._wait_for_replicas(name, source.version)
-            for url in urls:
-                await self._warm_up(url, name, source.version)
-            window = await self._window(urls)
+                for url in urls:
+                    await self._warm_up(url, name, source.version)
+            window = await self._window(urls, tokenizer)
         except httpx.HTTPError as exc:
             raise ModelLoadError(
                 f"checkpoint {source.version}: vLLM unreachable: {exc}", version=source.version
             ) from exc
         self._replicas[source.version] = urls
         self._kinds[source.version] = source
+        if tokenizer is not None:
+            self._tokenizers[source.version] = tokenizer
         if window is not None:
             self._windows[source.version] = window
+
+    async def _load_lora_everywhere(self, name: str, source: ModelSource) -> list[str]:
+        """Load and warm up the adapter on every replica that answers; a replica that is
+        down now gets it from ``reconcile()`` when it is back. Fails only if none took it."""
+        urls = []
+        for url in self.config.urls:
+            try:
+                await self._load_lora(url, name, self._remote_path(source), source.version)
+                await self._warm_up(url, name, source.version)
+            except httpx.HTTPError as exc:
+                log.warning(
+                    "checkpoint %s: replica %s unreachable (%s); reconcile will load it later", source.version, url, exc
+                )
+                continue
+            urls.append(url)
+        if not urls:
+            raise ModelLoadError(
+                f"checkpoint {source.version}: no vLLM replica answered ({', '.join(self.config.urls)})",
+                version=source.version,
+            )
+        return urls
 
     async def _load_lora(self, url: str, name: str, path: str, version: str) -> None:
         resp = await self._client.post(f"{url}/v1/load_lora_adapter", json={"lora_name": name, "lora_path": path})
@@ -175,6 +232,7 @@ class VllmEngine:
         urls = self._replicas.pop(version, [])
         source = self._kinds.pop(version, None)
         self._windows.pop(version, None)
+        self._tokenizers.pop(version, None)
         if source is None or source.kind != "lora":
             return  # blue/green: the deployment stops the drained replica
         for url in urls:
@@ -184,20 +242,40 @@ class VllmEngine:
                 log.warning("unload of %s on %s failed: %s", version, url, exc)
 
     async def reconcile(self) -> list[tuple[str, str]]:
-        """Re-apply LoRA adapters a restarted replica lost; returns (url, version) re-loaded."""
+        """Bring every replica to what is loaded here; returns the (url, version) pairs it
+        (re)loaded.
+
+        A replica that restarted (runtime adapters are not persisted) or came up after a
+        version was loaded gets the adapter and a warm-up; only then is it routed to for
+        that version. A replica that does not answer is taken out of routing until it does.
+        Full versions are routed to every replica that lists them.
+        """
         fixed = []
-        for version, source in list(self._kinds.items()):
-            if source.kind != "lora":
+        for url in self.config.urls:
+            try:
+                listed = await self._listed(url)
+            except httpx.HTTPError:
+                for urls in self._replicas.values():
+                    if url in urls:
+                        urls.remove(url)
+                        log.warning("replica %s does not answer; not routed to until it does", url)
                 continue
-            name = self.served_name(version)
-            for url in self._replicas.get(version, []):
-                try:
-                    if name not in await self._listed(url):
+            for version, source in list(self._kinds.items()):
+                name, urls = self.served_name(version), self._replicas[version]
+                if name not in listed:
+                    if url in urls:
+                        urls.remove(url)  # not routable for this version until it serves it again
+                    if source.kind != "lora":
+                        continue  # blue/green: the deployment starts replicas of full versions
+                    try:
                         await self._load_lora(url, name, self._remote_path(source), version)
                         await self._warm_up(url, name, version)
-                        fixed.append((url, version))
-                except (httpx.HTTPError, ServingError) as exc:
-                    log.warning("reconcile of %s on %s failed: %s", version, url, exc)
+                    except (httpx.HTTPError, ServingError) as exc:
+                        log.warning("reconcile of %s on %s failed: %s", version, url, exc)
+                        continue
+                    fixed.append((url, version))
+                if url not in urls:
+                    urls.append(url)
         return fixed
 
     # -- requests -------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -32,10 +34,15 @@ class VllmEngineConfig(BaseModel):
         description="Context (prompt + completion tokens) of the served model; 0 = the smallest "
         "max_model_len the replicas report in /v1/models.",
     )
+    tokenizer_dir: Path | None = Field(
+        default=None,
+        description="Tokenizer folder of the base the replicas were started with (versions loaded "
+        "without a path); with it the gateway counts prompt tokens exactly. None = check by length.",
+    )
     max_token_chars: int = Field(
         default=128,
         gt=0,
-        description="Characters of the served vocabulary's longest token, max(len(t) for t in "
+        description="Used without a tokenizer: characters of the served vocabulary's longest token, max(len(t) for t in "
         "tokenizer.get_vocab()): prompts longer than max_model_len × this many characters are "
         "refused by the gateway without reaching vLLM.",
     )

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SwapEvent:
-    """What one poll did: ``kind`` is loaded, bootstrapped, rejected, unloaded or skipped."""
+    """What one poll did: ``kind`` is loaded, bootstrapped, rejected, unloaded, reconciled or skipped."""
 
     kind: str
     version: str
@@ -68,6 +68,7 @@ class HotSwapController:
         self._done: set[str] = set()
         self._unreferenced_since: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
+        self._reconciled_at: float | None = None
         self.bad_manifests = 0
 
     # -- input ------------------------------------------------------------------------
@@ -139,7 +140,20 @@ class HotSwapController:
                     self.canary.reject(newest, detail, now)
                     events.append(SwapEvent("rejected", newest, detail))
         events += await self._unload_unrouted()
+        events += await self._reconcile()
         return events
+
+    async def _reconcile(self) -> list[SwapEvent]:
+        """Every ``reconcile_interval_s``: replicas that lost loaded versions get them back."""
+        now = time.monotonic()
+        if self._reconciled_at is not None and now - self._reconciled_at < self.config.reconcile_interval_s:
+            return []
+        self._reconciled_at = now
+        fixed = await self.slots.engine.reconcile()
+        for url, version in fixed:
+            log.info("re-applied %s on replica %s", version, url)
+            m.SWAPS.labels(self.model, "reconciled").inc()
+        return [SwapEvent("reconciled", version, url) for url, version in fixed]
 
     def _next_candidate(self) -> str | None:
         """The newest pending version, once no experiment is running; older pending ones are skipped."""

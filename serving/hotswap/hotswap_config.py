@@ -22,6 +22,12 @@ class HotSwapConfig(BaseModel):
         ge=0,
         description="Keep a version loaded this long after routing stopped naming it (gateways refresh routing state within this).",
     )
+    reconcile_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often the engine's replicas are checked for the versions loaded here "
+        "(vLLM: adapters are re-applied to a replica that restarted or started late).",
+    )
     poll_interval_s: float = Field(
         default=1.0, gt=0, description="How often `flywheel serve` polls models.checkpoints."
     )

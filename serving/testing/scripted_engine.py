@@ -70,6 +70,9 @@ class ScriptedEngine:
         self.unload_calls.append(version)
         self._versions.discard(version)
 
+    async def reconcile(self) -> list[tuple[str, str]]:
+        return []
+
     def versions(self) -> list[str]:
         return sorted(self._versions)
 

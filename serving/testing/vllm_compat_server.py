@@ -1,8 +1,11 @@
 """TEST STAND-IN for a vLLM OpenAI-compatible server — not vLLM, and not for production.
 
-vLLM cannot run on CPU-only machines, so the vLLM engine is tested against this in-repo
-server, which implements the documented vLLM endpoints that engine uses, with vLLM's
-request and response shapes and status codes:
+The vLLM engine is tested against a real vLLM server (tests/integration/vllm, started by
+deploy/local/vllm.sh). This stand-in stays only for the unit tests that need a fault real
+vLLM cannot be made to produce on demand: an error reported inside a 200 stream, a load
+refused for a chosen name, an abort observed exactly when a client disconnects. It
+implements the vLLM endpoints the engine uses, with vLLM's request and response shapes
+and status codes:
 
 - ``GET /health`` — 200 while the server is up;
 - ``GET /v1/models`` — the served model names (with ``max_model_len``) plus runtime-loaded
@@ -46,6 +49,7 @@ class CompatState:
         self.requests: list[dict[str, Any]] = []
         self.aborted: list[str] = []
         self.fail_mid_stream = 0
+        self.refuse_loads = False  # every load_lora_adapter answers 400
 
     def models(self) -> list[str]:
         return sorted(self.served) + sorted(self.adapters)
@@ -85,6 +89,8 @@ def create_vllm_compat_app(
             return _error(400, "Both 'lora_name' and 'lora_path' must be provided.")
         if name in state.adapters:
             return _error(400, f"The lora adapter '{name}' has already been loaded.")
+        if state.refuse_loads:
+            return _error(400, f"Loading lora {name} failed: refused by the test")
         if not Path(path).exists():
             return _error(400, f"Loading lora {name} failed: No adapter found for {path}")
         state.adapters[name] = path

@@ -90,6 +90,7 @@ def test_embedded_engine_refuses_pickles_and_bad_digests(tiny_llama: Path, tmp_p
 def test_vllm_engine_against_the_compat_server(tmp_path: Path) -> None:
     adapter_dir = tmp_path / "adapters" / "v17"
     adapter_dir.mkdir(parents=True)
+    (adapter_dir / "adapter_model.safetensors").write_bytes(b"{}")  # the stand-in never reads it
     with VllmCompatServer(served=("policy@v16",), token_delay_s=0.001) as server:
         engine = VllmEngine(
             VllmEngineConfig(urls=(server.url,), model="policy", poll_interval_s=0.05, load_timeout_s=2)
@@ -125,8 +126,11 @@ def test_vllm_engine_against_the_compat_server(tmp_path: Path) -> None:
             assert "policy@v17" not in server.state.adapters and engine.versions() == ["v16"]
             with pytest.raises(ModelLoadError, match="no replica serves"):
                 await engine.load(ModelSource("v18", None, kind="full"))
-            with pytest.raises(ModelLoadError, match="refused"):
+            with pytest.raises(ModelLoadError, match="not a directory"):
                 await engine.load(ModelSource("v19", tmp_path / "missing", kind="lora"))
+            server.state.refuse_loads = True
+            with pytest.raises(ModelLoadError, match="refused"):
+                await engine.load(ModelSource("v20", adapter_dir, kind="lora"))
             await engine.close()
 
         asyncio.run(run())

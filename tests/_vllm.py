@@ -1,0 +1,74 @@
+"""The real local vLLM server of the tests and benchmarks (deploy/local/vllm.sh), and LoRA
+adapters over the base model it serves, published with real sha256 digests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from schemas import CheckpointManifest
+from tests._serving import manifest_for
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "deploy/local/vllm.sh"
+PORT = int(os.environ.get("FLYWHEEL_LOCAL_VLLM_PORT", "18000"))
+URL = f"http://127.0.0.1:{PORT}"
+
+
+class LocalVllm:
+    """Start, stop and restart the one vLLM server the tests share (the script reuses a
+    server already listening on the port; ``stop`` at the end only stops one it started)."""
+
+    def __init__(self, model_dir: Path) -> None:
+        self.model_dir = model_dir
+        self.url = URL
+        self.started_here = False
+
+    def _run(self, *args: str, timeout_s: float = 600) -> str:
+        done = subprocess.run(
+            ["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout_s, check=False
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"deploy/local/vllm.sh {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+        return done.stderr
+
+    def running(self) -> bool:
+        return subprocess.run(["bash", str(SCRIPT), "status"], capture_output=True, check=False).returncode == 0
+
+    def start(self) -> None:
+        if not self.running():
+            self.started_here = True
+        self._run("start", str(self.model_dir))
+
+    def stop(self) -> None:
+        self._run("stop")
+
+    def restart(self) -> None:
+        """What a crashed-and-restarted replica looks like: same base, no runtime adapters."""
+        self.stop()
+        self._run("start", str(self.model_dir))
+
+
+def make_adapter(base_dir: Path, out_dir: Path, seed: int, rank: int = 8) -> Path:
+    """A LoRA adapter (q/k/v/o) over ``base_dir`` with random, non-zero weights, saved as a
+    trainer saves one (safetensors and the tokenizer): its replies differ from the base's."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base_dir)
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+    peft = get_peft_model(model, config)
+    with torch.no_grad():
+        for name, param in peft.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.2)  # peft starts B at zero (a no-op adapter); this one changes replies
+    peft.save_pretrained(out_dir, safe_serialization=True)
+    AutoTokenizer.from_pretrained(base_dir).save_pretrained(out_dir)
+    return out_dir
+
+
+def lora_manifest(path: Path, version: str, parent: str | None = "base") -> CheckpointManifest:
+    return manifest_for(path, version, parent=parent).model_copy(update={"kind": "lora"})

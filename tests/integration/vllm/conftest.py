@@ -1,0 +1,34 @@
+"""One real vLLM server for every test in this folder, started by deploy/local/vllm.sh on
+the bootstrap base model and stopped after the folder's last test (it holds a core)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests._vllm import LocalVllm, make_adapter
+
+
+@pytest.fixture(scope="package")
+def base_dir() -> Path:
+    from trainers.bootstrap.base_model import ensure_base_model
+
+    return ensure_base_model()
+
+
+@pytest.fixture(scope="package")
+def vllm(base_dir: Path) -> Iterator[LocalVllm]:
+    server = LocalVllm(base_dir)
+    server.start()
+    yield server
+    if server.started_here:
+        server.stop()
+
+
+@pytest.fixture(scope="package")
+def adapters(base_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Three adapters over the base, a generation each, as the registry would hold them."""
+    root = tmp_path_factory.mktemp("adapters")
+    return {v: make_adapter(base_dir, root / v, seed=i) for i, v in enumerate(("a1", "a2", "a3"), start=1)}

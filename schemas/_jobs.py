@@ -100,13 +100,22 @@ class EvalReport(Message):
 
 
 class CheckpointManifest(Message):
-    """What a checkpoint is, where it came from, how it scored. Keyed by ``version``."""
+    """What a checkpoint is, where it came from, how it scored. Keyed by ``version``.
+
+    A ``lora`` checkpoint is an adapter over one full checkpoint of the same model, named
+    by ``lora_base``: the base a server (vLLM) must run to apply it. Generations trained
+    as LoRA continue their parent's adapter, so a lineage keeps one ``lora_base``."""
 
     schema_version: SchemaVersion = SCHEMA_VERSION
     model: str
     version: str
     parent: str | None
     kind: Literal["full", "lora"]
+    lora_base: str | None = Field(
+        default=None,
+        description="kind 'lora' only: the version (same model) of the full checkpoint the adapter applies to. "
+        "None for full checkpoints and for adapters published before this field existed.",
+    )
     job_id: str | None = None
     job_kind: JobKind | None = None
     files: tuple[FileDigest, ...] = ()
@@ -119,3 +128,14 @@ class CheckpointManifest(Message):
 
     _check_model = field_validator("model")(lambda v: check_name(v, "model"))
     _check_version = field_validator("version")(lambda v: check_name(v, "version"))
+
+    @field_validator("lora_base")
+    @classmethod
+    def _check_lora_base(cls, v: str | None) -> str | None:
+        return None if v is None else check_name(v, "lora_base")
+
+    @model_validator(mode="after")
+    def _lora_base_only_for_adapters(self) -> CheckpointManifest:
+        if self.lora_base is not None and self.kind != "lora":
+            raise ValueError(f"lora_base ({self.lora_base!r}) is only for kind 'lora', not {self.kind!r}; drop it")
+        return self

@@ -1,10 +1,11 @@
-"""`flywheel trainers run|bootstrap` and `flywheel registry list`."""
+"""`flywheel trainers run|bootstrap` and `flywheel registry list|import-base`."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import time
+from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
@@ -12,6 +13,7 @@ import typer
 
 from flywheel.settings import FlywheelSettings
 from flywheel.wiring import make_bus
+from schemas import FlywheelError
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +146,48 @@ def registry_list(
             f"{num(ev.instruction_following if ev else None):>6} {num(ev.violation_rate if ev else None):>6} "
             f"{num(ev.win_rate if ev else None):>6}  {m.created_ts:%Y-%m-%d %H:%M:%S}"
         )
+
+
+@registry_app.command("import-base")
+def registry_import_base(
+    ctx: typer.Context,
+    folder: Annotated[
+        Path,
+        typer.Argument(
+            metavar="FOLDER", help="A Hugging Face model folder: config.json, safetensors weights, tokenizer."
+        ),
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="Model name in the registry (default: the model the buffer's jobs train)."),
+    ] = None,
+    version: Annotated[
+        str | None,
+        typer.Option("--version", help="Version name (default: the workers' base_version, 'base')."),
+    ] = None,
+) -> None:
+    """Publish an external base model (the one vLLM serves) as <model>/<version>.
+
+    Policies are trained as LoRA adapters of this base, so vLLM applies every generation to the model its replicas already run.
+
+    The folder must hold config.json, safetensors weights (no pickle files, no symbolic links) and a tokenizer with a chat template; every problem is listed. Importing the same folder again changes nothing; a version already published from something else is refused (versions are immutable: pick another --version). Workers can import it themselves at start: FLYWHEEL_TRAINERS__BASE_DIR=FOLDER.
+    """
+    from trainers.registry import CheckpointRegistry, import_base
+
+    settings: FlywheelSettings = ctx.obj
+    model = model or settings.streams.buffer.model
+    version = version or settings.trainers.base_version
+    registry = CheckpointRegistry(settings.trainers.registry)
+    try:
+        checkpoint = import_base(registry, folder, model, version)
+    except FlywheelError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    size_gb = sum(f.size for f in checkpoint.manifest.files) / 1e9
+    typer.echo(
+        f"{model}/{version}: {checkpoint.path} ({len(checkpoint.manifest.files)} files, {size_gb:.2f} GB, "
+        f"{checkpoint.manifest.job_id})"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -130,15 +130,29 @@ def run_trainer(trainer: Any, on_step: StepHook | None = None) -> tuple[int, flo
     return int(trainer.state.global_step), time.perf_counter() - started, progress.losses
 
 
-def save_model(model: Any, tokenizer: PreTrainedTokenizerBase, out_dir: Path, merge: bool) -> Literal["full", "lora"]:
-    """Save weights as safetensors (never pickle) with the tokenizer; return the kind."""
+def save_model(
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    out_dir: Path,
+    merge: bool,
+    lora_base: Path | None = None,
+) -> Literal["full", "lora"]:
+    """Save weights as safetensors (never pickle) with the tokenizer; return the kind.
+
+    An adapter is saved alone (trl's frozen ``ref`` copy, which DPO and GRPO add when they
+    continue an adapter, is not), and with ``lora_base`` its ``adapter_config.json`` names
+    that folder as ``base_model_name_or_path``: every generation applies to the root base."""
     out_dir.mkdir(parents=True, exist_ok=True)
     kind: Literal["full", "lora"] = "full"
+    if isinstance(model, PeftModel) and merge:
+        model = model.merge_and_unload()  # merges the active adapter; a "ref" copy is dropped
     if isinstance(model, PeftModel):
-        if merge:
-            model = model.merge_and_unload()
-        else:
-            kind = "lora"
-    model.save_pretrained(str(out_dir), safe_serialization=True)
+        kind = "lora"
+        name = model.active_adapter
+        if lora_base is not None:
+            model.peft_config[name].base_model_name_or_path = str(lora_base.absolute())
+        model.save_pretrained(str(out_dir), safe_serialization=True, selected_adapters=[name])
+    else:
+        model.save_pretrained(str(out_dir), safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     return kind

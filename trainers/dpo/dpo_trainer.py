@@ -7,14 +7,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import datasets
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from peft import PeftConfig
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import DPOConfig, DPOTrainer
 
 from schemas import TrainerError
 from trainers.common.candidates import Scorer, rank_candidates
 from trainers.common.data import Pair, Prompt
 from trainers.common.generation import SamplingSettings
-from trainers.common.training import StepHook, TrainResult, common_args, peft_config, run_trainer, save_model
+from trainers.common.loading import load_trainable_policy
+from trainers.common.training import StepHook, TrainResult, common_args, run_trainer, save_model
 from trainers.dpo.dpo_config import DpoSettings
 
 
@@ -54,28 +56,40 @@ class DpoTrainer:
         on_step: StepHook | None = None,
     ) -> TrainResult:
         """DPO on ``pairs`` plus, with a ``scorer`` and ``num_candidates`` ≥ 2, best-vs-worst
-        pairs of the starting policy's own replies to ``prompts`` (default: the pairs' prompts)."""
-        tokenizer = AutoTokenizer.from_pretrained(policy_dir)
-        model = AutoModelForCausalLM.from_pretrained(policy_dir)
-        own: list[Pair] = []
-        if scorer is not None and self.settings.num_candidates >= 2:
-            contexts = list(prompts) if prompts is not None else list({id(p.prompt): p.prompt for p in pairs}.values())
-            own = best_vs_worst_pairs(model, tokenizer, contexts, scorer, self.settings)
-        all_pairs = [*pairs, *own]
-        if not all_pairs:
-            raise TrainerError("no preference pairs to train on")
+        pairs of the starting policy's own replies to ``prompts`` (default: the pairs' prompts).
+        ``policy_dir`` is a full model or a LoRA adapter (see ``load_trainable_policy``)."""
         with tempfile.TemporaryDirectory(prefix="flywheel-dpo-") as work:
-            trainer = self.build(model, tokenizer, all_pairs, Path(work))
+            policy = load_trainable_policy(policy_dir, self.settings, merged_start_dir=Path(work) / "start")
+            model, tokenizer = policy.model, policy.tokenizer
+            own: list[Pair] = []
+            if scorer is not None and self.settings.num_candidates >= 2:
+                contexts = (
+                    list(prompts) if prompts is not None else list({id(p.prompt): p.prompt for p in pairs}.values())
+                )
+                own = best_vs_worst_pairs(model, tokenizer, contexts, scorer, self.settings)
+            all_pairs = [*pairs, *own]
+            if not all_pairs:
+                raise TrainerError("no preference pairs to train on")
+            trainer = self.build(model, tokenizer, all_pairs, Path(work), peft_config=policy.peft_config)
             steps, seconds, losses = run_trainer(trainer, on_step)
-            kind = save_model(trainer.model, tokenizer, out_dir, merge=self.settings.lora.merge)
+            kind = save_model(trainer.model, tokenizer, out_dir, self.settings.lora.merge, policy.lora_base)
         metrics = {"pairs": float(len(all_pairs)), "given_pairs": float(len(pairs)), "own_pairs": float(len(own))}
         return TrainResult(out_dir, kind, steps, seconds, losses, metrics)
 
     def build(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Pair], work: Path
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        pairs: Sequence[Pair],
+        work: Path,
+        *,
+        peft_config: PeftConfig | None = None,
     ) -> DPOTrainer:
-        """The configured trl DPOTrainer (exposed for benchmarks). With LoRA the frozen
-        base serves as the reference model; otherwise trl copies the starting policy."""
+        """The configured trl DPOTrainer (exposed for benchmarks). ``peft_config``: the LoRA
+        config trl wraps ``model`` in (``TrainablePolicy.peft_config``); None trains ``model``
+        as it is. With a fresh adapter the disabled adapter (the start) is the reference; a
+        PeftModel's adapter is copied frozen as ``ref``; a full model is reloaded from its
+        ``name_or_path``."""
         s = self.settings
         rows = [
             {
@@ -91,5 +105,5 @@ class DpoTrainer:
             args=config,
             train_dataset=datasets.Dataset.from_list(rows),
             processing_class=tokenizer,
-            peft_config=peft_config(s),
+            peft_config=peft_config,
         )

@@ -11,14 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from peft import PeftConfig
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import GRPOConfig, GRPOTrainer
 
 from schemas import ChatMessage, TrainerError, instruction_adapter
 from trainers.common.candidates import Scorer, rank_candidates
 from trainers.common.data import Prompt
 from trainers.common.generation import SamplingSettings
-from trainers.common.training import StepHook, TrainResult, common_args, peft_config, run_trainer, save_model
+from trainers.common.loading import load_trainable_policy
+from trainers.common.training import StepHook, TrainResult, common_args, run_trainer, save_model
 from trainers.grpo.grpo_config import GrpoSettings
 from trainers.grpo.selection import choose_prompts, reward_spread, zero_advantage_groups
 from trainers.reward.scoring import BlendedScorer, RewardModel, check_score
@@ -106,19 +108,20 @@ class GrpoTrainer:
             reward_model = None
         recent = list(prompts)[-s.max_prompts :]
         scorer = BlendedScorer(reward_model, check_weight=1.0, rm_weight=s.rm_weight)
-        tokenizer = AutoTokenizer.from_pretrained(policy_dir)
-        model = AutoModelForCausalLM.from_pretrained(policy_dir)
-        chosen, skipped = select_prompts(model, tokenizer, recent, scorer, s)
-        if not chosen:
-            raise TrainerError(
-                f"GRPO: the replies of none of {len(recent)} prompts differ in reward by more than "
-                f"min_reward_spread ({s.min_reward_spread}); every group would have zero advantage"
-            )
         with tempfile.TemporaryDirectory(prefix="flywheel-grpo-") as work:
-            trainer = self.build(model, tokenizer, chosen, Path(work), reward_model)
+            # With a KL penalty trl loads the reference from the start's path (merged_start_dir).
+            policy = load_trainable_policy(policy_dir, s, merged_start_dir=Path(work) / "start")
+            model, tokenizer = policy.model, policy.tokenizer
+            chosen, skipped = select_prompts(model, tokenizer, recent, scorer, s)
+            if not chosen:
+                raise TrainerError(
+                    f"GRPO: the replies of none of {len(recent)} prompts differ in reward by more than "
+                    f"min_reward_spread ({s.min_reward_spread}); every group would have zero advantage"
+                )
+            trainer = self.build(model, tokenizer, chosen, Path(work), reward_model, peft_config=policy.peft_config)
             steps, seconds, losses = run_trainer(trainer, on_step)
             history = list(trainer.state.log_history)
-            kind = save_model(trainer.model, tokenizer, out_dir, merge=s.lora.merge)
+            kind = save_model(trainer.model, tokenizer, out_dir, s.lora.merge, policy.lora_base)
         rewards = [float(h["reward"]) for h in history if "reward" in h]
         kls = [float(h["kl"]) for h in history if "kl" in h]
         metrics = {
@@ -142,9 +145,13 @@ class GrpoTrainer:
         prompts: Sequence[Prompt],
         work: Path,
         reward_model: RewardModel | None = None,
+        *,
+        peft_config: PeftConfig | None = None,
     ) -> GRPOTrainer:
         """The configured trl GRPOTrainer: the checks (weight 1) and, if given, the reward
-        model (``rm_weight``) as reward functions; KL strength ``beta``."""
+        model (``rm_weight``) as reward functions; KL strength ``beta``. ``peft_config``: the
+        LoRA config trl wraps ``model`` in (``TrainablePolicy.peft_config``); None trains
+        ``model`` as it is."""
         s = self.settings
         rows = [
             {"prompt": p.messages, "instructions": json.dumps([i.model_dump() for i in p.instructions])}
@@ -173,5 +180,5 @@ class GrpoTrainer:
             train_dataset=datasets.Dataset.from_list(rows),
             reward_funcs=funcs,
             processing_class=tokenizer,
-            peft_config=peft_config(s),
+            peft_config=peft_config,
         )

@@ -16,6 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from prometheus_client import Counter
 from pydantic import ValidationError
@@ -57,6 +58,14 @@ class VersionConflictError(TrainerError):
 def version_for_job(job_id: str, prefix: str = "v") -> str:
     """Deterministic version id of a job: a retry of the job yields the same version."""
     return f"{prefix}-{hashlib.sha256(job_id.encode()).hexdigest()[:16]}"
+
+
+def lora_base_of(start: CheckpointManifest, trained: Literal["full", "lora"]) -> str | None:
+    """``lora_base`` of a policy trained from ``start``: None unless it is an adapter; a
+    continued adapter keeps its lineage's base, a fresh one applies to its full start."""
+    if trained != "lora":
+        return None
+    return start.lora_base if start.kind == "lora" else start.version
 
 
 @dataclass(frozen=True)

@@ -22,14 +22,27 @@ from trl import RewardConfig, RewardTrainer
 
 from schemas import TrainerError
 from trainers.common.data import Labelled, Pair
+from trainers.common.loading import adapter_config_of, load_policy
 from trainers.common.training import StepHook, TrainResult, common_args, peft_config, run_trainer, save_model
 from trainers.reward.reward_config import RewardSettings, resolve_mode
 
 
 def load_reward_backbone(model_dir: Path, tokenizer: PreTrainedTokenizerBase, pointwise: bool) -> PreTrainedModel:
-    """A sequence classifier with one output, initialised from a causal LM (or a reward model)."""
+    """A sequence classifier with one output, initialised from a causal LM (or a reward model).
+
+    A policy that is a LoRA adapter (a generation of a LoRA lineage) is merged into its base
+    first: ``from_pretrained`` on the adapter folder would attach the adapter to the base and
+    save only the adapter again, which is no reward model."""
     kwargs = {"problem_type": "multi_label_classification"} if pointwise else {}
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1, **kwargs)
+    adapter = adapter_config_of(model_dir)
+    if adapter is not None and adapter.get("task_type") == "CAUSAL_LM":
+        with tempfile.TemporaryDirectory(prefix="flywheel-rm-start-") as start:
+            merged, _ = load_policy(model_dir, "cpu")
+            merged.save_pretrained(start, safe_serialization=True)
+            del merged
+            model = AutoModelForSequenceClassification.from_pretrained(start, num_labels=1, **kwargs)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1, **kwargs)
     model.config.pad_token_id = tokenizer.pad_token_id
     return model
 
@@ -56,6 +69,11 @@ class RewardModelTrainer:
             raise TrainerError("pointwise reward training needs labelled replies (samples.reward)")
         if not pointwise and not pairs:
             raise TrainerError("pairwise reward training needs preference pairs (samples.preference)")
+        if s.lora.enabled and not s.lora.merge and adapter_config_of(base_dir) is not None:
+            raise TrainerError(
+                f"a LoRA reward model needs a full start, and {base_dir} is a LoRA adapter (its merged weights "
+                "exist in memory only): set the reward trainer's lora.merge=true or lora.enabled=false"
+            )
         model = load_reward_backbone(base_dir, tokenizer, pointwise)
         with tempfile.TemporaryDirectory(prefix="flywheel-rm-") as work:
             if pointwise:

@@ -7,14 +7,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import datasets
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from peft import PeftConfig
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import SFTConfig, SFTTrainer
 
 from schemas import TrainerError
 from trainers.common.candidates import Scorer, rank_candidates
 from trainers.common.data import Demonstration
 from trainers.common.generation import SamplingSettings
-from trainers.common.training import StepHook, TrainResult, common_args, peft_config, run_trainer, save_model
+from trainers.common.loading import load_trainable_policy
+from trainers.common.training import StepHook, TrainResult, common_args, run_trainer, save_model
 from trainers.sft.sft_config import SftSettings
 
 
@@ -58,24 +60,33 @@ class SftTrainer:
         scorer: Scorer | None = None,
         on_step: StepHook | None = None,
     ) -> TrainResult:
-        """Rejection-sample with ``scorer`` (skipped when None: train on ``demos`` as given), then SFT."""
-        tokenizer = AutoTokenizer.from_pretrained(policy_dir)
-        model = AutoModelForCausalLM.from_pretrained(policy_dir)
+        """Rejection-sample with ``scorer`` (skipped when None: train on ``demos`` as given), then SFT.
+        ``policy_dir`` is a full model or a LoRA adapter (see ``load_trainable_policy``)."""
+        policy = load_trainable_policy(policy_dir, self.settings)
+        model, tokenizer = policy.model, policy.tokenizer
         stats: dict[str, float] = {"contexts": float(len(demos)), "kept": float(len(demos))}
         if scorer is not None:
             demos, stats = rejection_sample(model, tokenizer, demos, scorer, self.settings)
         if not demos:
             raise TrainerError("no demonstration survived rejection sampling; nothing to train on")
         with tempfile.TemporaryDirectory(prefix="flywheel-sft-") as work:
-            trainer = self.build(model, tokenizer, demos, Path(work))
+            trainer = self.build(model, tokenizer, demos, Path(work), peft_config=policy.peft_config)
             steps, seconds, losses = run_trainer(trainer, on_step)
-            kind = save_model(trainer.model, tokenizer, out_dir, merge=self.settings.lora.merge)
+            kind = save_model(trainer.model, tokenizer, out_dir, self.settings.lora.merge, policy.lora_base)
         return TrainResult(out_dir, kind, steps, seconds, losses, stats)
 
     def build(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, demos: Sequence[Demonstration], work: Path
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        demos: Sequence[Demonstration],
+        work: Path,
+        *,
+        peft_config: PeftConfig | None = None,
     ) -> SFTTrainer:
-        """The configured trl SFTTrainer (exposed for benchmarks)."""
+        """The configured trl SFTTrainer (exposed for benchmarks). ``peft_config``: the LoRA
+        config trl wraps ``model`` in (``TrainablePolicy.peft_config``); None trains ``model``
+        as it is (every weight, or the adapter a PeftModel carries)."""
         s = self.settings
         rows = [{"messages": d.prompt.with_reply(d.reply)} for d in demos]
         config = SFTConfig(
@@ -86,5 +97,5 @@ class SftTrainer:
             args=config,
             train_dataset=datasets.Dataset.from_list(rows),
             processing_class=tokenizer,
-            peft_config=peft_config(s),
+            peft_config=peft_config,
         )

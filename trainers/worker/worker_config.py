@@ -54,7 +54,16 @@ class TrainerWorkerSettings(BaseModel):
     work_dir: Path = Field(
         default_factory=_default_work_dir, description="Scratch space for checkpoints before they are published."
     )
-    base_version: str = Field(default="base", description="Version name of the bootstrap base model in the registry.")
+    base_version: str = Field(
+        default="base", description="Version name of the base model (imported or bootstrap) in the registry."
+    )
+    base_dir: Path | None = Field(
+        default=None,
+        description="A full Hugging Face checkpoint folder (config.json, safetensors weights, tokenizer with a "
+        "chat template), e.g. the base vLLM serves: published as <model>/<base_version> instead of the tiny "
+        "bootstrap model, so LoRA generations (lora.enabled) are adapters vLLM can apply to it. Every worker host "
+        "must be able to read it; `flywheel registry import-base` does the same once, by hand.",
+    )
     reward_model_suffix: str = Field(
         default="-reward",
         description="Engagement reward models (pointwise, from samples.reward) are published as "

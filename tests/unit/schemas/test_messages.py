@@ -113,6 +113,7 @@ MESSAGES = [
         version="v2",
         parent="v1",
         kind="lora",
+        lora_base="base",
         job_id="j1",
         job_kind="sft",
         files=(FileDigest(path="adapter_model.safetensors", sha256="0" * 64, size=10),),
@@ -204,6 +205,11 @@ def test_aggregate_rates_are_derived() -> None:
             "version",
         ),
         (
+            CheckpointManifest,
+            '{"model":"policy","version":"v1","parent":null,"kind":"full","lora_base":"base","status":"published","created_ts":"2026-01-01T00:00:00Z"}',
+            "",
+        ),
+        (
             DeploymentState,
             '{"model":"policy","baseline_version":"v1","share_bp":20000,"experiment_salt":"s","updated_ts":"2026-01-01T00:00:00Z"}',
             "share_bp",
@@ -260,3 +266,9 @@ def test_trusted_construction_refuses_unknown_fields_and_fails_on_missing_ones()
         SessionSummary.trusted(colour="red")
     with pytest.raises(PydanticSerializationError, match="_NotGiven"):
         SessionSummary.trusted(user_id="u").to_json_bytes()
+
+
+def test_manifest_without_lora_base_still_reads() -> None:
+    """Manifests written before ``lora_base`` existed parse, with None."""
+    doc = '{"model":"policy","version":"v2","parent":"v1","kind":"lora","status":"published","created_ts":"2026-01-01T00:00:00Z"}'
+    assert parse_message(CheckpointManifest, doc).lora_base is None

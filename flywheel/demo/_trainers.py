@@ -109,11 +109,12 @@ def checkpoint_dir(runtime: DemoRuntime, version: str) -> Path:
     return CheckpointRegistry(runtime.worker_settings.registry).open(runtime.config.model, version).path
 
 
-def plant_bad_job(runtime: DemoRuntime, n_pairs: int = 400) -> str:
+def plant_bad_job(runtime: DemoRuntime, n_pairs: int = 400, created: datetime | None = None) -> str:
     """Queue a DPO job on deliberately corrupted preferences: replies that break the
     character's instructions or the content policy marked as *chosen*. The pairs go to a
     topic of their own (so the buffer never mixes them into honest jobs); the job names
-    their exact offsets, like any job. Returns the job id."""
+    their exact offsets, like any job, and trains on them alone (no pairs of the policy's
+    own samples). ``created``: the job's ``created_ts`` (default now). Returns the job id."""
     from trainers.bootstrap import synthetic_pairs
     from trainers.bootstrap.catalogue import CHARACTERS_BY_ID
 
@@ -122,7 +123,7 @@ def plant_bad_job(runtime: DemoRuntime, n_pairs: int = 400) -> str:
     spec = TOPICS_BY_NAME[SAMPLES_PREFERENCE]
     runtime.bus.create_topics([TopicSpec(corrupted, spec.key, spec.value, 1, spec.cleanup, spec.retention_ms)])
     producer = runtime.bus.producer()
-    now = datetime.now(UTC)
+    now = created or datetime.now(UTC)
     for i, pair in enumerate(synthetic_pairs(n_pairs, seed=runtime.config.simulator.seed + 1)):
         sample = PreferenceSample(
             sample_id=f"planted-{runtime.run_id}-{i}",
@@ -143,6 +144,7 @@ def plant_bad_job(runtime: DemoRuntime, n_pairs: int = 400) -> str:
         base_version=None,
         inputs=(OffsetRange(topic=corrupted, partition=0, from_offset=0, to_offset=n_pairs),),
         created_ts=now,
+        config={"num_candidates": 0},
     )
     producer.produce(topics.trainer_jobs, job.to_json_bytes(), key=job.job_id)
     producer.flush()

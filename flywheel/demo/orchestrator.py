@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from flywheel.demo._watch import StageCounter, TopicTail
@@ -171,6 +172,17 @@ def compare_versions(outcomes: _Outcomes, base: str, final: str, alpha: float, m
         continue_rate_candidate=pc,
         n_baseline=nb,
         n_candidate=nc,
+    )
+
+
+def plant_due(generation: int | None, tracker: _Tracker) -> bool:
+    """Queue the planted job now: generation ``generation`` is planted, and exactly the
+    generations before it exist, every one decided (so the next to train is the Nth)."""
+    return (
+        generation is not None
+        and tracker.planted_job is None
+        and len(tracker.generations) == generation - 1
+        and len(tracker.decided()) == len(tracker.generations)
     )
 
 
@@ -358,14 +370,17 @@ def _loop(
                     outcomes.add(sig)
             counts = stages.poll()
             decided = tracker.decided()
-            if (
-                config.plant_bad_generation is not None
-                and tracker.planted_job is None
-                and len(tracker.generations) >= config.plant_bad_generation - 1
-                and len(decided) == len(tracker.generations)
-            ):
-                tracker.planted_job = _trainers.plant_bad_job(rt)
-                progress.event(f"planting a bad generation: job {tracker.planted_job} trains on corrupted preferences")
+            if plant_due(config.plant_bad_generation, tracker):
+                # The worker holds after every generation, so nothing trains between here and
+                # resume(); the policy jobs queued meanwhile are older than the planted one
+                # and skipped, so it is exactly generation N.
+                planted_at = datetime.now(UTC)
+                worker.supersede_policy_jobs(planted_at)
+                tracker.planted_job = _trainers.plant_bad_job(rt, created=planted_at)
+                progress.event(
+                    f"planting a bad generation {config.plant_bad_generation}: job {tracker.planted_job} trains on "
+                    "corrupted preferences (older queued policy jobs are superseded)"
+                )
             if len(decided) >= config.generations:
                 break
             if now_s > budget_s:

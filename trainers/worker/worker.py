@@ -18,6 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -25,8 +26,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from schemas import CheckpointManifest, FlywheelError, SchemaError, Topics, TrainJobRequest, parse_message
 from streams import Bus, Consumer, Producer, Record, TopicPartition
 from trainers.bootstrap.base_model import ensure_base_model
-from trainers.registry.import_base import import_base
-from trainers.registry.registry import Checkpoint, CheckpointRegistry, lora_base_of, version_for_job
+from trainers.registry.registry import Checkpoint, CheckpointRegistry, version_for_job
 from trainers.reward.reward_config import resolve_mode
 from trainers.reward.scoring import RewardModel
 from trainers.worker._inputs import latest_deployment, read_ranges
@@ -37,7 +37,9 @@ from trainers.worker.worker_config import TrainerWorkerSettings
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["published", "rejected", "failed", "invalid", "skipped_leased", "already_published"]
+Outcome = Literal[
+    "published", "rejected", "failed", "invalid", "skipped_leased", "already_published", "superseded"
+]
 
 jobs_total = Counter("flywheel_trainers_jobs_total", "Training jobs by kind and outcome.", ["kind", "outcome"])
 job_duration_seconds = Histogram(
@@ -86,8 +88,8 @@ class TrainerWorker:
         """``load_lock``: held while a job loads, trains and evaluates models, for a process
         that also serves (the demo): transformers' ``from_pretrained`` patches process-wide
         state, so model loads in two threads must not overlap. ``hold_after_publish``: pause
-        after each published policy checkpoint until ``resume()`` (whoever serves it decides
-        when the next generation may be trained)."""
+        after each policy checkpoint it announces (published or rejected) until ``resume()``
+        (whoever serves it decides when the next generation may be trained)."""
         self.bus = bus
         self.topics = topics
         self.settings = settings
@@ -101,6 +103,7 @@ class TrainerWorker:
         self._paused = threading.Event()
         self._load_lock = load_lock
         self._hold_after_publish = hold_after_publish
+        self._superseded_before: datetime | None = None
 
     # -- lifecycle ---------------------------------------------------------------
     def _ensure_clients(self) -> tuple[Consumer, Producer]:
@@ -132,6 +135,17 @@ class TrainerWorker:
     @property
     def paused(self) -> bool:
         return self._paused.is_set()
+
+    def supersede_policy_jobs(self, created_before: datetime) -> None:
+        """From now on, skip the policy jobs (sft, dpo, grpo) created before ``created_before``:
+        they are committed untrained and counted as ``superseded``; reward jobs still run.
+        For an operator who queues a job that must be the next generation (the demo's
+        planted one) while older policy jobs wait in ``trainer.jobs``."""
+        self._superseded_before = created_before
+
+    def _superseded(self, job: TrainJobRequest) -> bool:
+        before = self._superseded_before
+        return job.kind != "reward" and before is not None and job.created_ts < before
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -188,6 +202,11 @@ class TrainerWorker:
             jobs_total.labels("unknown", "invalid").inc()
             self._commit(consumer, record)
             return JobOutcome(None, "invalid", error=str(exc))
+        if self._superseded(job):
+            log.info("job %s (%s, created %s) superseded: skipped", job.job_id, job.kind, job.created_ts)
+            jobs_total.labels(job.kind, "superseded").inc()
+            self._commit(consumer, record)
+            return JobOutcome(job.job_id, "superseded")
         s = self.settings
         if not self.leases.acquire(job.job_id, self.worker_id, s.lease_ttl_s):
             jobs_total.labels(job.kind, "skipped_leased").inc()
@@ -201,7 +220,8 @@ class TrainerWorker:
                 producer.produce(self.topics.models_checkpoints, manifest.to_json_bytes(), key=manifest.version)
                 producer.flush()
             self._commit(consumer, record)
-            if self._hold_after_publish and job.kind != "reward" and manifest.status == "published":
+            if self._hold_after_publish and job.kind != "reward":
+                # Rejected ones too: whoever holds the worker sees every generation before the next.
                 self._paused.set()
         except LeaseLostError as exc:
             jobs_total.labels(job.kind, "failed").inc()
@@ -226,8 +246,7 @@ class TrainerWorker:
         if self.registry.exists(model_name, version):
             # A retry after a crash between publish and commit: re-announce, do not retrain.
             return self.registry.open(model_name, version).manifest, "already_published"
-        start = self._resolve_base(job)
-        base_version, base_dir = start.manifest.version, start.path
+        base_version, base_dir = self._resolve_base(job)
         inputs = read_ranges(self.bus, job.inputs, s.read_timeout_s)
         out_dir = s.work_dir / f"{version}-{self.worker_id}"
         shutil.rmtree(out_dir, ignore_errors=True)
@@ -268,7 +287,6 @@ class TrainerWorker:
                 version=version,
                 parent=None if is_reward else base_version,
                 kind=result.kind,
-                lora_base=None if is_reward else lora_base_of(start.manifest, result.kind),
                 job_id=job.job_id,
                 job_kind=job.kind,
                 training=training,
@@ -285,20 +303,19 @@ class TrainerWorker:
             shutil.rmtree(out_dir, ignore_errors=True)
         return published.manifest, status
 
-    def _resolve_base(self, job: TrainJobRequest) -> Checkpoint:
+    def _resolve_base(self, job: TrainJobRequest) -> tuple[str, Path]:
         """The checkpoint to start from: the job's, else the serving baseline (latest
-        DeploymentState), else the base model (registered as ``base``)."""
+        DeploymentState), else the bootstrap base model (registered as ``base``)."""
         version = job.base_version
         if version is None:
             state = latest_deployment(self.bus, self.topics.serving_deployments, job.model)
             version = state.baseline_version if state is not None else None
         if version is None or version == self.settings.base_version:
-            return self.ensure_base(job.model)
-        return self.registry.open(job.model, version)
+            return self.settings.base_version, self.ensure_base(job.model).path
+        return version, self.registry.open(job.model, version).path
 
     def ensure_base(self, model: str) -> Checkpoint:
-        """The base model (imported from ``base_dir``, or the bootstrap model), published once
-        as ``<model>/base`` (idempotent)."""
+        """The bootstrap base model, published once as ``<model>/base`` (idempotent)."""
         return register_base_model(self.registry, model, self.settings)
 
     def _reward_model_name(self, job: TrainJobRequest) -> str:
@@ -318,10 +335,7 @@ class TrainerWorker:
 
 
 def register_base_model(registry: CheckpointRegistry, model: str, settings: TrainerWorkerSettings) -> Checkpoint:
-    """Publish the base model as ``<model>/<base_version>``: the folder ``settings.base_dir``
-    (the base vLLM serves) when set, else the bootstrap model, built or reused."""
-    if settings.base_dir is not None:
-        return import_base(registry, settings.base_dir, model, settings.base_version)
+    """Build (or reuse) the bootstrap base model and publish it as ``<model>/<base_version>``."""
     if registry.exists(model, settings.base_version):
         return registry.open(model, settings.base_version)
     path = ensure_base_model(settings.bootstrap)

@@ -236,7 +236,7 @@ def test_vllm_is_the_official_server_with_gpu_and_runtime_lora() -> None:
 def _script_default(name: str) -> str:
     """The default of a FLYWHEEL_LOCAL_VLLM_* setting in deploy/local/vllm.sh."""
     script = (ROOT / "deploy/local/vllm.sh").read_text()
-    match = re.search(r'\$\{FLYWHEEL_LOCAL_VLLM_' + name + r':-([^}]*)\}', script)
+    match = re.search(r"\$\{FLYWHEEL_LOCAL_VLLM_" + name + r":-([^}]*)\}", script)
     assert match, f"deploy/local/vllm.sh has no FLYWHEEL_LOCAL_VLLM_{name}"
     return match.group(1)
 

@@ -18,7 +18,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Literal
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -26,7 +25,8 @@ from prometheus_client import Counter, Gauge, Histogram
 from schemas import CheckpointManifest, FlywheelError, SchemaError, Topics, TrainJobRequest, parse_message
 from streams import Bus, Consumer, Producer, Record, TopicPartition
 from trainers.bootstrap.base_model import ensure_base_model
-from trainers.registry.registry import Checkpoint, CheckpointRegistry, version_for_job
+from trainers.registry.import_base import import_base
+from trainers.registry.registry import Checkpoint, CheckpointRegistry, lora_base_of, version_for_job
 from trainers.reward.reward_config import resolve_mode
 from trainers.reward.scoring import RewardModel
 from trainers.worker._inputs import latest_deployment, read_ranges
@@ -37,9 +37,7 @@ from trainers.worker.worker_config import TrainerWorkerSettings
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal[
-    "published", "rejected", "failed", "invalid", "skipped_leased", "already_published", "superseded"
-]
+Outcome = Literal["published", "rejected", "failed", "invalid", "skipped_leased", "already_published", "superseded"]
 
 jobs_total = Counter("flywheel_trainers_jobs_total", "Training jobs by kind and outcome.", ["kind", "outcome"])
 job_duration_seconds = Histogram(
@@ -246,7 +244,8 @@ class TrainerWorker:
         if self.registry.exists(model_name, version):
             # A retry after a crash between publish and commit: re-announce, do not retrain.
             return self.registry.open(model_name, version).manifest, "already_published"
-        base_version, base_dir = self._resolve_base(job)
+        start = self._resolve_base(job)
+        base_version, base_dir = start.manifest.version, start.path
         inputs = read_ranges(self.bus, job.inputs, s.read_timeout_s)
         out_dir = s.work_dir / f"{version}-{self.worker_id}"
         shutil.rmtree(out_dir, ignore_errors=True)
@@ -287,6 +286,7 @@ class TrainerWorker:
                 version=version,
                 parent=None if is_reward else base_version,
                 kind=result.kind,
+                lora_base=None if is_reward else lora_base_of(start.manifest, result.kind),
                 job_id=job.job_id,
                 job_kind=job.kind,
                 training=training,
@@ -303,19 +303,20 @@ class TrainerWorker:
             shutil.rmtree(out_dir, ignore_errors=True)
         return published.manifest, status
 
-    def _resolve_base(self, job: TrainJobRequest) -> tuple[str, Path]:
+    def _resolve_base(self, job: TrainJobRequest) -> Checkpoint:
         """The checkpoint to start from: the job's, else the serving baseline (latest
-        DeploymentState), else the bootstrap base model (registered as ``base``)."""
+        DeploymentState), else the base model (registered as ``base``)."""
         version = job.base_version
         if version is None:
             state = latest_deployment(self.bus, self.topics.serving_deployments, job.model)
             version = state.baseline_version if state is not None else None
         if version is None or version == self.settings.base_version:
-            return self.settings.base_version, self.ensure_base(job.model).path
-        return version, self.registry.open(job.model, version).path
+            return self.ensure_base(job.model)
+        return self.registry.open(job.model, version)
 
     def ensure_base(self, model: str) -> Checkpoint:
-        """The bootstrap base model, published once as ``<model>/base`` (idempotent)."""
+        """The base model (imported from ``base_dir``, or the bootstrap model), published once
+        as ``<model>/base`` (idempotent)."""
         return register_base_model(self.registry, model, self.settings)
 
     def _reward_model_name(self, job: TrainJobRequest) -> str:
@@ -335,7 +336,10 @@ class TrainerWorker:
 
 
 def register_base_model(registry: CheckpointRegistry, model: str, settings: TrainerWorkerSettings) -> Checkpoint:
-    """Build (or reuse) the bootstrap base model and publish it as ``<model>/<base_version>``."""
+    """Publish the base model as ``<model>/<base_version>``: the folder ``settings.base_dir``
+    (the base vLLM serves) when set, else the bootstrap model, built or reused."""
+    if settings.base_dir is not None:
+        return import_base(registry, settings.base_dir, model, settings.base_version)
     if registry.exists(model, settings.base_version):
         return registry.open(model, settings.base_version)
     path = ensure_base_model(settings.bootstrap)

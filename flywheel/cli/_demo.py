@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import os
 import sys
 from pathlib import Path
@@ -15,6 +16,15 @@ from flywheel.sim import GatewayClient, Population, SimStats, Simulator, WallClo
 from flywheel.wiring import make_bus
 from schemas import FlywheelError
 from streams import ChatEventProducer
+
+
+class Recipe(enum.StrEnum):
+    """`flywheel demo --recipe` (DemoConfig.recipe)."""
+
+    auto = "auto"
+    sft = "sft"
+    dpo = "dpo"
+    grpo = "grpo"
 
 
 def _summary(stats: SimStats) -> list[str]:
@@ -131,6 +141,14 @@ def demo(
             help="Train this generation on deliberately corrupted preferences; the gate or the canary must stop it.",
         ),
     ] = None,
+    recipe: Annotated[
+        Recipe | None,
+        typer.Option(
+            "--recipe",
+            help="Policy recipe of every generation: sft (rejection sampling), dpo (online DPO), grpo, "
+            "or auto (the default recipe, today sft).",
+        ),
+    ] = None,
 ) -> None:
     """Run the whole loop in one process: simulated users talk to the gateway, signals and
     curation turn traffic into samples, the trainer worker trains and gates each
@@ -142,7 +160,12 @@ def demo(
     config = settings.demo
     updates: dict[str, object] = {
         k: v
-        for k, v in {"generations": generations, "report_dir": report, "plant_bad_generation": plant_bad}.items()
+        for k, v in {
+            "generations": generations,
+            "report_dir": report,
+            "plant_bad_generation": plant_bad,
+            "recipe": recipe.value if recipe is not None else None,
+        }.items()
         if v is not None
     }
     sim_updates = {k: v for k, v in {"users": users, "seed": seed}.items() if v is not None}

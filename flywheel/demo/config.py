@@ -9,10 +9,16 @@ overridden from the environment, e.g. ``FLYWHEEL_DEMO__CANARY__ALPHA=0.1``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from flywheel.sim.config import SimulatorConfig
+from streams.processors import PolicyRecipe
+
+AUTO_RECIPE: PolicyRecipe = "sft"
+"""What ``recipe="auto"`` trains: the recipe that has measured best in this world so far
+(docs/results.md): rejection-sampling SFT, the platform's default."""
 
 
 def _simulator() -> SimulatorConfig:
@@ -43,6 +49,11 @@ class DemoConfig(BaseModel):
     report_dir: Path = Field(default=Path("report"), description="Where report.json and report.png are written.")
     model: str = Field(default="policy", description="Public model name served and trained.")
     simulator: SimulatorConfig = Field(default_factory=_simulator, description="The simulated user population.")
+    recipe: Literal["auto", "sft", "dpo", "grpo"] = Field(
+        default="auto",
+        description="Policy recipe of every generation (the buffer's recipe): sft, dpo (online DPO) "
+        "or grpo; auto = the default recipe (AUTO_RECIPE, today sft).",
+    )
     plant_bad_generation: int | None = Field(
         default=None,
         ge=1,
@@ -131,3 +142,8 @@ class DemoConfig(BaseModel):
         "them); 1 avoids oversubscribing a small machine, 0 = torch's default.",
     )
     engine_max_batch_size: int = Field(default=32, gt=0, description="Requests the embedded engine generates together.")
+
+    @property
+    def policy_recipe(self) -> PolicyRecipe:
+        """The recipe the run trains with (``auto`` resolved)."""
+        return AUTO_RECIPE if self.recipe == "auto" else self.recipe

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from flywheel.demo._watch import StageCounter, TopicTail
 from flywheel.demo.config import DemoConfig
+from flywheel.demo.prediction import PredictionCheck
 from flywheel.demo.progress import Progress
 from flywheel.demo.report import (
     Decision,
@@ -25,6 +26,7 @@ from flywheel.demo.report import (
     OfflineMetrics,
     OnlineMetrics,
     VersionTraffic,
+    prediction_points,
 )
 from flywheel.settings import FlywheelSettings
 from schemas import (
@@ -122,6 +124,8 @@ def _offline(report: EvalReport | None) -> OfflineMetrics:
         violation_rate=report.violation_rate,
         rm_win_rate=report.win_rate,
         rm_predicted_lift=report.rm_predicted_lift,
+        rm_predicted_lift_ci_low=report.rm_predicted_lift_ci_low,
+        rm_predicted_lift_ci_high=report.rm_predicted_lift_ci_high,
         passed=report.passed,
         reasons=report.reasons,
         flags=report.flags,
@@ -330,6 +334,11 @@ def _loop(
                         f"{', planted bad' if g.planted else ''}) offline IF "
                         f"{(ev.instruction_following if ev else 0):.1%}, violations {(ev.violation_rate if ev else 1):.1%}, "
                         f"RM win {(ev.win_rate if ev and ev.win_rate is not None else float('nan')):.0%}"
+                        + (
+                            f", RM predicted lift {100 * ev.rm_predicted_lift:+.1f} pp"
+                            if ev and ev.rm_predicted_lift is not None
+                            else ""
+                        )
                         + (f" → rejected by the gate: {g.reason}" if g.decision else " → gate passed")
                     )
             for r in deployments.poll():
@@ -509,6 +518,7 @@ def _build_report(
         for v, s in sorted(sim_stats.by_version.items())
     )
     return DemoReport(
+        recipe=config.policy_recipe,
         base_version=base_version,
         base=base,
         final_version=final_version,
@@ -517,6 +527,7 @@ def _build_report(
         final_vs_base=compare_versions(
             outcomes, base_version, final_version, alpha=0.05, mde=config.canary_mde_continue_rate
         ),
+        prediction=PredictionCheck.of(prediction_points(tuple(results))),
         traffic=traffic,
         stages={
             **counts,

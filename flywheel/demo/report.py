@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from flywheel.demo.prediction import PredictionCheck, PredictionPoint
 
 Decision = Literal["promoted", "rolled_back", "rejected", "undecided"]
 
@@ -43,6 +45,8 @@ class OfflineMetrics(_Model):
     rm_predicted_lift: float | None = Field(
         default=None, description="Engagement model's predicted continue-rate lift over the baseline (gate)."
     )
+    rm_predicted_lift_ci_low: float | None = Field(default=None, description="Its 95 % interval, paired by prompt.")
+    rm_predicted_lift_ci_high: float | None = None
     passed: bool = True
     reasons: tuple[str, ...] = ()
     flags: tuple[str, ...] = ()
@@ -81,7 +85,7 @@ class GenerationResult(_Model):
     generation: int
     version: str
     parent: str | None
-    job_kind: str | None = None
+    job_kind: str | None = Field(default=None, description="The policy recipe it was trained with (sft, dpo, grpo).")
     planted_bad: bool = Field(default=False, description="Trained on deliberately corrupted preferences.")
     offline: OfflineMetrics
     decision: Decision
@@ -103,6 +107,7 @@ class VersionTraffic(_Model):
 
 
 class DemoReport(_Model):
+    recipe: str | None = Field(default=None, description="Policy recipe of the run (auto resolved).")
     base_version: str
     base: HeldOutMetrics
     final_version: str
@@ -119,6 +124,11 @@ class DemoReport(_Model):
         "a reachable target; its gap to base.oracle_continue_rate is the headroom.",
     )
     oracle_final_vs_base: OracleLift | None = None
+    prediction: PredictionCheck = Field(
+        default_factory=PredictionCheck,
+        description="The engagement model's predicted lift (offline) against the canary's measured "
+        "lift (online) across generations: Spearman correlation and mean absolute error, with n.",
+    )
     reward_models: tuple[RewardModelResult, ...] = ()
     traffic: tuple[VersionTraffic, ...] = ()
     stages: dict[str, int] = Field(default_factory=dict, description="Messages each stage emitted (topic → count).")
@@ -128,6 +138,26 @@ class DemoReport(_Model):
     @property
     def promoted(self) -> list[GenerationResult]:
         return [g for g in self.generations if g.decision == "promoted"]
+
+
+def prediction_points(generations: tuple[GenerationResult, ...]) -> list[PredictionPoint]:
+    """Generations with a predicted lift (the gate had an engagement model) and a measured
+    one (the canary ran: promoted, rolled back, or still running when the run ended)."""
+    return [
+        PredictionPoint(
+            generation=g.generation,
+            version=g.version,
+            decision=g.decision,
+            predicted=g.offline.rm_predicted_lift,
+            predicted_ci_low=g.offline.rm_predicted_lift_ci_low,
+            predicted_ci_high=g.offline.rm_predicted_lift_ci_high,
+            observed=g.online.continue_rate_lift,
+            observed_ci_low=g.online.ci_low,
+            observed_ci_high=g.online.ci_high,
+        )
+        for g in generations
+        if g.offline.rm_predicted_lift is not None and g.online.continue_rate_lift is not None
+    ]
 
 
 def _pct(x: float | None) -> str:
@@ -141,22 +171,23 @@ def _signed(x: float | None, scale: float = 100.0, unit: str = "pp") -> str:
 def render_table(report: DemoReport) -> str:
     """The per-generation table printed at the end of the demo."""
     head = (
-        f"{'gen':>3} {'version':<22} {'IF':>6} {'viol.':>6} {'RM win':>6} {'decision':<11} "
-        f"{'continue lift [always-valid CI]':<34} {'depth':>8} {'breadth':>9} {'oracle':>6}"
+        f"{'gen':>3} {'version':<22} {'recipe':<6} {'IF':>6} {'viol.':>6} {'RM win':>6} {'RM pred.':>8} "
+        f"{'decision':<11} {'continue lift [always-valid CI]':<34} {'depth':>8} {'breadth':>9} {'oracle':>6}"
     )
     lines = [
         head,
         "-" * len(head),
-        f"{0:>3} {report.base_version:<22} {_pct(report.base.instruction_following)} {_pct(report.base.violation_rate)} "
-        f"{'':>6} {'base':<11}",
+        f"{0:>3} {report.base_version:<22} {'':<6} {_pct(report.base.instruction_following)} "
+        f"{_pct(report.base.violation_rate)} {'':>6} {'':>8} {'base':<11}",
     ]
     for g in report.generations:
         o = g.online
         ci = "" if o.ci_low is None or o.ci_high is None else f" [{100 * o.ci_low:+.2f}, {100 * o.ci_high:+.2f}]"
         name = g.version + (" (planted)" if g.planted_bad else "")
         lines.append(
-            f"{g.generation:>3} {name:<22} {_pct(g.offline.instruction_following)} {_pct(g.offline.violation_rate)} "
-            f"{_pct(g.offline.rm_win_rate)} {g.decision:<11} {(_signed(o.continue_rate_lift) + ci):<34} "
+            f"{g.generation:>3} {name:<22} {g.job_kind or '-':<6} {_pct(g.offline.instruction_following)} "
+            f"{_pct(g.offline.violation_rate)} {_pct(g.offline.rm_win_rate)} {_signed(g.offline.rm_predicted_lift):>8} "
+            f"{g.decision:<11} {(_signed(o.continue_rate_lift) + ci):<34} "
             f"{_signed(o.depth_lift, 1.0, ''):>8} {_signed(o.breadth_lift):>9} {_pct(g.oracle_continue_rate)}"
         )
     f, b = report.final, report.base
@@ -181,7 +212,18 @@ def render_table(report: DemoReport) -> str:
             f"{ob.contexts} contexts x {ob.samples_per_context}); ceiling {_pct(report.ceiling_oracle_continue_rate)}, "
             f"{captured:.0%} of the headroom captured"
         )
-    lines.append(f"wall time {report.wall_s:.0f} s")
+    pc = report.prediction
+    if pc.n >= 2:
+        rho = "undefined (no spread)" if pc.spearman is None else f"{pc.spearman:+.2f}"
+        lines.append(
+            f"offline predicted vs online measured continue lift over {pc.n} generations: Spearman {rho}, "
+            f"mean absolute error {100 * (pc.mae or 0.0):.2f} pp"
+        )
+    else:
+        lines.append(
+            f"offline predicted vs online measured continue lift: {pc.n} generation(s) with both, too few to compare"
+        )
+    lines.append(f"recipe {report.recipe or '-'}, wall time {report.wall_s:.0f} s")
     return "\n".join(lines)
 
 
@@ -206,7 +248,8 @@ def plot_report(report: DemoReport, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     gens = [0] + [g.generation for g in report.generations]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, grid = plt.subplots(2, 2, figsize=(13, 9))
+    axes = grid.flatten()
     ax = axes[0]
     ax.plot(
         gens,
@@ -279,7 +322,68 @@ def plot_report(report: DemoReport, path: Path) -> None:
         )
     ax.set(title="Oracle continue rate (simulator's ground truth)", xlabel="generation", ylabel="%", xticks=gens)
     ax.legend(fontsize=8)
-    fig.suptitle(f"Flywheel demo: {report.base_version} → {report.final_version} in {report.wall_s:.0f} s")
+    _plot_prediction(axes[3], report.prediction)
+    fig.suptitle(
+        f"Flywheel demo ({report.recipe or 'recipe ?'}): {report.base_version} → {report.final_version} "
+        f"in {report.wall_s:.0f} s"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _plot_prediction(ax: Any, check: PredictionCheck) -> None:
+    """Predicted (offline) against observed (canary) continue-rate lift, one point per
+    generation with both intervals, and the identity line a perfect prediction lies on."""
+    points = check.points
+    for p in points:
+        xerr = (
+            [[100 * (p.predicted - p.predicted_ci_low)], [100 * (p.predicted_ci_high - p.predicted)]]
+            if p.predicted_ci_low is not None and p.predicted_ci_high is not None
+            else None
+        )
+        yerr = (
+            [[100 * (p.observed - p.observed_ci_low)], [100 * (p.observed_ci_high - p.observed)]]
+            if p.observed_ci_low is not None and p.observed_ci_high is not None
+            else None
+        )
+        ax.errorbar(
+            [100 * p.predicted],
+            [100 * p.observed],
+            xerr=xerr,
+            yerr=yerr,
+            fmt="o",
+            color=_COLOURS.get(p.decision, "tab:blue"),
+            capsize=3,
+        )
+        ax.annotate(str(p.generation), (100 * p.predicted, 100 * p.observed), textcoords="offset points", xytext=(5, 5))
+    values = [
+        100 * v
+        for p in points
+        for v in (
+            p.predicted,
+            p.observed,
+            p.predicted_ci_low,
+            p.predicted_ci_high,
+            p.observed_ci_low,
+            p.observed_ci_high,
+        )
+        if v is not None
+    ] or [0.0]
+    low, high = min(min(values), 0.0) - 1, max(max(values), 0.0) + 1
+    ax.plot([low, high], [low, high], color="black", ls="--", lw=0.8, label="identity (perfect prediction)")
+    ax.axhline(0, color="gray", lw=0.5)
+    ax.axvline(0, color="gray", lw=0.5)
+    if check.n >= 2:
+        rho = "n/a" if check.spearman is None else f"{check.spearman:+.2f}"
+        summary = f"Spearman {rho}, MAE {100 * (check.mae or 0.0):.2f} pp, n = {check.n}"
+    else:
+        summary = f"n = {check.n}: too few generations with both"
+    ax.set(
+        title=f"Offline predicted vs online measured continue-rate lift\n({summary})",
+        xlabel="engagement model's predicted lift (pp, 95% CI)",
+        ylabel="canary's measured lift (pp, always-valid CI)",
+        xlim=(low, high),
+        ylim=(low, high),
+    )
+    ax.legend(loc="upper left", fontsize=8)

@@ -27,7 +27,7 @@ from flywheel.demo._serving import ServingThread, utc_now
 from flywheel.demo.config import DemoConfig
 from flywheel.settings import FlywheelSettings
 from flywheel.sim import GatewayClient, Population, Simulator, TurnRecord, WallClock, shared_catalogue
-from schemas import SAMPLE_TOPICS, SAMPLES_REWARD, Topics
+from schemas import SAMPLE_TOPICS, SAMPLES_PREFERENCE, SAMPLES_REWARD, SAMPLES_SFT, Topics
 from streams import Bus, ChatEventProducer, EmbeddedBus, KafkaBus
 
 if TYPE_CHECKING:
@@ -141,6 +141,7 @@ class DemoRuntime:
         from serving.gateway import GatewayConfig
         from serving.hotswap import HotSwapConfig
         from streams.processors import (
+            POLICY,
             BufferConfig,
             BufferProcessor,
             CurationConfig,
@@ -197,6 +198,10 @@ class DemoRuntime:
                 min_samples=cfg.buffer_min_samples,
                 model=cfg.model,
                 min_samples_per_topic={SAMPLES_REWARD: cfg.buffer_min_reward_samples},
+                recipe=cfg.policy_recipe,
+                # The demo trains the engagement model only (its worker's reward jobs are
+                # pointwise): preference pairs go to the policy job, not to a Bradley–Terry one.
+                kinds={SAMPLES_REWARD: ("reward",), SAMPLES_SFT: (POLICY,), SAMPLES_PREFERENCE: (POLICY,)},
             ),
             topic_names={base: self.topics.name(base) for base in SAMPLE_TOPICS},
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from flywheel.demo.prediction import PredictionCheck
 from flywheel.demo.report import (
     DemoReport,
     GenerationResult,
@@ -12,6 +13,7 @@ from flywheel.demo.report import (
     OfflineMetrics,
     OnlineMetrics,
     OracleLift,
+    prediction_points,
     render_table,
     write_report,
 )
@@ -23,7 +25,15 @@ def _report() -> DemoReport:
             generation=1,
             version="policy-g1",
             parent="base",
-            offline=OfflineMetrics(instruction_following=0.72, violation_rate=0.12, rm_win_rate=0.61),
+            job_kind="grpo",
+            offline=OfflineMetrics(
+                instruction_following=0.72,
+                violation_rate=0.12,
+                rm_win_rate=0.61,
+                rm_predicted_lift=0.05,
+                rm_predicted_lift_ci_low=0.02,
+                rm_predicted_lift_ci_high=0.08,
+            ),
             decision="promoted",
             online=OnlineMetrics(continue_rate_lift=0.08, ci_low=0.03, ci_high=0.13, depth_lift=0.6, breadth_lift=0.04),
             oracle_continue_rate=0.57,
@@ -44,6 +54,7 @@ def _report() -> DemoReport:
         ),
     )
     return DemoReport(
+        recipe="grpo",
         base_version="base",
         base=HeldOutMetrics(instruction_following=0.58, violation_rate=0.26, oracle_continue_rate=0.5),
         final_version="policy-g1",
@@ -51,6 +62,7 @@ def _report() -> DemoReport:
         generations=gens,
         ceiling_oracle_continue_rate=0.64,
         oracle_final_vs_base=OracleLift(lift=0.07, ci_low=0.04, ci_high=0.1, contexts=96, samples_per_context=4),
+        prediction=PredictionCheck.of(prediction_points(gens)),
         wall_s=321.0,
     )
 
@@ -66,6 +78,20 @@ def test_report_json_holds_the_documented_fields(tmp_path: Path) -> None:
     assert set(first["offline"]) >= {"instruction_following", "violation_rate", "rm_win_rate"}
     assert set(first["online"]) >= {"continue_rate_lift", "ci_low", "ci_high", "depth_lift", "breadth_lift"}
     assert second["decision"] == "rejected" and second["online"]["continue_rate_lift"] is None
+    assert first["job_kind"] == "grpo" and doc["recipe"] == "grpo"
+    assert first["offline"]["rm_predicted_lift_ci_low"] == 0.02
+    assert doc["prediction"]["n"] == 1 and doc["prediction"]["spearman"] is None and doc["prediction"]["mae"] is None
+    assert doc["prediction"]["points"][0] | {"observed_ci_low": 0.03} == {
+        "generation": 1,
+        "version": "policy-g1",
+        "decision": "promoted",
+        "predicted": 0.05,
+        "predicted_ci_low": 0.02,
+        "predicted_ci_high": 0.08,
+        "observed": 0.08,
+        "observed_ci_low": 0.03,
+        "observed_ci_high": 0.13,
+    }
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png_path.stat().st_size > 10_000
 
 
@@ -75,3 +101,5 @@ def test_table_has_a_row_per_generation_and_the_headline() -> None:
     assert "[+3.00, +13.00]" in table
     assert "ceiling  64.0%, 50% of the headroom captured" in table
     assert "58.0% →  72.0%" in table
+    assert " grpo " in table and "+5.00pp" in table  # the recipe and the predicted lift per generation
+    assert "1 generation(s) with both, too few to compare" in table and "recipe grpo" in table

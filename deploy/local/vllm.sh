@@ -5,7 +5,7 @@
 # AVX2/AVX-512 kernels); with one, PyPI's CUDA `vllm`. Either lives in a venv of its own
 # under FLYWHEEL_CACHE: vllm pins its own torch and transformers, which the project's venv
 # cannot share. `start` prints the settings that point Flywheel at it:
-#   eval "$(deploy/local/vllm.sh start "$(flywheel trainers bootstrap --no-evaluate --path-only)")"
+#   eval "$(deploy/local/vllm.sh start "$(flywheel trainers bootstrap --path-only)")"
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 VLLM_PORT="${FLYWHEEL_LOCAL_VLLM_PORT:-18000}"
 VLLM_VERSION="${FLYWHEEL_LOCAL_VLLM_VERSION:-0.32.0}"

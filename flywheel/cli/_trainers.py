@@ -98,6 +98,13 @@ def trainers_bootstrap(
     evaluate: Annotated[
         bool, typer.Option("--evaluate/--no-evaluate", help="Also measure it on the held-out prompts.")
     ] = True,
+    path_only: Annotated[
+        bool,
+        typer.Option(
+            "--path-only",
+            help="Print only the folder (for scripts: deploy/local/vllm.sh start <folder>); no evaluation.",
+        ),
+    ] = False,
 ) -> None:
     """Build (or reuse) the tiny local base model and print its folder.
 
@@ -109,6 +116,9 @@ def trainers_bootstrap(
     settings: FlywheelSettings = ctx.obj
     started = time.monotonic()
     path = ensure_base_model(settings.trainers.bootstrap)
+    if path_only:
+        typer.echo(str(path))
+        return
     typer.echo(f"base model: {path} ({time.monotonic() - started:.1f}s)")
     if evaluate:
         stats = OfflineGate(settings.trainers.gate).stats_of(path)

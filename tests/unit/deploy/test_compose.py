@@ -258,6 +258,11 @@ def test_compose_vllm_runs_with_the_flags_of_the_local_vllm_script() -> None:
     from trainers.common import LoraSettings
 
     assert LoraSettings().r <= int(value("--max-lora-rank"))
+    # ...and the GPU trainer trains LoRA generations over the very base vLLM serves.
+    trainer = _environment(SERVICES["trainer"])
+    assert trainer["FLYWHEEL_TRAINERS__BASE_DIR"] == value("--model")
+    for recipe in ("SFT", "DPO", "GRPO"):
+        assert trainer[f"FLYWHEEL_TRAINERS__{recipe}__LORA__ENABLED"] == "true"
 
 
 def test_cpu_fallback_profile_uses_the_embedded_engine_without_gpu() -> None:

@@ -27,6 +27,13 @@ class Recipe(enum.StrEnum):
     grpo = "grpo"
 
 
+class DemoEngine(enum.StrEnum):
+    """`flywheel demo --engine` (DemoConfig.engine)."""
+
+    embedded = "embedded"
+    vllm = "vllm"
+
+
 def _summary(stats: SimStats) -> list[str]:
     lines = [f"{'model version':<28} {'replies':>8} {'continue':>9} {'IF':>6} {'viol.':>6} {'depth':>6} {'regen':>6}"]
     for version, v in sorted(stats.by_version.items()):
@@ -141,6 +148,17 @@ def demo(
             help="Train this generation on deliberately corrupted preferences; the gate or the canary must stop it.",
         ),
     ] = None,
+    engine: Annotated[
+        DemoEngine | None,
+        typer.Option(
+            "--engine",
+            help="embedded: transformers in this process (default); vllm: the local vLLM server "
+            '(deploy/local/vllm.sh start "$(flywheel trainers bootstrap --path-only)"), with LoRA generations.',
+        ),
+    ] = None,
+    vllm_url: Annotated[
+        str | None, typer.Option("--vllm-url", help="Base URL of that vLLM server (default http://127.0.0.1:18000).")
+    ] = None,
     recipe: Annotated[
         Recipe | None,
         typer.Option(
@@ -165,6 +183,8 @@ def demo(
             "report_dir": report,
             "plant_bad_generation": plant_bad,
             "recipe": recipe.value if recipe is not None else None,
+            "engine": engine.value if engine is not None else None,
+            "vllm_url": vllm_url,
         }.items()
         if v is not None
     }

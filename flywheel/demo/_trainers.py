@@ -36,13 +36,19 @@ def base_model_dir() -> Path:
 
 def worker_settings(runtime: DemoRuntime) -> TrainerWorkerSettings:
     """The production worker's settings, pointed at this run's registry and scratch space."""
+    from trainers.common import LoraSettings
+    from trainers.dpo.dpo_config import DpoSettings
     from trainers.evaluate import GateSettings
+    from trainers.grpo.grpo_config import GrpoSettings
     from trainers.registry import RegistrySettings
     from trainers.reward.reward_config import RewardSettings
     from trainers.sft.sft_config import SftSettings
     from trainers.worker import TrainerWorkerSettings
 
     cfg = runtime.config
+    # vLLM serves one base and applies adapters to it: every policy generation is then a
+    # LoRA adapter over the base (generation k continues k-1's), never full weights.
+    lora = LoraSettings(enabled=cfg.engine == "vllm")
     return TrainerWorkerSettings(
         group_id=f"demo-{runtime.run_id}-trainers",
         lease_prefix=f"flywheel:demo:{runtime.run_id}:lease:",
@@ -51,7 +57,9 @@ def worker_settings(runtime: DemoRuntime) -> TrainerWorkerSettings:
         gate=GateSettings(prompts_per_character=cfg.gate_prompts_per_character),
         # The engagement reward model: P(continued | context, reply) from samples.reward.
         reward=RewardSettings(mode="pointwise"),
-        sft=SftSettings(num_candidates=cfg.sft_candidates),
+        sft=SftSettings(num_candidates=cfg.sft_candidates, lora=lora),
+        dpo=DpoSettings(lora=lora),
+        grpo=GrpoSettings(lora=lora),
     )
 
 

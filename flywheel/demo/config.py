@@ -142,6 +142,13 @@ class DemoConfig(BaseModel):
         "them); 1 avoids oversubscribing a small machine, 0 = torch's default.",
     )
     engine_max_batch_size: int = Field(default=32, gt=0, description="Requests the embedded engine generates together.")
+    engine: Literal["embedded", "vllm"] = Field(
+        default="embedded",
+        description="embedded: transformers in this process; vllm: the vLLM server at vllm_url, serving "
+        "the base model as <model>@base (deploy/local/vllm.sh start); every policy generation is then "
+        "a LoRA adapter over that base, loaded at run time.",
+    )
+    vllm_url: str = Field(default="http://127.0.0.1:18000", description="Base URL of the vLLM server (engine=vllm).")
 
     @property
     def policy_recipe(self) -> PolicyRecipe:

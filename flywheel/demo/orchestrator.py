@@ -60,6 +60,7 @@ class _Generation:
     share_bp: int = 0
     metrics: tuple[MetricResult, ...] = ()
     seen_s: float = 0.0
+    canary_started_s: float | None = None
     decided_s: float | None = None
 
 
@@ -222,6 +223,8 @@ class _Tracker:
             return None
         if d.metrics:
             g.metrics = d.metrics
+        if g.canary_started_s is None:
+            g.canary_started_s = now_s
         g.share_bp = max(g.share_bp, d.share_bp_after, d.share_bp_before)
         if d.action in _FINAL:
             g.decision, g.reason, g.decided_s = _FINAL[d.action], d.reason, now_s
@@ -494,6 +497,9 @@ def _build_report(
                 decision_reason=g.reason,
                 online=_online(g.metrics, g.share_bp),
                 wall_s=round((g.decided_s or wall_s) - g.seen_s, 1),
+                canary_s=round((g.decided_s or wall_s) - g.canary_started_s, 1)
+                if g.canary_started_s is not None and g.decision != "rejected"
+                else None,
             )
         )
     promoted = [r for r in results if r.decision == "promoted"]
@@ -519,6 +525,7 @@ def _build_report(
     )
     return DemoReport(
         recipe=config.policy_recipe,
+        engine=config.engine,
         base_version=base_version,
         base=base,
         final_version=final_version,

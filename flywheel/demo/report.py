@@ -93,6 +93,9 @@ class GenerationResult(_Model):
     online: OnlineMetrics = Field(default_factory=OnlineMetrics)
     oracle_continue_rate: float | None = None
     wall_s: float = 0.0
+    canary_s: float | None = Field(
+        default=None, description="Seconds from the canary's start to its decision (None: never on canary)."
+    )
 
 
 class VersionTraffic(_Model):
@@ -108,6 +111,7 @@ class VersionTraffic(_Model):
 
 class DemoReport(_Model):
     recipe: str | None = Field(default=None, description="Policy recipe of the run (auto resolved).")
+    engine: str = Field(default="embedded", description="The serving engine of the run (embedded or vllm).")
     base_version: str
     base: HeldOutMetrics
     final_version: str

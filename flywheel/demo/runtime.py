@@ -133,11 +133,14 @@ class DemoRuntime:
             MemoryRoutingStore,
             ModelSlots,
             RedisRoutingStore,
+            VllmEngine,
             create_app,
             gateway_error_counts,
         )
         from serving.canary import CanaryConfig
+        from serving.engines import Engine
         from serving.engines.embedded_config import EmbeddedEngineConfig
+        from serving.engines.vllm_config import VllmEngineConfig
         from serving.gateway import GatewayConfig
         from serving.hotswap import HotSwapConfig
         from streams.processors import (
@@ -158,12 +161,19 @@ class DemoRuntime:
             if self.kafka
             else MemoryRoutingStore()
         )
-        self.engine = EmbeddedEngine(
-            EmbeddedEngineConfig(
-                max_batch_size=cfg.engine_max_batch_size, max_new_tokens=128, threads=cfg.torch_threads
-            ),
-            load_lock=self.load_lock,
-        )
+        self.engine: Engine
+        if cfg.engine == "vllm":
+            check_vllm_serves(cfg.vllm_url, f"{cfg.model}@base", self.base_model_dir)
+            self.engine = VllmEngine(
+                VllmEngineConfig(urls=(cfg.vllm_url,), model=cfg.model, tokenizer_dir=self.base_model_dir)
+            )
+        else:
+            self.engine = EmbeddedEngine(
+                EmbeddedEngineConfig(
+                    max_batch_size=cfg.engine_max_batch_size, max_new_tokens=128, threads=cfg.torch_threads
+                ),
+                load_lock=self.load_lock,
+            )
         self.slots = ModelSlots(self.engine)
         self.event_logger = EventLogger(self.bus.producer(), self.topics.chat_events)
         self.gateway = Gateway(
@@ -290,3 +300,23 @@ class DemoRuntime:
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+def check_vllm_serves(url: str, name: str, base_dir: Path) -> None:
+    """ServingError unless the vLLM server at ``url`` serves ``base_dir`` as ``name``: the
+    adapters this run trains only mean something over that very base."""
+    import httpx
+
+    from schemas import ServingError
+
+    start = 'deploy/local/vllm.sh start "$(flywheel trainers bootstrap --path-only)"'
+    try:
+        models = httpx.get(f"{url}/v1/models", timeout=10).json().get("data", [])
+    except (httpx.HTTPError, ValueError) as exc:
+        raise ServingError(f"no vLLM server answers at {url} ({exc}); start one with {start}") from None
+    served = {m.get("id"): m.get("root") for m in models}
+    if name not in served:
+        raise ServingError(f"the vLLM server at {url} serves {sorted(served)}, not {name!r}; start it with {start}")
+    root = served[name]
+    if root and Path(root).resolve() != base_dir.resolve():
+        raise ServingError(f"the vLLM server at {url} serves {root} as {name!r}, but this run's base is {base_dir}")

@@ -119,10 +119,13 @@ class DemoConfig(BaseModel):
         description="Replies the SFT job samples per context for rejection sampling (the curated reply competes too).",
     )
     buffer_min_reward_samples: int = Field(
-        default=2500,
+        default=1200,
         gt=0,
         description="New engagement-labelled replies that trigger a "
-        "reward-model job (fewer of those: each one retrains the reward model from scratch).",
+        "reward-model job (fewer of those: each one retrains the reward model from scratch). "
+        "1200 is about what the first SFT trigger brings, so the engagement model is trained "
+        "right after generation 1 and rewards, ranks and predicts from generation 2 on "
+        "(held-out AUC 0.68 on 950 training replies in one run).",
     )
     pause_training_during_canary: bool = Field(
         default=True,

@@ -146,7 +146,9 @@ class DemoReport(_Model):
 
 def prediction_points(generations: tuple[GenerationResult, ...]) -> list[PredictionPoint]:
     """Generations with a predicted lift (the gate had an engagement model) and a measured
-    one (the canary ran: promoted, rolled back, or still running when the run ended)."""
+    one (the canary compared replies of both arms: promoted, rolled back, or still running
+    when the run ended; a canary that opened without data yet reports a lift of 0 over
+    0 replies, which is no measurement)."""
     return [
         PredictionPoint(
             generation=g.generation,
@@ -160,7 +162,10 @@ def prediction_points(generations: tuple[GenerationResult, ...]) -> list[Predict
             observed_ci_high=g.online.ci_high,
         )
         for g in generations
-        if g.offline.rm_predicted_lift is not None and g.online.continue_rate_lift is not None
+        if g.offline.rm_predicted_lift is not None
+        and g.online.continue_rate_lift is not None
+        and g.online.n_baseline > 0
+        and g.online.n_candidate > 0
     ]
 
 

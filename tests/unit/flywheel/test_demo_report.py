@@ -35,7 +35,15 @@ def _report() -> DemoReport:
                 rm_predicted_lift_ci_high=0.08,
             ),
             decision="promoted",
-            online=OnlineMetrics(continue_rate_lift=0.08, ci_low=0.03, ci_high=0.13, depth_lift=0.6, breadth_lift=0.04),
+            online=OnlineMetrics(
+                continue_rate_lift=0.08,
+                ci_low=0.03,
+                ci_high=0.13,
+                depth_lift=0.6,
+                breadth_lift=0.04,
+                n_baseline=900,
+                n_candidate=300,
+            ),
             oracle_continue_rate=0.57,
         ),
         GenerationResult(

@@ -56,7 +56,9 @@ def test_check_needs_two_generations_with_both() -> None:
 
 
 def test_points_are_the_generations_with_a_prediction_and_a_canary_estimate() -> None:
-    def gen(n: int, predicted: float | None, observed: float | None, decision: str) -> GenerationResult:
+    def gen(
+        n: int, predicted: float | None, observed: float | None, decision: str, replies: int = 300
+    ) -> GenerationResult:
         return GenerationResult(
             generation=n,
             version=f"v{n}",
@@ -70,7 +72,13 @@ def test_points_are_the_generations_with_a_prediction_and_a_canary_estimate() ->
                 rm_predicted_lift_ci_high=None if predicted is None else predicted + 0.01,
             ),
             decision=decision,  # type: ignore[arg-type]
-            online=OnlineMetrics(continue_rate_lift=observed, ci_low=observed, ci_high=observed),
+            online=OnlineMetrics(
+                continue_rate_lift=observed,
+                ci_low=observed,
+                ci_high=observed,
+                n_baseline=replies,
+                n_candidate=replies,
+            ),
         )
 
     gens = (
@@ -78,7 +86,9 @@ def test_points_are_the_generations_with_a_prediction_and_a_canary_estimate() ->
         gen(2, 0.03, 0.02, "promoted"),
         gen(3, 0.02, None, "rejected"),  # the gate stopped it: no canary
         gen(4, -0.01, 0.01, "rolled_back"),
+        gen(5, 0.015, 0.0, "undecided", replies=0),  # the canary had just opened: no replies compared yet
+        gen(6, 0.01, 0.04, "undecided", replies=80),  # still in canary: its latest estimate counts
     )
     points = prediction_points(gens)
-    assert [p.generation for p in points] == [2, 4]
+    assert [p.generation for p in points] == [2, 4, 6]
     assert points[0].predicted_ci_low == pytest.approx(0.02) and points[1].decision == "rolled_back"

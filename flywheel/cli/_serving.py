@@ -113,7 +113,10 @@ async def _serve(stack: ServingStack, host: str, port: int, base: tuple[str, Pat
 
     thread = threading.Thread(target=evaluate, name="canary", daemon=True)
     thread.start()
-    server = uvicorn.Server(uvicorn.Config(stack.app(), host=host, port=port, log_level="info", lifespan="on"))
+    # No access log: a line per request costs the gateway CPU, and its metrics and chat
+    # events already record every request.
+    config = uvicorn.Config(stack.app(), host=host, port=port, log_level="info", lifespan="on", access_log=False)
+    server = uvicorn.Server(config)
     try:
         await server.serve()
     finally:

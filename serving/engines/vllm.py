@@ -38,6 +38,7 @@ import logging
 from collections.abc import AsyncGenerator
 from typing import Any
 
+import aiohttp
 import httpx
 
 from schemas import ServingError
@@ -61,6 +62,7 @@ class VllmEngine:
         self._kinds: dict[str, ModelSource] = {}
         self._windows: dict[str, ContextWindow] = {}
         self._tokenizers: dict[str, Any] = {}
+        self._streams: aiohttp.ClientSession | None = None
         self._rr = itertools.count()
 
     def served_name(self, version: str) -> str:
@@ -78,6 +80,8 @@ class VllmEngine:
 
     async def close(self) -> None:
         await self._client.aclose()
+        if self._streams is not None:
+            await self._streams.close()
 
     # -- loading --------------------------------------------------------------------
     async def _models(self, url: str) -> list[dict[str, Any]]:
@@ -299,28 +303,22 @@ class VllmEngine:
         if p.stop:
             body["stop"] = list(p.stop)
         try:
-            async with self._client.stream(
-                "POST", f"{url}/v1/chat/completions", json=body, headers={"X-Request-Id": request.request_id}
+            async with self._session().post(
+                f"{url}/v1/chat/completions", json=body, headers={"X-Request-Id": request.request_id}
             ) as resp:
-                if resp.status_code != 200:
-                    text = (await resp.aread()).decode(errors="replace")
-                    if resp.status_code == 400:  # vLLM will never serve this request: not retried
+                if resp.status != 200:
+                    text = (await resp.read()).decode(errors="replace")
+                    if resp.status == 400:  # vLLM will never serve this request: not retried
                         raise InvalidRequestError(f"vLLM refused the request: {_message(text)[:500]}")
-                    raise EngineUnavailableError(
-                        f"vLLM {url} answered {resp.status_code}: {text[:300]}", retry_after_s=1.0
-                    )
+                    raise EngineUnavailableError(f"vLLM {url} answered {resp.status}: {text[:300]}", retry_after_s=1.0)
                 finish: str | None = None
                 usage: dict[str, int] = {}
                 ended = False
-                async for line in resp.aiter_lines():
-                    if ended or not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        # Read on to the end of the body (vLLM ends it right after): httpx
-                        # closes a connection whose response was left unread instead of
-                        # pooling it, which cost a new TCP connection to vLLM per request
-                        # (2-3 ms of p50 latency per request on 2 cores; docs/benchmarks.md).
+                async for raw in resp.content:  # one SSE line at a time
+                    if ended or not raw.startswith(b"data:"):
+                        continue  # after [DONE], read on to the end: the connection then goes back to the pool
+                    data = raw[5:].strip()
+                    if data == b"[DONE]":
                         ended = True
                         continue
                     chunk = json.loads(data)
@@ -340,8 +338,24 @@ class VllmEngine:
                     int(usage.get("prompt_tokens", 0)),
                     int(usage.get("completion_tokens", 0)),
                 )
-        except httpx.HTTPError as exc:
-            raise EngineUnavailableError(f"vLLM {url} unreachable: {exc}", retry_after_s=1.0) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise EngineUnavailableError(f"vLLM {url} unreachable: {exc!r}", retry_after_s=1.0) from exc
+
+    def _session(self) -> aiohttp.ClientSession:
+        """The pool completions stream through, made on first use on the serving loop.
+
+        aiohttp rather than httpx on this path: relaying a short stream costs it about a
+        third of httpx's CPU (bench/vllm.py), and on a small machine that CPU comes out of
+        vLLM's share. Control calls (load, unload, models) stay on httpx.
+        """
+        if self._streams is None or self._streams.closed:
+            self._streams = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(
+                    total=self.config.request_timeout_s, sock_connect=self.config.connect_timeout_s
+                ),
+                connector=aiohttp.TCPConnector(limit=1000, keepalive_timeout=60),
+            )
+        return self._streams
 
 
 def _message(body: str) -> str:

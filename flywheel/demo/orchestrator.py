@@ -492,6 +492,11 @@ def _build_report(
                 parent=g.manifest.parent,
                 job_kind=g.manifest.job_kind,
                 planted_bad=g.planted,
+                training={
+                    k.removeprefix("metric."): float(v)
+                    for k, v in g.manifest.training.items()
+                    if k.startswith("metric.") and isinstance(v, int | float) and not isinstance(v, bool)
+                },
                 offline=_offline(g.manifest.eval),
                 decision=g.decision or "undecided",
                 decision_reason=g.reason,

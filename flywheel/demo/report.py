@@ -87,6 +87,11 @@ class GenerationResult(_Model):
     parent: str | None
     job_kind: str | None = Field(default=None, description="The policy recipe it was trained with (sft, dpo, grpo).")
     planted_bad: bool = Field(default=False, description="Trained on deliberately corrupted preferences.")
+    training: dict[str, float] = Field(
+        default_factory=dict,
+        description="The job's own numbers (the manifest's metric.*): e.g. kept contexts (sft), "
+        "given and own pairs (dpo), selected prompts, skipped_groups and zero_advantage_groups (grpo).",
+    )
     offline: OfflineMetrics
     decision: Decision
     decision_reason: str = ""

@@ -26,6 +26,7 @@ def _report() -> DemoReport:
             version="policy-g1",
             parent="base",
             job_kind="grpo",
+            training={"selected_prompts": 64.0, "skipped_groups": 3.0},
             offline=OfflineMetrics(
                 instruction_following=0.72,
                 violation_rate=0.12,
@@ -86,7 +87,7 @@ def test_report_json_holds_the_documented_fields(tmp_path: Path) -> None:
     assert set(first["offline"]) >= {"instruction_following", "violation_rate", "rm_win_rate"}
     assert set(first["online"]) >= {"continue_rate_lift", "ci_low", "ci_high", "depth_lift", "breadth_lift"}
     assert second["decision"] == "rejected" and second["online"]["continue_rate_lift"] is None
-    assert first["job_kind"] == "grpo" and doc["recipe"] == "grpo"
+    assert first["job_kind"] == "grpo" and doc["recipe"] == "grpo" and first["training"]["skipped_groups"] == 3.0
     assert first["offline"]["rm_predicted_lift_ci_low"] == 0.02
     assert doc["prediction"]["n"] == 1 and doc["prediction"]["spearman"] is None and doc["prediction"]["mae"] is None
     assert doc["prediction"]["points"][0] | {"observed_ci_low": 0.03} == {

@@ -47,8 +47,20 @@ def worker_settings(runtime: DemoRuntime) -> TrainerWorkerSettings:
 
     cfg = runtime.config
     # vLLM serves one base and applies adapters to it: every policy generation is then a
-    # LoRA adapter over the base (generation k continues k-1's), never full weights.
-    lora = LoraSettings(enabled=cfg.engine == "vllm")
+    # LoRA adapter over the base (generation k continues k-1's), never full weights. On the
+    # tiny base, adapters on the attention projections alone at SFT's full-weight learning
+    # rate barely move it (held-out IF 0.69 → 0.75, violations 0.33 → 0.29, 48 prompts);
+    # rank 16 on every linear layer at 5e-3 comes close to full fine-tuning (0.92 / 0.04,
+    # against 0.98 / 0.00).
+    lora = LoraSettings(
+        enabled=cfg.engine == "vllm",
+        r=16,
+        alpha=32,
+        target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+    )
+    sft = SftSettings(num_candidates=cfg.sft_candidates, lora=lora)
+    if lora.enabled:
+        sft = sft.model_copy(update={"learning_rate": 5e-3})
     return TrainerWorkerSettings(
         group_id=f"demo-{runtime.run_id}-trainers",
         lease_prefix=f"flywheel:demo:{runtime.run_id}:lease:",
@@ -57,7 +69,7 @@ def worker_settings(runtime: DemoRuntime) -> TrainerWorkerSettings:
         gate=GateSettings(prompts_per_character=cfg.gate_prompts_per_character),
         # The engagement reward model: P(continued | context, reply) from samples.reward.
         reward=RewardSettings(mode="pointwise"),
-        sft=SftSettings(num_candidates=cfg.sft_candidates, lora=lora),
+        sft=sft,
         dpo=DpoSettings(lora=lora),
         grpo=GrpoSettings(lora=lora),
     )

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 from schemas import CheckpointManifest
+from serving.engines import GenerationRequest, SamplingParams
 from tests._serving import manifest_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,3 +73,10 @@ def make_adapter(base_dir: Path, out_dir: Path, seed: int, rank: int = 8) -> Pat
 
 def lora_manifest(path: Path, version: str, parent: str | None = "base") -> CheckpointManifest:
     return manifest_for(path, version, parent=parent).model_copy(update={"kind": "lora"})
+
+
+def greedy(i: int, text: str = "Tell me about the weather today.", max_tokens: int = 24) -> GenerationRequest:
+    """A greedy request: the same prompt gives the same reply from the same weights."""
+    return GenerationRequest(
+        f"t{i}", ({"role": "user", "content": text},), SamplingParams(max_tokens=max_tokens, temperature=0.0)
+    )

@@ -1,6 +1,6 @@
 """TEST STAND-IN for a vLLM OpenAI-compatible server — not vLLM, and not for production.
 
-The vLLM engine is tested against a real vLLM server (tests/integration/vllm, started by
+The vLLM engine is tested against a real vLLM server (tests/integration/vllm_server, started by
 deploy/local/vllm.sh). This stand-in stays only for the unit tests that need a fault real
 vLLM cannot be made to produce on demand: an error reported inside a 200 stream, a load
 refused for a chosen name, an abort observed exactly when a client disconnects. It

@@ -1,5 +1,9 @@
 """One real vLLM server for every test in this folder, started by deploy/local/vllm.sh on
-the bootstrap base model and stopped after the folder's last test (it holds a core)."""
+the bootstrap base model and stopped after the folder's last test (it holds a core).
+
+The folder is not called ``vllm``: pytest puts tests/integration on sys.path, and a folder
+of that name there is an importable ``vllm`` to trl, which then takes vLLM for installed
+and fails to import its GRPO trainer."""
 
 from __future__ import annotations
 

@@ -15,9 +15,8 @@ from serving.engines import complete
 from serving.engines.vllm_config import VllmEngineConfig
 from serving.hotswap import ModelSlots
 from streams import EmbeddedBus
-from tests._vllm import LocalVllm, lora_manifest
+from tests._vllm import LocalVllm, greedy, lora_manifest
 from tests._wait import wait_until_async
-from tests.integration.vllm.test_adapters import _greedy
 
 pytestmark = [pytest.mark.vllm, pytest.mark.timeout(900)]
 
@@ -59,7 +58,7 @@ def test_a_restarted_replica_gets_baseline_and_candidate_back(
         await wait_until_async(step, 60, every_s=0.5, what="reconcile to re-apply both adapters")
         assert sorted(reconciled) == ["a1", "a2"]
         for i, version in enumerate(("a1", "a2")):
-            reply = await complete(engine, version, _greedy(i))
+            reply = await complete(engine, version, greedy(i))
             assert reply.completion_tokens > 0
         for version in ("a1", "a2"):
             await engine.unload(version)

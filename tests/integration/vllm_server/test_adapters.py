@@ -13,12 +13,12 @@ import openai
 import pytest
 
 from serving import GatewayConfig, MemoryRoutingStore, ModelLoadError, VllmEngine, create_app
-from serving.engines import GenerationRequest, ModelSource, SamplingParams, complete
+from serving.engines import ModelSource, complete
 from serving.engines.vllm_config import VllmEngineConfig
 from serving.gateway import Gateway
 from serving.hotswap import ModelSlots
 from tests._serving import serve_app_here, state
-from tests._vllm import LocalVllm, lora_manifest
+from tests._vllm import LocalVllm, greedy, lora_manifest
 
 pytestmark = [pytest.mark.vllm, pytest.mark.timeout(900)]
 
@@ -29,12 +29,6 @@ def _engine(vllm: LocalVllm) -> VllmEngine:
 
 def _listed(url: str) -> set[str]:
     return {m["id"] for m in httpx.get(f"{url}/v1/models", timeout=10).json()["data"]}
-
-
-def _greedy(i: int, text: str = "Tell me about the weather today.", max_tokens: int = 24) -> GenerationRequest:
-    return GenerationRequest(
-        f"t{i}", ({"role": "user", "content": text},), SamplingParams(max_tokens=max_tokens, temperature=0.0)
-    )
 
 
 def test_an_adapter_is_verified_loaded_streamed_and_unloaded(
@@ -48,17 +42,17 @@ def test_an_adapter_is_verified_loaded_streamed_and_unloaded(
         await engine.load(ModelSource.from_manifest(lora_manifest(path, "a1")))
         assert "policy@a1" in _listed(vllm.url)
 
-        deltas = [d async for d in engine.generate("a1", _greedy(1))]
+        deltas = [d async for d in engine.generate("a1", greedy(1))]
         assert len(deltas) > 2, "the reply streams in pieces"
         last = deltas[-1]
         assert last.finish_reason in ("stop", "length") and last.completion_tokens > 0
         # the gateway's own count (served tokenizer, chat template) is vLLM's
-        assert engine.count_prompt_tokens("a1", _greedy(1).messages) == last.prompt_tokens
+        assert engine.count_prompt_tokens("a1", greedy(1).messages) == last.prompt_tokens
         window = engine.context_window("a1")
         assert window is not None and window.tokens == 384
         # the adapter applies: greedy replies differ from the base's
-        base_reply = await complete(engine, "base", _greedy(2))
-        adapter_reply = await complete(engine, "a1", _greedy(3))
+        base_reply = await complete(engine, "base", greedy(2))
+        adapter_reply = await complete(engine, "a1", greedy(3))
         assert adapter_reply.text != base_reply.text
 
         # a tampered checkpoint is refused before vLLM reads a byte of it

@@ -37,7 +37,6 @@ it started.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import os
 import platform
@@ -451,17 +450,10 @@ async def _swap_client(url: str, worker: int, stop: asyncio.Event, seen: _SwapTr
 
 
 async def _wait_for(what: str, cond: Callable[[], bool | Awaitable[bool]], every_s: float = 0.05) -> None:
-    """Poll ``cond`` (plain or async) until it holds; TimeoutError after WAIT_S."""
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        done = cond()
-        if inspect.isawaitable(done):
-            done = await done
-        if done:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {WAIT_S:g} s waiting for {what}")
-        await asyncio.sleep(every_s)
+    """Poll ``cond`` (plain or async) until it holds, for at most WAIT_S."""
+    from tests._wait import wait_until_async
+
+    await wait_until_async(cond, WAIT_S, every_s=every_s, what=what)
 
 
 async def _swaps(gw: _GatewayProcess, token: str, vllm_url: str, adapters: list[tuple[str, Path]]) -> dict[str, Any]:

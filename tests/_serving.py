@@ -16,7 +16,7 @@ from typing import Any
 import uvicorn
 
 from schemas import CheckpointManifest, DeploymentState, EvalReport, FileDigest
-from tests._wait import wait_until
+from tests._wait import wait_until, wait_until_async
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}</s>{% endfor %}"
@@ -61,9 +61,12 @@ async def serve_app_here(app: Any) -> AsyncIterator[str]:
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        while not server.started:
+
+        def started() -> bool:
             assert not task.done(), "uvicorn exited during start-up"
-            await asyncio.sleep(0.01)
+            return server.started
+
+        await wait_until_async(started, 30, every_s=0.01, what="uvicorn to start")
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True

@@ -7,6 +7,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import httpx
+
 from schemas import CheckpointManifest
 from serving.engines import GenerationRequest, SamplingParams
 from tests._serving import manifest_for
@@ -80,3 +82,8 @@ def greedy(i: int, text: str = "Tell me about the weather today.", max_tokens: i
     return GenerationRequest(
         f"t{i}", ({"role": "user", "content": text},), SamplingParams(max_tokens=max_tokens, temperature=0.0)
     )
+
+
+def listed(url: str) -> set[str]:
+    """The model names a vLLM server lists in /v1/models (base and loaded adapters)."""
+    return {m["id"] for m in httpx.get(f"{url}/v1/models", timeout=10).json()["data"]}

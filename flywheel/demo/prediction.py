@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from trainers.reward.held_out import ranks
+
 
 class PredictionPoint(BaseModel):
     """One generation: predicted and observed continue-rate lift (absolute, candidate − baseline)."""
@@ -56,21 +58,6 @@ class PredictionCheck(BaseModel):
             mae=statistics.fmean(abs(a - b) for a, b in zip(predicted, observed, strict=True)),
             points=tuple(points),
         )
-
-
-def ranks(values: Sequence[float]) -> list[float]:
-    """1-based ranks, ties sharing the mean of their positions."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    out = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            out[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return out
 
 
 def spearman(xs: Sequence[float], ys: Sequence[float]) -> float | None:

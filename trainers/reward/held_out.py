@@ -26,20 +26,25 @@ def split_samples(samples: Sequence[RewardSample], share: float) -> tuple[list[R
     return train, held
 
 
-def roc_auc(scores: Sequence[float], labels: Sequence[float]) -> float | None:
-    """Probability that a random positive scores above a random negative (ties count half);
-    None without both classes."""
-    order = sorted(range(len(scores)), key=lambda i: scores[i])
-    ranks = [0.0] * len(scores)
+def ranks(values: Sequence[float]) -> list[float]:
+    """1-based ranks, ties sharing the mean of their positions."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    out = [0.0] * len(values)
     i = 0
     while i < len(order):
         j = i
-        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
             j += 1
         for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1  # average rank of a run of ties
+            out[order[k]] = (i + j) / 2 + 1
         i = j + 1
-    positives = [r for r, y in zip(ranks, labels, strict=True) if y >= 0.5]
+    return out
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[float]) -> float | None:
+    """Probability that a random positive scores above a random negative (ties count half);
+    None without both classes."""
+    positives = [r for r, y in zip(ranks(scores), labels, strict=True) if y >= 0.5]
     n_pos, n_neg = len(positives), len(scores) - len(positives)
     if n_pos == 0 or n_neg == 0:
         return None

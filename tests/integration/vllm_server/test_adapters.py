@@ -8,7 +8,6 @@ import asyncio
 import shutil
 from pathlib import Path
 
-import httpx
 import openai
 import pytest
 
@@ -18,17 +17,13 @@ from serving.engines.vllm_config import VllmEngineConfig
 from serving.gateway import Gateway
 from serving.hotswap import ModelSlots
 from tests._serving import serve_app_here, state
-from tests._vllm import LocalVllm, greedy, lora_manifest
+from tests._vllm import LocalVllm, greedy, listed, lora_manifest
 
 pytestmark = [pytest.mark.vllm, pytest.mark.timeout(900)]
 
 
 def _engine(vllm: LocalVllm) -> VllmEngine:
     return VllmEngine(VllmEngineConfig(urls=(vllm.url,), tokenizer_dir=vllm.model_dir))
-
-
-def _listed(url: str) -> set[str]:
-    return {m["id"] for m in httpx.get(f"{url}/v1/models", timeout=10).json()["data"]}
 
 
 def test_an_adapter_is_verified_loaded_streamed_and_unloaded(
@@ -40,7 +35,7 @@ def test_an_adapter_is_verified_loaded_streamed_and_unloaded(
         await engine.load(ModelSource("base", None, kind="full"))
         path = adapters["a1"]
         await engine.load(ModelSource.from_manifest(lora_manifest(path, "a1")))
-        assert "policy@a1" in _listed(vllm.url)
+        assert "policy@a1" in listed(vllm.url)
 
         deltas = [d async for d in engine.generate("a1", greedy(1))]
         assert len(deltas) > 2, "the reply streams in pieces"
@@ -63,10 +58,10 @@ def test_an_adapter_is_verified_loaded_streamed_and_unloaded(
         weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
         with pytest.raises(ModelLoadError, match="sha256"):
             await engine.load(ModelSource.from_manifest(manifest))
-        assert "policy@a1-bad" not in _listed(vllm.url)
+        assert "policy@a1-bad" not in listed(vllm.url)
 
         await engine.unload("a1")
-        assert "policy@a1" not in _listed(vllm.url)
+        assert "policy@a1" not in listed(vllm.url)
         assert engine.versions() == ["base"]
         await engine.close()
 

@@ -8,7 +8,6 @@ import asyncio
 import time
 from pathlib import Path
 
-import httpx
 import openai
 import pytest
 
@@ -29,15 +28,11 @@ from serving.gateway import Gateway
 from serving.hotswap import ModelSlots
 from streams import EmbeddedBus
 from tests._serving import serve_app_here
-from tests._vllm import LocalVllm, lora_manifest
+from tests._vllm import LocalVllm, listed, lora_manifest
 from tests._wait import wait_until_async
 
 pytestmark = [pytest.mark.vllm, pytest.mark.timeout(900)]
 CLIENTS = 16
-
-
-def _listed(url: str) -> set[str]:
-    return {m["id"] for m in httpx.get(f"{url}/v1/models", timeout=10).json()["data"]}
 
 
 async def _client_loop(
@@ -122,7 +117,7 @@ def test_swaps_and_a_rollback_under_load_fail_nothing_and_unload(
             canary.operator_action("promote", "test", "promote under load")
             await settle(f"{parent} unloaded", lambda p=parent: p not in engine.versions())
             await traffic(f"after promoting {version}", f"policy@{version}")
-        assert "policy@a1" not in _listed(vllm.url), "a retired generation stays loaded in vLLM"
+        assert "policy@a1" not in listed(vllm.url), "a retired generation stays loaded in vLLM"
         publish("a3", "a2")
         await settle("a3 on canary", lambda: store.get("policy").candidate_version == "a3")
         await traffic("on the a3 canary", "policy@a2", "policy@a3")
@@ -134,8 +129,8 @@ def test_swaps_and_a_rollback_under_load_fail_nothing_and_unload(
         stop.set()
         await asyncio.gather(*tasks)
         await client.close()
-        listed = _listed(vllm.url)
-        assert "policy@a3" not in listed and "policy@a2" in listed
+        names = listed(vllm.url)
+        assert "policy@a3" not in names and "policy@a2" in names
         await engine.unload("a2")
         await engine.close()
 

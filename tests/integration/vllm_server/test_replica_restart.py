@@ -15,15 +15,16 @@ from serving.engines import complete
 from serving.engines.vllm_config import VllmEngineConfig
 from serving.hotswap import ModelSlots
 from streams import EmbeddedBus
-from tests._vllm import LocalVllm, greedy, lora_manifest
+from tests._vllm import LocalVllm, greedy, listed, lora_manifest
 from tests._wait import wait_until_async
 
 pytestmark = [pytest.mark.vllm, pytest.mark.timeout(900)]
 
 
 def _listed(url: str) -> set[str]:
+    """What the server lists; nothing while it does not answer (it is restarting)."""
     try:
-        return {m["id"] for m in httpx.get(f"{url}/v1/models", timeout=10).json()["data"]}
+        return listed(url)
     except httpx.HTTPError:
         return set()
 

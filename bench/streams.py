@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from schemas import Topics, parse_chat_event  # noqa: E402
 from streams import KafkaBus, KafkaSettings, TopicPartition  # noqa: E402
 from streams.processors import SignalsProcessor, synthetic_events  # noqa: E402
-from streams.runners import KafkaRunner, changelog_topic  # noqa: E402
+from streams.runners import TransactionalRunner, changelog_topic  # noqa: E402
 from streams.runners.faust import faust_table_topic  # noqa: E402
 
 BOOTSTRAP = os.environ.get("FLYWHEEL_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:19092")
@@ -47,7 +47,7 @@ sys.path.insert(0, {root!r})
 from schemas import Topics
 from streams import KafkaBus, KafkaSettings
 from streams.processors import SignalsProcessor
-from streams.runners import KafkaRunner, RunnerConfig, FaustRunner
+from streams.runners import TransactionalRunner, RunnerConfig, FaustRunner
 kind, ns, group = sys.argv[1:4]
 cfg = RunnerConfig(faust_broker="kafka://{bootstrap}")
 if kind == "faust":
@@ -55,7 +55,7 @@ if kind == "faust":
     raise SystemExit
 stop = []
 signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
-r = KafkaRunner(KafkaBus(KafkaSettings(bootstrap_servers={bootstrap!r})), SignalsProcessor(), Topics(ns), group, cfg)
+r = TransactionalRunner(KafkaBus(KafkaSettings(bootstrap_servers={bootstrap!r})), SignalsProcessor(), Topics(ns), group, cfg)
 r.start()
 while not stop:
     r.poll_once()
@@ -98,7 +98,7 @@ def raw_consume(topic: str, n: int, validate: bool) -> float:
 
 
 def kafka_runner(bus: KafkaBus, topics: Topics, n: int) -> float:
-    runner = KafkaRunner(bus, SignalsProcessor(), topics, f"bench-kafka-{uuid.uuid4().hex[:6]}")
+    runner = TransactionalRunner(bus, SignalsProcessor(), topics, f"bench-kafka-{uuid.uuid4().hex[:6]}")
     runner.start()
     while runner.events_in == 0:  # group join and restore are not throughput
         runner.poll_once()

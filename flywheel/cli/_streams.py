@@ -14,7 +14,7 @@ from flywheel.settings import FlywheelSettings
 from flywheel.wiring import make_bus
 from schemas import FlywheelError, Topics
 from streams.processors import BufferProcessor, CurationProcessor, Processor, SignalsProcessor
-from streams.runners import EmbeddedRunner, FaustRunner, KafkaRunner, RunnerConfig
+from streams.runners import EmbeddedRunner, FaustRunner, RunnerConfig, TransactionalRunner
 
 log = logging.getLogger(__name__)
 streams_app = typer.Typer(
@@ -109,7 +109,7 @@ def run(
         FaustRunner(proc, topics, group_id, config, partitions=partitions, dlq=settings.streams.dlq).run()
         return
     bus = make_bus(settings)
-    cls = EmbeddedRunner if runner is RunnerName.embedded else KafkaRunner
+    cls = EmbeddedRunner if runner is RunnerName.embedded else TransactionalRunner
     loop = cls(bus, proc, topics, group_id, config, settings.streams.dlq)
     stopping = False
 

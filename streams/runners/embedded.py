@@ -9,11 +9,11 @@ from schemas import Topics
 from streams.bus import Bus
 from streams.dlq_config import DeadLetterConfig
 from streams.processors import Processor
-from streams.runners.kafka import KafkaRunner
 from streams.runners.runner_config import RunnerConfig
+from streams.runners.transactional import TransactionalRunner
 
 
-class EmbeddedRunner(KafkaRunner):
+class EmbeddedRunner(TransactionalRunner):
     """Drive ``processor`` on ``bus`` (normally an ``EmbeddedBus``) in this process.
 
     Thread-safe: ``poll_once``, ``run_until_idle`` and ``advance_to`` may be called while

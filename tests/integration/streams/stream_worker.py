@@ -26,7 +26,7 @@ from streams.processors import (
     SignalsConfig,
     SignalsProcessor,
 )
-from streams.runners import FaustRunner, KafkaRunner, RunnerConfig
+from streams.runners import FaustRunner, RunnerConfig, TransactionalRunner
 
 PROCESSORS = {
     "signals": (SignalsProcessor, SignalsConfig),
@@ -49,7 +49,7 @@ def main() -> None:
     if runner == "faust":
         FaustRunner(processor, topics, group, config, partitions=8).run()
         return
-    loop = KafkaRunner(
+    loop = TransactionalRunner(
         KafkaBus(KafkaSettings(bootstrap_servers=bootstrap, linger_ms=5)), processor, topics, group, config
     )
     stopping = False

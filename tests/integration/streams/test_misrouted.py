@@ -12,7 +12,7 @@ from confluent_kafka import Producer as RawProducer
 from schemas import Topics
 from streams import DeadLetter, KafkaBus, KafkaSettings, Record, TopicPartition, partition_for_key
 from streams.processors import SignalsProcessor, synthetic_events
-from streams.runners import KafkaRunner, changelog_topic
+from streams.runners import TransactionalRunner, changelog_topic
 from tests._wait import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
@@ -67,7 +67,7 @@ def test_records_of_a_crc32_producer_are_dead_lettered_by_the_kafka_runner(
         assert librdkafka_default.flush(30) == 0
         flywheel_producer.flush()
 
-        runner = KafkaRunner(bus, SignalsProcessor(), topics, group)
+        runner = TransactionalRunner(bus, SignalsProcessor(), topics, group)
         runner.start()
         try:
             wait_until(

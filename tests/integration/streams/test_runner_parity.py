@@ -13,7 +13,7 @@ from streams_helpers import embedded_truth, outputs, produce, read_all, start_wo
 from schemas import Topics, engagement_signal_adapter
 from streams import KafkaBus, KafkaSettings
 from streams.processors import SignalsProcessor, synthetic_events
-from streams.runners import KafkaRunner, changelog_topic
+from streams.runners import TransactionalRunner, changelog_topic
 from streams.runners.faust import faust_table_topic
 
 N_EVENTS = 50_000
@@ -56,7 +56,7 @@ def test_runner_outputs_equal_embedded(
     try:
         produce(bus, topics.chat_events, stream)
         if runner == "kafka":
-            loop = KafkaRunner(bus, SignalsProcessor(), topics, group)
+            loop = TransactionalRunner(bus, SignalsProcessor(), topics, group)
             loop.start()
             while loop.events_in < len(stream):
                 loop.poll_once()

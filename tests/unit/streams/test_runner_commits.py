@@ -8,7 +8,7 @@ from schemas import StreamError, Topics
 from streams import EmbeddedBus, TopicPartition
 from streams.bus.embedded import EmbeddedProducer
 from streams.processors import SignalsProcessor, synthetic_events
-from streams.runners import KafkaRunner, RunnerConfig
+from streams.runners import RunnerConfig, TransactionalRunner
 
 
 class _FailingCommits(EmbeddedProducer):
@@ -58,7 +58,9 @@ def _run(bus: EmbeddedBus, events: list[tuple[str | None, bytes]], batch: int) -
     for key, value in events:
         producer.produce(topics.chat_events, value, key=key)
     # A commit after (almost) every poll: many transactions, each a chance to fail.
-    runner = KafkaRunner(bus, SignalsProcessor(), topics, "g", RunnerConfig(commit_interval_s=1e-6, max_batch=batch))
+    runner = TransactionalRunner(
+        bus, SignalsProcessor(), topics, "g", RunnerConfig(commit_interval_s=1e-6, max_batch=batch)
+    )
     runner.start()
     for _ in range(100_000):
         if runner.poll_once(timeout_s=0) == 0 and runner.processor.owned():

@@ -36,7 +36,7 @@ from streams.runners.runner_config import RunnerConfig
 log = logging.getLogger(__name__)
 
 
-class KafkaRunner:
+class TransactionalRunner:
     """Drives one processor in a consumer group with transactions.
 
     Args:
@@ -127,7 +127,7 @@ class KafkaRunner:
                 self._consumer = None
                 self._producer = None
 
-    def __enter__(self) -> KafkaRunner:
+    def __enter__(self) -> TransactionalRunner:
         self.start()
         return self
 

@@ -32,8 +32,8 @@ import torch  # noqa: E402
 from serving.engines.base import GenerationRequest, ModelSource, SamplingParams  # noqa: E402
 from serving.engines.embedded import EmbeddedEngine  # noqa: E402
 from serving.engines.embedded_config import EmbeddedEngineConfig  # noqa: E402
-from trainers.bootstrap import CHARACTERS_BY_ID, chat_messages, held_out_prompts  # noqa: E402
 from trainers.bootstrap.base_model import ensure_base_model  # noqa: E402
+from trainers.characters import CHARACTERS_BY_ID, chat_messages, held_out_prompts  # noqa: E402
 
 
 def _conversations(n: int) -> list[tuple[dict[str, str], ...]]:

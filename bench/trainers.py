@@ -26,8 +26,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
 from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
-from trainers.bootstrap import CHARACTERS_BY_ID, synthetic_corpus, synthetic_pairs
+from trainers.bootstrap import synthetic_corpus, synthetic_pairs
 from trainers.bootstrap.base_model import ensure_base_model
+from trainers.characters import CHARACTERS_BY_ID
 from trainers.common import Demonstration, Pair, Prompt
 from trainers.common.training import run_trainer
 from trainers.dpo import DpoSettings

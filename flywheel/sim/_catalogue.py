@@ -1,6 +1,6 @@
 """Characters and topics as the simulated users see them.
 
-Built from the shared catalogue (``trainers.bootstrap.catalogue``) so that what users
+Built from the shared catalogue (``trainers.characters``) so that what users
 ask, what characters promise and what the base model learnt come from one
 distribution. Tests may build their own small catalogue.
 """
@@ -59,7 +59,7 @@ def shared_catalogue() -> Catalogue:
     A topic's keywords are the content words of its subject ("the weather" → weather):
     a reply that never names the subject has left the user's topic.
     """
-    from trainers.bootstrap import CHARACTERS, TOPICS, render_system_prompt
+    from trainers.characters import CHARACTERS, TOPICS, render_system_prompt
 
     characters = tuple(Character(c.id, c.name, c.instructions, render_system_prompt(c)) for c in CHARACTERS)
     topics = tuple(

@@ -31,7 +31,8 @@ import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast
 
-from trainers.bootstrap import catalogue, corpus
+from trainers import characters
+from trainers.bootstrap import corpus
 from trainers.bootstrap.base_model_config import BaseModelSettings
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def cache_key(settings: BaseModelSettings) -> str:
     builds it and its corpus. Same key, same model."""
     h = hashlib.sha256()
     h.update(settings.model_dump_json(exclude={"cache_dir"}).encode())
-    for module in (catalogue, corpus, sys.modules[__name__]):
+    for module in (characters, corpus, sys.modules[__name__]):
         h.update(inspect.getsource(module).encode())
     # What else changes the result: the numeric libraries and the instruction set they run on.
     h.update(f"torch={torch.__version__} transformers={transformers.__version__}".encode())
@@ -167,7 +168,7 @@ def _build(settings: BaseModelSettings, out_dir: Path) -> None:
         follow_rate=settings.follow_rate,
         violation_rate=settings.violation_rate,
     )
-    texts = [catalogue.render_system_prompt(c) for c in catalogue.CHARACTERS]
+    texts = [characters.render_system_prompt(c) for c in characters.CHARACTERS]
     texts += [m.content for i in items for m in i.context[1:]] + [i.reply for i in items]
     tokenizer = build_tokenizer(texts, settings.vocab_size)
     config = LlamaConfig(

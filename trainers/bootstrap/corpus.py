@@ -20,7 +20,7 @@ from schemas import (
     check_policy,
     follows_instructions,
 )
-from trainers.bootstrap.catalogue import CHARACTERS, Character, Topic, chat_messages, traffic_opener
+from trainers.characters import CHARACTERS, Character, Topic, chat_messages, traffic_opener
 
 _BODIES = (
     "{subj} always reminds me of the {kw}.",

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from schemas import ChatMessage, EngagementLabels, Instruction, PreferenceSample, RewardSample, SftSample
-from trainers.bootstrap.catalogue import CHARACTERS_BY_ID, render_system_prompt
+from trainers.characters import CHARACTERS_BY_ID, render_system_prompt
 
 
 @dataclass(frozen=True)

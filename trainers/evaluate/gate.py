@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import Gauge
 
 from schemas import EMOJI, EvalReport, check_policy, follows_instructions, words
-from trainers.bootstrap.catalogue import CHARACTERS_BY_ID, chat_messages, held_out_prompts
+from trainers.characters import CHARACTERS_BY_ID, chat_messages, held_out_prompts
 from trainers.common.data import Prompt
 from trainers.evaluate.gate_config import GateSettings
 

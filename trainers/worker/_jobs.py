@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from schemas import EvalReport, PreferenceSample, RewardSample, SftSample, TrainerError, TrainJobRequest
-from trainers.bootstrap.catalogue import CHARACTERS_BY_ID, held_out_prompts, traffic_opener
 from trainers.bootstrap.corpus import make_item
+from trainers.characters import CHARACTERS_BY_ID, held_out_prompts, traffic_opener
 from trainers.common.data import (
     Demonstration,
     Labelled,

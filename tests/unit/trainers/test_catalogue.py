@@ -5,16 +5,8 @@ from __future__ import annotations
 import random
 
 from schemas import check_instructions, check_policy
-from trainers.bootstrap import (
-    CHARACTERS,
-    TOPICS,
-    held_out_prompts,
-    is_held_out,
-    render_system_prompt,
-    synthetic_corpus,
-    synthetic_pairs,
-    synthetic_reply,
-)
+from trainers.bootstrap import synthetic_corpus, synthetic_pairs, synthetic_reply
+from trainers.characters import CHARACTERS, TOPICS, held_out_prompts, is_held_out, render_system_prompt
 
 
 def test_system_prompt_states_every_instruction_in_plain_english() -> None:

@@ -17,8 +17,9 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from schemas import TrainerError
-from trainers.bootstrap import CHARACTERS_BY_ID, synthetic_corpus, synthetic_pairs
+from trainers.bootstrap import synthetic_corpus, synthetic_pairs
 from trainers.bootstrap.base_model import ensure_base_model
+from trainers.characters import CHARACTERS_BY_ID
 from trainers.common import Demonstration, LoraSettings, Pair, Prompt
 from trainers.common.loading import AdapterMismatchError, load_policy, load_trainable_policy
 from trainers.common.training import TrainResult, run_trainer, save_model

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from transformers import set_seed
 
-from trainers.bootstrap import CHARACTERS_BY_ID, synthetic_corpus, synthetic_pairs
+from trainers.bootstrap import synthetic_corpus, synthetic_pairs
 from trainers.bootstrap.base_model import ensure_base_model
+from trainers.characters import CHARACTERS_BY_ID
 from trainers.common import Demonstration, Labelled, LoraSettings, Pair, Prompt
 from trainers.common.generation import SamplingSettings, generate_replies, reply_logprobs
 from trainers.common.loading import load_policy

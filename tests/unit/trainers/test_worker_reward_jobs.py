@@ -20,7 +20,8 @@ from schemas import (
 )
 from streams import EmbeddedBus, TopicPartition
 from tests.unit.trainers.worker_helpers import small_worker_settings
-from trainers.bootstrap import CHARACTERS_BY_ID, synthetic_corpus, synthetic_pairs
+from trainers.bootstrap import synthetic_corpus, synthetic_pairs
+from trainers.characters import CHARACTERS_BY_ID
 from trainers.worker import InMemoryLeaseStore, TrainerWorkerSettings
 from trainers.worker.worker import TrainerWorker
 

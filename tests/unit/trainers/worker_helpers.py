@@ -7,7 +7,8 @@ from pathlib import Path
 
 from schemas import OffsetRange, SftSample, Topics, TrainJobRequest
 from streams import Bus
-from trainers.bootstrap import CHARACTERS_BY_ID, synthetic_corpus
+from trainers.bootstrap import synthetic_corpus
+from trainers.characters import CHARACTERS_BY_ID
 from trainers.worker import TrainerWorkerSettings
 
 

@@ -47,9 +47,9 @@ def _app():
     from serving.engines import ModelSource
     from serving.gateway import EventLogger, Gateway
     from serving.hotswap import ModelSlots
-    from serving.testing import ScriptedEngine
     from streams import EmbeddedBus
     from tests._serving import state
+    from tests.kits.scripted_engine import ScriptedEngine
 
     engine = ScriptedEngine(token_delay_s=TOKEN_DELAY_S)
     asyncio.run(engine.load(ModelSource("v1", None)))
@@ -85,7 +85,7 @@ def _serve(port_file: Path) -> None:
 
 async def _direct() -> list[float]:
     from serving.engines import GenerationRequest, ModelSource, SamplingParams
-    from serving.testing import ScriptedEngine
+    from tests.kits.scripted_engine import ScriptedEngine
 
     engine = ScriptedEngine(token_delay_s=TOKEN_DELAY_S)
     await engine.load(ModelSource("v1", None))

@@ -35,9 +35,10 @@ sys.path.insert(0, str(ROOT))
 
 from schemas import Topics, parse_chat_event  # noqa: E402
 from streams import KafkaBus, KafkaSettings, TopicPartition  # noqa: E402
-from streams.processors import SignalsProcessor, synthetic_events  # noqa: E402
+from streams.processors import SignalsProcessor  # noqa: E402
 from streams.runners import TransactionalRunner, changelog_topic  # noqa: E402
 from streams.runners.faust import faust_table_topic  # noqa: E402
+from tests.kits.synthetic_traffic import synthetic_events  # noqa: E402
 
 BOOTSTRAP = os.environ.get("FLYWHEEL_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:19092")
 

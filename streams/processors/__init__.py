@@ -12,7 +12,6 @@ from streams.processors.curation_config import CurationConfig
 from streams.processors.pii import find_pii, redact
 from streams.processors.signals import SignalsProcessor
 from streams.processors.signals_config import SignalsConfig
-from streams.processors.synthetic import synthetic_events
 
 __all__ = [
     "META",
@@ -33,5 +32,4 @@ __all__ = [
     "find_pii",
     "job_id_for",
     "redact",
-    "synthetic_events",
 ]

@@ -456,7 +456,7 @@ def _producer_traffic(run: Run, events: int = 4000) -> None:
     windows are then closed on arrival (counted late): the gateway's arms would never get
     a window, and the canary nothing to count."""
     from streams import KafkaBus, KafkaSettings
-    from streams.processors.synthetic import synthetic_events
+    from tests.kits.synthetic_traffic import synthetic_events
 
     now = datetime.now(UTC)
     bus = KafkaBus(KafkaSettings(bootstrap_servers=run.env["FLYWHEEL_KAFKA__BOOTSTRAP_SERVERS"]))
@@ -521,8 +521,8 @@ class _Trickle:
             n += 1
 
     def _run(self) -> None:
-        from streams.processors.synthetic import synthetic_events
         from tests.conftest import event_dict
+        from tests.kits.synthetic_traffic import synthetic_events
 
         # Sessions starting over the next 20 minutes (longer than the run), replayed in real time.
         events = synthetic_events(20_000, seed=1000, users=300, start=datetime.now(UTC), bad_share=0.0, span_s=1200)

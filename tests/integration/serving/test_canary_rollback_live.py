@@ -25,10 +25,10 @@ from serving import (
 from serving.gateway import EventLogger, Gateway
 from serving.hotswap import ModelSlots
 from serving.routing import arm_for
-from serving.testing import ScriptedEngine
 from streams import KafkaBus, KafkaSettings, TopicPartition
 from tests._serving import manifest_for, window_aggregate
 from tests._wait import wait_until, wait_until_async
+from tests.kits.scripted_engine import ScriptedEngine
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.timeout(180)]
 

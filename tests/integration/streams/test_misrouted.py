@@ -11,9 +11,10 @@ from confluent_kafka import Producer as RawProducer
 
 from schemas import Topics
 from streams import DeadLetter, KafkaBus, KafkaSettings, Record, TopicPartition, partition_for_key
-from streams.processors import SignalsProcessor, synthetic_events
+from streams.processors import SignalsProcessor
 from streams.runners import TransactionalRunner, changelog_topic
 from tests._wait import wait_until
+from tests.kits.synthetic_traffic import synthetic_events
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
 

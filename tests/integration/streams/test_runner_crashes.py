@@ -27,10 +27,10 @@ from streams_helpers import (
 
 from schemas import Topics
 from streams import KafkaBus, KafkaSettings
-from streams.processors import synthetic_events
 from streams.runners import changelog_topic
 from streams.runners.faust import faust_table_topic
 from tests._wait import wait_until
+from tests.kits.synthetic_traffic import synthetic_events
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(240)]
 

@@ -12,9 +12,10 @@ from streams_helpers import embedded_truth, outputs, produce, read_all, start_wo
 
 from schemas import Topics, engagement_signal_adapter
 from streams import KafkaBus, KafkaSettings
-from streams.processors import SignalsProcessor, synthetic_events
+from streams.processors import SignalsProcessor
 from streams.runners import TransactionalRunner, changelog_topic
 from streams.runners.faust import faust_table_topic
+from tests.kits.synthetic_traffic import synthetic_events
 
 N_EVENTS = 50_000
 

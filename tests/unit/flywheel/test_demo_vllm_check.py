@@ -9,8 +9,8 @@ import pytest
 
 from flywheel.demo.runtime import check_vllm_serves
 from schemas import ServingError
-from serving.testing.vllm_compat_server import VllmCompatServer
 from tests._serving import port_nobody_listens_on
+from tests.kits.vllm_compat_server import VllmCompatServer
 
 pytestmark = pytest.mark.server
 

@@ -26,9 +26,9 @@ from schemas import (
     parse_chat_event,
 )
 from serving import EventLogger, Gateway, GatewayConfig, MemoryRoutingStore, ModelSlots, ModelSource, create_app
-from serving.testing import ScriptedEngine
 from streams import ChatEventProducer, EmbeddedBus, TopicPartition
 from streams.processors import SignalsConfig, SignalsProcessor, SourcePartition
+from tests.kits.scripted_engine import ScriptedEngine
 
 pytestmark = pytest.mark.server
 

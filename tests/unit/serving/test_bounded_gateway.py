@@ -20,9 +20,10 @@ from serving import GatewayConfig, MemoryRoutingStore, create_app
 from serving.engines import ContextWindow, ModelSource, VllmEngine, VllmEngineConfig
 from serving.gateway import Gateway
 from serving.hotswap import ModelSlots
-from serving.testing import ScriptedEngine, VllmCompatServer, scripted_reply
 from tests._serving import serve_app, state
 from tests._wait import wait_until, wait_until_async
+from tests.kits.scripted_engine import ScriptedEngine, scripted_reply
+from tests.kits.vllm_compat_server import VllmCompatServer
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(60)]
 

@@ -270,7 +270,7 @@ def test_admin_api_needs_the_token(setup) -> None:
     from serving import AdminConfig, AdminService, GatewayConfig, create_app
     from serving.gateway import Gateway
     from serving.hotswap import ModelSlots
-    from serving.testing import ScriptedEngine
+    from tests.kits.scripted_engine import ScriptedEngine
 
     _bus, store, ctl, _topics = setup
     ctl.start_canary("v2")

@@ -20,9 +20,9 @@ from serving.engines import (
     VllmEngineConfig,
     complete,
 )
-from serving.testing import VllmCompatServer
 from tests._serving import build_tiny_llama, manifest_for
 from tests._wait import wait_until_async
+from tests.kits.vllm_compat_server import VllmCompatServer
 
 pytestmark = [pytest.mark.model, pytest.mark.timeout(120)]
 

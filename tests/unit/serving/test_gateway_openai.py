@@ -17,10 +17,10 @@ from serving import GatewayConfig, MemoryRoutingStore, create_app
 from serving.gateway import EventLogger, Gateway
 from serving.hotswap import ModelSlots
 from serving.routing import arm_for
-from serving.testing import ScriptedEngine, scripted_reply
 from streams import EmbeddedBus, TopicPartition
 from tests._serving import serve_app, state
 from tests._wait import wait_until
+from tests.kits.scripted_engine import ScriptedEngine, scripted_reply
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(60)]
 

@@ -26,10 +26,10 @@ from serving import (
 from serving.gateway import Gateway
 from serving.hotswap import ModelSlots
 from serving.routing import route
-from serving.testing import ScriptedEngine, scripted_reply
 from streams import EmbeddedBus
 from tests._serving import manifest_for, serve_app
 from tests._wait import wait_until_async
+from tests.kits.scripted_engine import ScriptedEngine, scripted_reply
 
 pytestmark = [pytest.mark.model, pytest.mark.server, pytest.mark.timeout(120)]
 CLIENTS = 50

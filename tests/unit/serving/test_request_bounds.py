@@ -15,8 +15,8 @@ from serving.engines.base import Messages
 from serving.gateway import Admission
 from serving.gateway.deadline import Deadline
 from serving.gateway.prompt_fit import INLINE_COUNT_CHARS, fit_prompt
-from serving.testing import ScriptedEngine
 from tests._wait import wait_until_async
+from tests.kits.scripted_engine import ScriptedEngine
 
 
 def _request(text: str, max_tokens: int = 16) -> GenerationRequest:

@@ -13,9 +13,10 @@ from prometheus_client import REGISTRY
 
 from schemas import Topics
 from streams import DeadLetter, EmbeddedBus, Record, TopicPartition, partition_for_key
-from streams.processors import SignalsProcessor, SourcePartition, synthetic_events
+from streams.processors import SignalsProcessor, SourcePartition
 from streams.runners import EmbeddedRunner, RunnerConfig
 from streams.runners._routing import PartitionCheck
+from tests.kits.synthetic_traffic import synthetic_events
 
 PARTITIONS = 8
 

@@ -7,8 +7,9 @@ from collections import Counter
 from schemas import StreamError, Topics
 from streams import EmbeddedBus, TopicPartition
 from streams.bus.embedded import EmbeddedProducer
-from streams.processors import SignalsProcessor, synthetic_events
+from streams.processors import SignalsProcessor
 from streams.runners import RunnerConfig, TransactionalRunner
+from tests.kits.synthetic_traffic import synthetic_events
 
 
 class _FailingCommits(EmbeddedProducer):

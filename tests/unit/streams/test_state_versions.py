@@ -31,10 +31,10 @@ from streams.processors import (
     SignalsConfig,
     SignalsProcessor,
     SourcePartition,
-    synthetic_events,
 )
 from streams.processors._codec import StateVersionError
 from streams.processors._lifecycle import PendingEnd
+from tests.kits.synthetic_traffic import synthetic_events
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 T0_MS = int(T0.timestamp() * 1000)
@@ -95,7 +95,7 @@ def test_signals_restores_a_version_1_changelog() -> None:
     assert list(window.active) == ["user-1"]  # no "uact": the engaged users, as such windows were emitted
     # The next commit rewrites every entry in the current version.
     changes = proc.take_changes(SRC)
-    assert set(changes) == set(V1_SIGNALS) and all((v or b"").startswith(b"[2,") for v in changes.values())
+    assert set(changes) == set(V1_SIGNALS) and all((v or b"").startswith(b"[3,") for v in changes.values())
     # The restored timers fire as the earlier build's would have.
     outs = [engagement_signal_adapter.validate_json(o.value) for o in proc.advance_to(_at(30 + 60))]
     (outcome,) = [o for o in outs if isinstance(o, ResponseOutcome)]
@@ -183,5 +183,5 @@ def test_every_entry_round_trips_through_the_codec(make: Any) -> None:
 
 def test_an_entry_of_an_unknown_state_version_is_refused() -> None:
     with pytest.raises(StateVersionError) as err:
-        SignalsProcessor().restore(SRC, {"s|c1": b'[3,"user-1"]'})
-    assert (err.value.key, err.value.version, err.value.supported) == ("s|c1", 3, (1, 2))
+        SignalsProcessor().restore(SRC, {"s|c1": b'[4,"user-1"]'})
+    assert (err.value.key, err.value.version, err.value.supported) == ("s|c1", 4, (1, 2, 3))

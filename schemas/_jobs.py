@@ -54,6 +54,11 @@ class TrainJobRequest(Message):
     config: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="Overrides of the trainer's settings."
     )
+    priority: int = Field(
+        default=0,
+        description="Taken before waiting jobs of lower priority (an operator's job that must be the next "
+        "generation); a newer job of the same kind and at least this priority supersedes it.",
+    )
 
     _check_model = field_validator("model")(lambda v: check_name(v, "model"))
 

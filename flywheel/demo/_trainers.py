@@ -165,6 +165,7 @@ def plant_bad_job(runtime: DemoRuntime, n_pairs: int = 400, created: datetime | 
         inputs=(OffsetRange(topic=corrupted, partition=0, from_offset=0, to_offset=n_pairs),),
         created_ts=now,
         config={"num_candidates": 0},
+        priority=1,  # the next generation, before policy jobs claimed after it
     )
     producer.produce(topics.trainer_jobs, job.to_json_bytes(), key=job.job_id)
     producer.flush()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from flywheel.demo._watch import StageCounter, TopicTail
@@ -384,11 +383,9 @@ def _loop(
             decided = tracker.decided()
             if plant_due(config.plant_bad_generation, tracker):
                 # The worker holds after every generation, so nothing trains between here and
-                # resume(); the policy jobs queued meanwhile are older than the planted one
-                # and skipped, so it is exactly generation N.
-                planted_at = datetime.now(UTC)
-                worker.supersede_policy_jobs(planted_at)
-                tracker.planted_job = _trainers.plant_bad_job(rt, created=planted_at)
+                # resume(); the planted job has priority, and the policy jobs queued meanwhile
+                # are older than it and superseded, so it is exactly generation N.
+                tracker.planted_job = _trainers.plant_bad_job(rt)
                 progress.event(
                     f"planting a bad generation {config.plant_bad_generation}: job {tracker.planted_job} trains on "
                     "corrupted preferences (older queued policy jobs are superseded)"

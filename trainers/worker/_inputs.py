@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -79,6 +80,27 @@ def read_ranges(bus: Bus, ranges: Sequence[OffsetRange], timeout_s: float) -> Jo
     finally:
         consumer.close()
     return out
+
+
+def with_replay(bus: Bus, ranges: Sequence[OffsetRange], share: float, max_records: int) -> tuple[OffsetRange, ...]:
+    """``ranges`` reaching back over earlier records of the same partitions: each range gets
+    up to ``share`` of its own length before it (never below the partition's low watermark),
+    all together at most ``max_records``. Deterministic for a given log, so a job redone
+    after a crash reads the same records."""
+    spans = [r for r in ranges if r.count > 0]
+    want = [min(math.ceil(share * r.count), r.from_offset) for r in spans]
+    total = sum(want)
+    if total > max_records:
+        want = [w * max_records // total for w in want]
+    if not any(want):
+        return tuple(ranges)
+    consumer = bus.consumer(None)
+    try:
+        lows = {(r.topic, r.partition): consumer.watermarks(TopicPartition(r.topic, r.partition))[0] for r in spans}
+    finally:
+        consumer.close()
+    reach = {id(r): max(lows[(r.topic, r.partition)], r.from_offset - w) for r, w in zip(spans, want, strict=True)}
+    return tuple(r.model_copy(update={"from_offset": reach.get(id(r), r.from_offset)}) for r in ranges)
 
 
 def latest_deployment(bus: Bus, topic: str, model: str, timeout_s: float = 10.0) -> DeploymentState | None:

@@ -29,9 +29,10 @@ from trainers.registry.import_base import import_base
 from trainers.registry.registry import Checkpoint, CheckpointRegistry, lora_base_of, version_for_job
 from trainers.reward.reward_config import resolve_mode
 from trainers.reward.scoring import RewardModel
-from trainers.worker._inputs import latest_deployment, read_ranges
+from trainers.worker._inputs import latest_deployment, read_ranges, with_replay
 from trainers.worker._jobs import gate_policy, gate_reward_model, train_job
 from trainers.worker._progress import StepReporter
+from trainers.worker._queue import JobQueue, Waiting
 from trainers.worker.lease import LeaseKeeper, LeaseLostError, LeaseStore
 from trainers.worker.worker_config import TrainerWorkerSettings
 
@@ -63,6 +64,8 @@ class JobOutcome:
     outcome: Outcome
     manifest: CheckpointManifest | None = None
     error: str | None = None
+    retry: bool = False
+    """The job stays queued, uncommitted: its lease is another worker's, or was lost."""
 
 
 class TrainerWorker:
@@ -101,7 +104,8 @@ class TrainerWorker:
         self._paused = threading.Event()
         self._load_lock = load_lock
         self._hold_after_publish = hold_after_publish
-        self._superseded_before: datetime | None = None
+        self._queue = JobQueue(self._lane)
+        self._committed: dict[TopicPartition, int] = {}
 
     # -- lifecycle ---------------------------------------------------------------
     def _ensure_clients(self) -> tuple[Consumer, Producer]:
@@ -134,16 +138,10 @@ class TrainerWorker:
     def paused(self) -> bool:
         return self._paused.is_set()
 
-    def supersede_policy_jobs(self, created_before: datetime) -> None:
-        """From now on, skip the policy jobs (sft, dpo, grpo) created before ``created_before``:
-        they are committed untrained and counted as ``superseded``; reward jobs still run.
-        For an operator who queues a job that must be the next generation (the demo's
-        planted one) while older policy jobs wait in ``trainer.jobs``."""
-        self._superseded_before = created_before
-
-    def _superseded(self, job: TrainJobRequest) -> bool:
-        before = self._superseded_before
-        return job.kind != "reward" and before is not None and job.created_ts < before
+    def _lane(self, job: TrainJobRequest) -> str:
+        """Jobs that supersede each other: every policy recipe is one lane (each trains the
+        next generation); each reward model is its own."""
+        return self._reward_model_name(job) if job.kind == "reward" else f"policy:{job.model}"
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -176,39 +174,56 @@ class TrainerWorker:
 
     # -- one job -----------------------------------------------------------------
     def run_once(self, timeout_s: float = 1.0) -> JobOutcome | None:
-        """Wait up to ``timeout_s`` for a job and process it; None if none came."""
+        """Read every job waiting in ``trainer.jobs`` (up to ``timeout_s`` for the first when
+        none is queued), drop the superseded ones and process the next (see ``_queue``).
+        Returns its outcome, the last unreadable or superseded record's when there is no job
+        to take, or None if nothing came."""
         consumer, producer = self._ensure_clients()
-        records = consumer.consume(1, timeout_s)
-        if not records:
-            return None
-        record = records[0]
-        outcome = self._handle(record, consumer, producer)
-        if outcome.outcome == "skipped_leased":
-            # Another live worker holds it: read it again later, do not commit.
-            consumer.seek(record.tp, record.offset)
-            time.sleep(self.settings.retry_backoff_s)
+        wait = 0.0 if len(self._queue) else timeout_s
+        outcome: JobOutcome | None = None
+        while records := consumer.consume(self.settings.read_batch, wait):
+            for record in records:
+                outcome = self._read(record) or outcome
+            wait = 0.0
+        for stale in self._queue.supersede():
+            log.info(
+                "job %s (%s, created %s) superseded by a newer one", stale.job.job_id, stale.lane, stale.job.created_ts
+            )
+            jobs_total.labels(stale.job.kind, "superseded").inc()
+            outcome = JobOutcome(stale.job.job_id, "superseded")
+        taken = self._queue.next()
+        if taken is not None:
+            outcome = self._handle(taken, producer)
+            if outcome.retry:
+                time.sleep(self.settings.retry_backoff_s)
+            else:
+                self._queue.done(taken)
+        self._commit(consumer)
         return outcome
 
-    def _commit(self, consumer: Consumer, record: Record) -> None:
-        consumer.commit({TopicPartition(record.topic, record.partition): record.offset + 1})
-
-    def _handle(self, record: Record, consumer: Consumer, producer: Producer) -> JobOutcome:
+    def _read(self, record: Record) -> JobOutcome | None:
         try:
             job = parse_message(TrainJobRequest, record.value)
         except SchemaError as exc:
             log.warning("trainer.jobs %s/%d: unreadable job skipped: %s", record.topic, record.offset, exc)
             jobs_total.labels("unknown", "invalid").inc()
-            self._commit(consumer, record)
+            self._queue.read(record, None)
             return JobOutcome(None, "invalid", error=str(exc))
-        if self._superseded(job):
-            log.info("job %s (%s, created %s) superseded: skipped", job.job_id, job.kind, job.created_ts)
-            jobs_total.labels(job.kind, "superseded").inc()
-            self._commit(consumer, record)
-            return JobOutcome(job.job_id, "superseded")
+        self._queue.read(record, job)
+        return None
+
+    def _commit(self, consumer: Consumer) -> None:
+        due = {tp: o for tp, o in self._queue.committable().items() if self._committed.get(tp) != o}
+        if due:
+            consumer.commit(due)
+            self._committed |= due
+
+    def _handle(self, taken: Waiting, producer: Producer) -> JobOutcome:
+        job = taken.job
         s = self.settings
         if not self.leases.acquire(job.job_id, self.worker_id, s.lease_ttl_s):
             jobs_total.labels(job.kind, "skipped_leased").inc()
-            return JobOutcome(job.job_id, "skipped_leased")
+            return JobOutcome(job.job_id, "skipped_leased", retry=True)
         started = time.monotonic()
         try:
             with LeaseKeeper(self.leases, job.job_id, self.worker_id, s.lease_ttl_s, s.lease_renew_s) as keeper:
@@ -217,18 +232,16 @@ class TrainerWorker:
                     raise LeaseLostError(f"lease of job {job.job_id} lost before publishing")
                 producer.produce(self.topics.models_checkpoints, manifest.to_json_bytes(), key=manifest.version)
                 producer.flush()
-            self._commit(consumer, record)
             if self._hold_after_publish and job.kind != "reward":
                 # Rejected ones too: whoever holds the worker sees every generation before the next.
                 self._paused.set()
         except LeaseLostError as exc:
             jobs_total.labels(job.kind, "failed").inc()
-            return JobOutcome(job.job_id, "failed", error=str(exc))
+            return JobOutcome(job.job_id, "failed", error=str(exc), retry=True)
         except FlywheelError as exc:
             # A job that cannot succeed (data deleted, nothing to train on): record and move on.
             log.error("job %s failed: %s", job.job_id, exc)
             jobs_total.labels(job.kind, "failed").inc()
-            self._commit(consumer, record)
             self.leases.release(job.job_id, self.worker_id)
             return JobOutcome(job.job_id, "failed", error=str(exc))
         self.leases.release(job.job_id, self.worker_id)
@@ -246,7 +259,9 @@ class TrainerWorker:
             return self.registry.open(model_name, version).manifest, "already_published"
         start = self._resolve_base(job)
         base_version, base_dir = start.manifest.version, start.path
-        inputs = read_ranges(self.bus, job.inputs, s.read_timeout_s)
+        share = s.reward_replay_share if is_reward else s.replay_share
+        ranges = with_replay(self.bus, job.inputs, share, s.replay_max_samples)
+        inputs = read_ranges(self.bus, ranges, s.read_timeout_s)
         out_dir = s.work_dir / f"{version}-{self.worker_id}"
         shutil.rmtree(out_dir, ignore_errors=True)
         reporter = StepReporter(job.kind, f"{job.kind} {version}", keeper)
@@ -278,6 +293,7 @@ class TrainerWorker:
                 "base_dir": str(base_dir),
                 "invalid_samples": inputs.invalid,
                 "samples": len(inputs),
+                "replayed_records": sum(r.count for r in ranges) - sum(r.count for r in job.inputs),
                 **{f"metric.{k}": v for k, v in result.metrics.items()},
                 **{f"config.{k}": v for k, v in _flat(output.settings.model_dump()).items()},
             }
@@ -290,7 +306,7 @@ class TrainerWorker:
                 job_id=job.job_id,
                 job_kind=job.kind,
                 training=training,
-                lineage=job.inputs,
+                lineage=ranges,  # the job's ranges and the replay before them: exactly what was read
                 eval=report,
                 status=status,
                 created_ts=datetime.now(UTC),

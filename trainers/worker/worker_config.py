@@ -48,6 +48,25 @@ class TrainerWorkerSettings(BaseModel):
     read_timeout_s: float = Field(
         default=60.0, gt=0, description="Give up reading a job's sample ranges after this long."
     )
+    read_batch: int = Field(
+        default=64,
+        gt=0,
+        description="Jobs read from trainer.jobs per poll; all waiting jobs are read before one is taken.",
+    )
+    replay_share: float = Field(
+        default=0.5,
+        ge=0,
+        description="A policy job also reads earlier samples of its partitions, up to this share of its own "
+        "(a bounded replay of curated data before its ranges; 0 = its ranges only).",
+    )
+    reward_replay_share: float = Field(
+        default=1.0,
+        ge=0,
+        description="The same for reward-model jobs, which train from scratch and so want more history.",
+    )
+    replay_max_samples: int = Field(
+        default=4000, ge=0, description="At most this many replayed records per job, whatever the share."
+    )
     retry_backoff_s: float = Field(
         default=2.0, ge=0, description="Wait before looking at a job whose lease another worker holds."
     )

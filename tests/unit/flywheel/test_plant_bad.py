@@ -1,8 +1,8 @@
 """`--plant-bad N` plants exactly generation N, whatever policy jobs wait in trainer.jobs.
 
 The orchestrator queues the planted job when the N−1 generations before it are decided
-(the worker holds after every generation, so nothing trains in between), and the worker
-skips the policy jobs queued before it (superseded)."""
+(the worker holds after every generation, so nothing trains in between) with priority,
+and the worker skips the policy jobs queued before it (superseded by a newer job)."""
 
 from __future__ import annotations
 
@@ -56,6 +56,13 @@ def _decide(tracker: _Tracker, version: str, action: str = "promote") -> None:
         ),
         1.0,
     )
+
+
+def _superseded(kind: str) -> float:
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value("flywheel_trainers_jobs_total", {"kind": kind, "outcome": "superseded"})
+    return value or 0.0
 
 
 def _job(job_id: str, created: datetime, kind: str = "sft") -> TrainJobRequest:
@@ -134,7 +141,7 @@ def test_queued_policy_jobs_are_superseded_and_the_planted_job_is_generation_n(
     assert plant_due(2, tracker)
 
     planted_at = datetime.now(UTC)
-    worker.supersede_policy_jobs(planted_at)
+    superseded_before = {k: _superseded(k) for k in ("sft", "dpo")}
     runtime = SimpleNamespace(
         topics=topics, bus=bus, run_id="run", config=DemoConfig(model="policy", plant_bad_generation=2)
     )
@@ -142,13 +149,12 @@ def test_queued_policy_jobs_are_superseded_and_the_planted_job_is_generation_n(
     submit(_job("h4", planted_at + timedelta(seconds=1)))  # claimed after the plant: waits behind it
     worker.resume()
 
-    outcomes = [worker.run_once(timeout_s=2) for _ in range(4)]
+    outcomes = [worker.run_once(timeout_s=2) for _ in range(2)]
     assert [(o.job_id, o.outcome) for o in outcomes if o is not None] == [
-        ("h2", "superseded"),
-        ("r1", "published"),  # reward models are not generations: never superseded
-        ("h3", "superseded"),
+        ("r1", "published"),  # reward models first; they are not generations: never superseded
         ("dpo-planted-run", "rejected"),
     ]
+    assert {k: _superseded(k) - v for k, v in superseded_before.items()} == {"sft": 1, "dpo": 1}  # h2, h3
     assert [j.job_id for j in trained] == ["h1", "r1", "dpo-planted-run"]
     assert trained[-1].config == {"num_candidates": 0}  # the corrupted pairs alone
     for o in outcomes:

@@ -96,7 +96,6 @@ def test_hold_after_publish_takes_no_new_job_until_resumed(tmp_path: Path) -> No
     bus.create_topics(topics.specs())
     ranges = produce_sft_samples(bus, topics, 16)
     submit_job(bus, topics, "job-hold-1", ranges)
-    submit_job(bus, topics, "job-hold-2", ranges)
     settings = small_worker_settings(
         tmp_path, gate={"prompts_per_character": 2, "if_tolerance": 1.0, "violation_tolerance": 1.0}
     )
@@ -106,6 +105,8 @@ def test_hold_after_publish_takes_no_new_job_until_resumed(tmp_path: Path) -> No
         first = wait_until(lambda: _manifests(bus, topics), 300, every_s=0.2, what="the first checkpoint")
         wait_until(lambda: worker.paused, 30, what="the worker to pause after publishing")  # right after committing
         assert [m.status for m in first] == ["published"]
+        # Queued once the first was taken (one queued with it would have superseded it).
+        submit_job(bus, topics, "job-hold-2", ranges)
         # Absence is only seen over a window: an unpaused worker takes the next job's lease
         # within one poll of trainer.jobs (1 s), so 2 s without it shows the hold.
         time.sleep(2.0)

@@ -20,12 +20,23 @@ class MetricResult(Message):
     baseline: float
     candidate: float
     lift: float = Field(description="candidate − baseline (absolute).")
-    ci_low: float
+    ci_low: float = Field(description="Always-valid interval of the lift: the intersection of every look's so far.")
     ci_high: float
     p_value: float = Field(description="Always-valid p-value (running minimum).")
     n_baseline: int
     n_candidate: int
     verdict: MetricVerdict
+    variance: Literal["bernoulli", "normal", "session", "session_cuped"] = Field(
+        default="bernoulli",
+        description="How the variance of the lift was estimated: per unit as independent "
+        "draws (bernoulli, or normal for a mean), or with sessions as the units of a per-reply "
+        "rate (delta method; session_cuped: and adjusted by CUPED, baseline and candidate "
+        "then being the adjusted rates).",
+    )
+    design_effect: float | None = Field(
+        default=None,
+        description="The lift's variance over what independent replies would give (session variances only).",
+    )
 
 
 class CanaryDecision(Message):

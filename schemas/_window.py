@@ -129,6 +129,60 @@ class WindowCounters(EngagementRates):
         "Events of this arm that arrived after their window had closed (counted in the next emitted window).",
         gauge=False,
     )
+    # Per-session sums for cluster-robust (delta-method) variances of the per-reply rates:
+    # replies of one conversation are not independent, so the canary takes sessions as the
+    # units. Each session adds its totals once, in the window of its end (where `sessions`
+    # counts it), so these add up exactly across windows and partitions.
+    session_replies: int = counter(
+        "Replies decided in the sessions counted in `sessions` (n per session, summed).", gauge=False
+    )
+    session_replies_sq: int = counter("Sum over those sessions of n squared.", gauge=False)
+    session_continued: int = counter("Continued replies of those sessions (c per session, summed).", gauge=False)
+    session_continued_sq: int = counter("Sum over those sessions of c squared.", gauge=False)
+    session_continued_x_replies: int = counter("Sum over those sessions of c times n.", gauge=False)
+    session_violations: int = counter("Replies of those sessions that broke the content policy.", gauge=False)
+    session_violations_sq: int = counter("Sum over those sessions of their violations squared.", gauge=False)
+    session_violations_x_replies: int = counter("Sum over those sessions of violations times n.", gauge=False)
+    session_instruction_following: int = counter(
+        "Replies of those sessions that followed the character's instructions.", gauge=False
+    )
+    session_instruction_following_sq: int = counter(
+        "Sum over those sessions of their instruction-following replies squared.", gauge=False
+    )
+    session_instruction_following_x_replies: int = counter(
+        "Sum over those sessions of instruction-following replies times n.", gauge=False
+    )
+    session_latency_tail: list[int] = field(
+        default_factory=_no_latencies,
+        metadata=counter_metadata(
+            "Per LATENCY_BUCKETS_MS bucket b: replies of those sessions slower than bucket b "
+            "(in a later bucket), summed over the sessions.",
+            gauge=False,
+        ),
+    )
+    session_latency_tail_sq: list[int] = field(
+        default_factory=_no_latencies,
+        metadata=counter_metadata("Per bucket b: the sum over sessions of that tail count squared.", gauge=False),
+    )
+    session_latency_tail_x_replies: list[int] = field(
+        default_factory=_no_latencies,
+        metadata=counter_metadata("Per bucket b: the sum over sessions of that tail count times n.", gauge=False),
+    )
+    # CUPED: each reply's covariate is its user's continue rate before the experiment began
+    # (the pre-period, see streams.processors._signals_users).
+    covariate_sum: float = counter(
+        "Sum over `responses` of each reply's covariate: its user's pre-period continue rate.",
+        default=0.0,
+        gauge=False,
+    )
+    session_covariate: float = counter(
+        "Sum over the sessions counted in `sessions` of a, the sum of their replies' covariates.",
+        default=0.0,
+        gauge=False,
+    )
+    session_covariate_sq: float = counter("Sum over those sessions of a squared.", default=0.0, gauge=False)
+    session_covariate_x_replies: float = counter("Sum over those sessions of a times n.", default=0.0, gauge=False)
+    session_covariate_x_continued: float = counter("Sum over those sessions of a times c.", default=0.0, gauge=False)
 
     @classmethod
     def counter_fields(cls) -> tuple[Field[Any], ...]:

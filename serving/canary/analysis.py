@@ -1,25 +1,36 @@
 """From per-arm window aggregates to metric results and a decision. Pure: no I/O.
 
-Goals (two-sided mSPRT, τ = MDE): continue rate (per response), depth (user turns per
-session), breadth (users engaged / users active on the arm, per window). Guardrails (one-sided: the two-sided
-mixture at 2α, rejecting only in the harmful direction; τ = tolerance): violation rate,
-instruction-following rate, error rate, and the share of responses slower than the
-baseline's p95 latency bucket.
+Goals (two-sided mSPRT, τ tuned to the MDE): continue rate (per response), depth (user
+turns per session), breadth (users engaged / users active on the arm, per window).
+Guardrails (one-sided: the two-sided mixture at 2α, rejecting only in the harmful
+direction; τ tuned to the tolerance): violation rate, instruction-following rate, error
+rate, and the share of responses slower than the baseline's p95 latency bucket.
+
+Per-reply rates (continue, violation, instruction-following, slow replies) take sessions
+as the units of their variance (delta method on the per-session sums the signals
+processor emits), since a conversation's replies are not independent; the continue rate
+is CUPED-adjusted on the users' pre-period continue rate when ``CanaryConfig.cuped``.
+Windows of a processor that emits no per-session sums fall back to independent replies.
+
+``p_min``, the experiment's running state (``Experiment.p_min``), holds per metric the
+running minimum p-value (``<name>``, and per direction ``<name>:+`` / ``<name>:-``) and
+the running intersection of its always-valid intervals (``<name>:lo`` / ``<name>:hi``),
+and per step share the running minimum of the sample-ratio p-value (``srm@<share bp>``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal, TypeVar, overload
+from typing import TypeVar, overload
 
 import numpy as np
 
-from schemas import ArmWindowAggregate, CanaryAction, MetricResult, MetricVerdict, WindowCounters
+from schemas import ArmWindowAggregate, CanaryAction, MetricResult, WindowCounters
 from serving.canary import stats
+from serving.canary._judge import bernoulli, per_reply_rate, result, session_sums, slow_session_sums
 from serving.canary.canary_config import GOALS, GUARDRAILS, CanaryConfig
 
-Role = Literal["goal", "guardrail"]
 # Guardrail → sign of harm: +1 when a higher candidate value is worse.
 _HARM_SIGN = {
     "violation_rate": 1.0,
@@ -92,102 +103,6 @@ def lift_summary(metrics: Iterable[MetricResult]) -> dict[str, float | int | Non
     return out
 
 
-def _bernoulli(
-    name: str,
-    role: Role,
-    sb: int,
-    nb: int,
-    sc: int,
-    nc: int,
-    tau2: float,
-    alpha: float,
-    p_min: dict[str, float],
-    harm_sign: float = 0.0,
-) -> MetricResult:
-    pb = sb / nb if nb else 0.0
-    pc = sc / nc if nc else 0.0
-    var = float(stats.bernoulli_diff_var(pb, nb, pc, nc))
-    return _result(name, role, pb, pc, nb, nc, var, tau2, alpha, p_min, harm_sign)
-
-
-MIN_UNITS = 30
-"""Units (responses, sessions, users) each arm needs before a metric can be judged."""
-
-
-def _result(
-    name: str,
-    role: Role,
-    mb: float,
-    mc: float,
-    nb: int,
-    nc: int,
-    var: float,
-    tau2: float,
-    alpha: float,
-    p_min: dict[str, float],
-    harm_sign: float,
-) -> MetricResult:
-    lift = mc - mb
-    if nb == 0 or nc == 0 or not np.isfinite(var):
-        return MetricResult(
-            name=name,
-            role=role,
-            baseline=mb,
-            candidate=mc,
-            lift=0.0,
-            ci_low=0.0,
-            ci_high=0.0,
-            p_value=p_min.get(name, 1.0),
-            n_baseline=nb,
-            n_candidate=nc,
-            verdict="no_data",
-        )
-    var = max(var, 1e-12)  # a degenerate arm (all 0 or all 1) still has sampling uncertainty
-    level = alpha if role == "goal" else 2 * alpha  # guardrails: one-sided α from the two-sided 2α mixture
-    if min(nb, nc) < MIN_UNITS:
-        # A plug-in variance from a handful of units is no variance at all (one session, p̂ = 0):
-        # report the numbers, judge nothing, and keep these looks out of the running p-values.
-        half = float(stats.confidence_halfwidth(var, tau2, level))
-        return MetricResult(
-            name=name,
-            role=role,
-            baseline=mb,
-            candidate=mc,
-            lift=lift,
-            ci_low=lift - half,
-            ci_high=lift + half,
-            p_value=p_min.get(name, 1.0),
-            n_baseline=nb,
-            n_candidate=nc,
-            verdict="inconclusive",
-        )
-    p_now = float(stats.msprt_p_value(lift, var, tau2))
-    # Running minima per direction, so evidence of a gain is never read as evidence of a loss.
-    up = p_min[f"{name}:+"] = min(p_min.get(f"{name}:+", 1.0), p_now if lift > 0 else 1.0)
-    down = p_min[f"{name}:-"] = min(p_min.get(f"{name}:-", 1.0), p_now if lift < 0 else 1.0)
-    p = p_min[name] = min(up, down)
-    half = float(stats.confidence_halfwidth(var, tau2, level))
-    verdict: MetricVerdict
-    if role == "goal":
-        verdict = "worse" if down <= level else "better" if up <= level else "inconclusive"
-    else:
-        harm_p = up if harm_sign > 0 else down
-        verdict = "breach" if harm_p <= level else "inconclusive"
-    return MetricResult(
-        name=name,
-        role=role,
-        baseline=mb,
-        candidate=mc,
-        lift=lift,
-        ci_low=lift - half,
-        ci_high=lift + half,
-        p_value=p,
-        n_baseline=nb,
-        n_candidate=nc,
-        verdict=verdict,
-    )
-
-
 def _slow_counts(buckets: list[int], edge: int) -> tuple[int, int]:
     return int(sum(buckets[edge + 1 :])), int(sum(buckets))
 
@@ -221,17 +136,18 @@ def analyse(
     tested against the share for sample-ratio mismatch.
     """
     ga, gr = config.goal_alpha, config.guardrail_alpha
+    arms = (base, cand)
     results = [
-        _bernoulli(
+        per_reply_rate(
             "continue_rate",
             "goal",
-            base.continued,
-            base.responses,
-            cand.continued,
-            cand.responses,
-            stats.tau2_for_mde(config.mde["continue_rate"]),
+            ((base.continued, base.responses), (cand.continued, cand.responses)),
+            arms,
+            session_sums("continued"),
+            config.tau2("continue_rate"),
             ga,
             p_min,
+            cuped=config.cuped,
         ),
     ]
     mb, mc = base.mean_depth, cand.mean_depth
@@ -239,7 +155,7 @@ def analyse(
     vc = max(0.0, cand.user_turns_sq / cand.sessions - mc * mc) if cand.sessions else 0.0
     var = float(stats.mean_diff_var(vb, base.sessions, vc, cand.sessions))
     results.append(
-        _result(
+        result(
             "depth",
             "goal",
             mb,
@@ -247,38 +163,35 @@ def analyse(
             base.sessions,
             cand.sessions,
             var,
-            stats.tau2_for_mde(config.mde["depth"]),
+            config.tau2("depth"),
             ga,
             p_min,
             0.0,
+            method="normal",
         )
     )
     results.append(
-        _bernoulli(
+        bernoulli(
             "breadth",
             "goal",
             base.users_engaged,
             base.users_active,
             cand.users_engaged,
             cand.users_active,
-            stats.tau2_for_mde(config.mde["breadth"]),
+            config.tau2("breadth"),
             ga,
             p_min,
         )
     )
     tol = config.tolerance
-
-    def t2(name: str) -> float:
-        return stats.tau2_for_mde(max(tol[name], 1e-3))
-
+    t2 = config.tau2
     results.append(
-        _bernoulli(
+        per_reply_rate(
             "violation_rate",
             "guardrail",
-            base.violations,
-            base.responses,
-            cand.violations,
-            cand.responses,
+            ((base.violations, base.responses), (cand.violations, cand.responses)),
+            arms,
+            session_sums("violations"),
             t2("violation_rate"),
             gr,
             p_min,
@@ -286,13 +199,12 @@ def analyse(
         )
     )
     results.append(
-        _bernoulli(
+        per_reply_rate(
             "instruction_following_rate",
             "guardrail",
-            base.instruction_following,
-            base.responses,
-            cand.instruction_following,
-            cand.responses,
+            ((base.instruction_following, base.responses), (cand.instruction_following, cand.responses)),
+            arms,
+            session_sums("instruction_following"),
             t2("instruction_following_rate"),
             gr,
             p_min,
@@ -300,7 +212,7 @@ def analyse(
         )
     )
     results.append(
-        _bernoulli(
+        bernoulli(
             "error_rate",
             "guardrail",
             base.errors,
@@ -314,11 +226,17 @@ def analyse(
         )
     )
     edge = _p95_edge(base.latency_buckets)
-    sb, nb = _slow_counts(base.latency_buckets, edge)
-    sc, nc = _slow_counts(cand.latency_buckets, edge)
     results.append(
-        _bernoulli(
-            "latency_over_baseline_p95", "guardrail", sb, nb, sc, nc, t2("latency_over_baseline_p95"), gr, p_min, 1.0
+        per_reply_rate(
+            "latency_over_baseline_p95",
+            "guardrail",
+            (_slow_counts(base.latency_buckets, edge), _slow_counts(cand.latency_buckets, edge)),
+            arms,
+            slow_session_sums(edge),
+            t2("latency_over_baseline_p95"),
+            gr,
+            p_min,
+            1.0,
         )
     )
     # A guardrail whose whole interval of harm lies below its tolerance is shown to be fine.
@@ -332,7 +250,15 @@ def analyse(
     srm = None
     expected_min = sum(step_users) * min(share_bp, 10_000 - share_bp) / 10_000 if step_users else 0.0
     if step_users is not None and 0 < share_bp < 10_000 and expected_min >= config.srm_min_expected:
-        srm = stats.srm_p_value([step_users[0], step_users[1]], [10_000 - share_bp, share_bp])
+        # Sequential: the running minimum of an always-valid p-value per step, so that
+        # looking after every window does not add false alarms; one test per step with a
+        # split share (Bonferroni) of srm_alpha, so srm_alpha bounds a whole experiment's.
+        p_now = float(
+            stats.srm_sequential_p_value(step_users[1], step_users[0], share_bp / 10_000, config.srm_prior_units)
+        )
+        key = f"srm@{share_bp}"
+        p_min[key] = min(p_min.get(key, 1.0), p_now)
+        srm = min(1.0, p_min[key] * config.srm_tests)
     rate = base.continued / base.responses if base.responses else 0.5
     return Analysis(tuple(final), srm, base.responses, cand.responses, horizon_n(config, rate))
 

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from serving.canary.stats import tau2_for_mde
+
 GOALS = ("continue_rate", "depth", "breadth")
 GUARDRAILS = ("violation_rate", "instruction_following_rate", "error_rate", "latency_over_baseline_p95")
 
@@ -24,7 +26,18 @@ class CanaryConfig(BaseModel):
         default=0.05, gt=0, lt=0.5, description="Family-wise error rate of a wrong promote or rollback."
     )
     srm_alpha: float = Field(
-        default=0.001, gt=0, lt=0.5, description="Sample-ratio-mismatch p-value below which the experiment halts."
+        default=0.001,
+        gt=0,
+        lt=0.5,
+        description="Probability that an experiment without a sample-ratio mismatch halts on one anyway, "
+        "over all its looks and steps: each step's sequential test gets an equal share.",
+    )
+    srm_prior_units: float = Field(
+        default=500.0,
+        gt=0,
+        description="Concentration κ of the sample-ratio test's beta mixture over the "
+        "candidate's true share (about the users at which a mismatch should show): larger "
+        "finds smaller mismatches in long steps, smaller finds large ones sooner.",
     )
     mde: dict[str, float] = Field(
         default_factory=lambda: {"continue_rate": 0.03, "depth": 0.3, "breadth": 0.03},
@@ -80,6 +93,12 @@ class CanaryConfig(BaseModel):
         default="rollback", description="Reaction when the horizon is reached without evidence."
     )
     poll_interval_s: float = Field(default=10.0, gt=0, description="How often `flywheel serve` evaluates the canary.")
+    cuped: bool = Field(
+        default=True,
+        description="Adjust the continue rate by CUPED on each user's pre-period continue rate "
+        "(the signals processor's covariate): same expected lift, smaller variance when users "
+        "differ from one another. Off: the plain per-reply rate, sessions as units.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> CanaryConfig:
@@ -106,3 +125,15 @@ class CanaryConfig(BaseModel):
     def guardrail_alpha(self) -> float:
         """Per-guardrail one-sided level."""
         return self.alpha / 2 / len(GUARDRAILS)
+
+    @property
+    def srm_tests(self) -> int:
+        """Steps with a sample-ratio test (those with both arms: a share below 100 %)."""
+        return max(1, sum(1 for share in self.steps_bp if share < 10_000))
+
+    def tau2(self, metric: str) -> float:
+        """mSPRT mixture variance of ``metric``, tuned to its MDE (goals) or tolerance
+        (guardrails, at their one-sided level) by ``stats.tau2_for_mde``."""
+        if metric in GOALS:
+            return tau2_for_mde(self.mde[metric], self.goal_alpha)
+        return tau2_for_mde(max(self.tolerance[metric], 1e-3), 2 * self.guardrail_alpha)

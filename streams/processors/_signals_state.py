@@ -4,10 +4,12 @@ Entries:
 
 - ``s|<conversation id>`` → :class:`SessionState` (a tombstone once it ended);
 - ``w|<arm>|<model version>|<window start ms>`` → :class:`WindowState`, while open;
+- ``u|<user id>`` → :class:`UserHistory`, the user's continue rate before the current
+  experiment (the covariate of CUPED);
 - ``__meta__`` → :class:`SignalsMeta`.
 
-The codec writes state version 2 and reads 1 (the untyped dicts of earlier builds); see
-``streams.processors._codec``.
+The codec writes state version 3 and reads 2 (no session totals, no user histories) and
+1 (the untyped dicts of earlier builds); see ``streams.processors._codec``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, ClassVar
 
 from pydantic_core import to_json
 
-from schemas import WindowCounters
+from schemas import LATENCY_BUCKETS_MS, WindowCounters
 from streams.processors._base import META, PartitionMeta
 from streams.processors._codec import VersionedCodec, int_keys
 from streams.processors._lifecycle import PendingEnd
@@ -36,6 +38,44 @@ class ReplyState:
     latency_ms: float
     feedback: list[str]
     """Feedback kinds for this reply (each once, in arrival order)."""
+
+
+def _no_latencies() -> list[int]:
+    return [0] * len(LATENCY_BUCKETS_MS)
+
+
+@dataclass(slots=True)
+class SessionTotals:
+    """What a session's decided replies on its own arm and model version add up to: at its
+    end, the window adds these (and their squares and cross products) to its per-session
+    sums, the units of the canary's cluster-robust variances."""
+
+    replies: int = 0
+    continued: int = 0
+    violations: int = 0
+    instruction_following: int = 0
+    latency_buckets: list[int] = field(default_factory=_no_latencies)
+    """Replies per LATENCY_BUCKETS_MS bucket."""
+    covariate: float = 0.0
+    """Sum of the replies' covariates (their user's pre-period continue rate)."""
+
+
+@dataclass(slots=True)
+class UserHistory:
+    """One user's decided replies, split at the start of the current experiment (the
+    first reply or session of a new candidate version this partition saw): what came
+    before is the pre-period whose continue rate is CUPED's covariate; what came after
+    joins the pre-period of the next experiment."""
+
+    pre_replies: int = 0
+    pre_continued: int = 0
+    replies: int = 0
+    """Since ``split_ms``."""
+    continued: int = 0
+    split_ms: int = 0
+    """The experiment start the counts are split at."""
+    last_ms: int = 0
+    """Time of the user's last decided reply (the history is forgotten after ``user_history_s``)."""
 
 
 @dataclass(slots=True)
@@ -68,6 +108,8 @@ class SessionState:
     n_replies: int = 0
     ended_ms: int | None = None
     pending_end: PendingEnd | None = None
+    totals: SessionTotals = field(default_factory=SessionTotals)
+    """Its decided replies' outcomes, for the per-session sums of its end window."""
 
     def close(self, ended_ms: int) -> None:
         """Keep what late events need (who, arm, decided replies); drop the rest."""
@@ -100,6 +142,14 @@ class SignalsMeta(PartitionMeta):
     """Windows starting before this are closed (emitted and forgotten)."""
     late_events: dict[str, int] = field(default_factory=dict)
     """Arm → late events since its last emitted window."""
+    experiments: dict[str, int] = field(default_factory=dict)
+    """Candidate version → event time this partition first saw it (the latest few): the
+    latest one ends the users' pre-period."""
+
+    @property
+    def experiment_ms(self) -> int:
+        """Start of the current experiment (0 before any)."""
+        return max(self.experiments.values(), default=0)
 
 
 def window_key(arm: str, model_version: str, start_ms: int) -> str:
@@ -112,35 +162,40 @@ _COUNTERS = WindowCounters.counter_names()
 class SignalsCodec(VersionedCodec):
     """SignalsMeta, SessionState and WindowState ↔ changelog bytes.
 
-    Version 2: ``[2, ...]`` arrays, fields in the order written below; a window's
+    Version 3: ``[3, ...]`` arrays, fields in the order written below; a window's
     counters by name (windows are few and a new counter then needs no new version).
-    Version 1: the dicts of earlier builds (see ``_decode_v1_*``).
+    Version 2 is version 3 without the session's totals, the meta's experiments and the
+    user histories (sessions restored from it start their totals at 0). Version 1: the
+    dicts of earlier builds (see ``_decode_v1_*``).
     """
 
-    version: ClassVar[int] = 2
-    reads: ClassVar[frozenset[int]] = frozenset({1, 2})
+    version: ClassVar[int] = 3
+    reads: ClassVar[frozenset[int]] = frozenset({1, 2, 3})
 
     def new_meta(self) -> SignalsMeta:
         return SignalsMeta()
 
     def encode_meta(self, meta: SignalsMeta) -> bytes:
-        return to_json([2, meta.offset, meta.watermark_ms, meta.closed_until_ms, meta.late_events])
+        return to_json([3, meta.offset, meta.watermark_ms, meta.closed_until_ms, meta.late_events, meta.experiments])
 
     def decode_meta(self, raw: bytes) -> SignalsMeta:
         version, doc = self.read(META, raw)
         if version == 1:
             return SignalsMeta(doc["offset"], doc["wm"], doc.get("cu", 0), doc.get("late", {}))
-        _, offset, watermark_ms, closed_until_ms, late_events = doc
-        return SignalsMeta(offset, watermark_ms, closed_until_ms, late_events)
+        offset, watermark_ms, closed_until_ms, late_events = doc[1:5]
+        return SignalsMeta(offset, watermark_ms, closed_until_ms, late_events, doc[5] if version >= 3 else {})
 
     def encode(self, key: str, value: Any) -> bytes:
         if key.startswith("s|"):
             return _encode_session(value)
+        if key.startswith("u|"):
+            u: UserHistory = value
+            return to_json([3, u.pre_replies, u.pre_continued, u.replies, u.continued, u.split_ms, u.last_ms])
         w: WindowState = value
         counts = w.counters
         return to_json(
             [
-                2,
+                3,
                 w.arm,
                 w.model_version,
                 w.start_ms,
@@ -158,6 +213,8 @@ class SignalsCodec(VersionedCodec):
             return _decode_v1_session(doc) if session else _decode_v1_window(key, doc)
         if session:
             return _decode_session(doc)
+        if key.startswith("u|"):
+            return UserHistory(*doc[1:])
         _, arm, model_version, start_ms, counts, assigned, engaged, active = doc
         return WindowState(
             arm,
@@ -173,9 +230,10 @@ class SignalsCodec(VersionedCodec):
 def _encode_session(s: SessionState) -> bytes:
     # Hot: every session an event touched, at every commit. Built in place (~3.6 µs).
     pending = s.pending_end
+    t = s.totals
     return to_json(
         [
-            2,
+            3,
             s.user_id,
             s.conversation_id,
             s.character_id,
@@ -204,11 +262,13 @@ def _encode_session(s: SessionState) -> bytes:
             s.n_replies,
             s.ended_ms,
             None if pending is None else [pending.ts_ms, pending.reason],
+            [t.replies, t.continued, t.violations, t.instruction_following, t.latency_buckets, t.covariate],
         ]
     )
 
 
 def _decode_session(doc: list[Any]) -> SessionState:
+    totals = SessionTotals(*doc[17]) if doc[0] >= 3 else SessionTotals()
     (
         _,
         user,
@@ -227,7 +287,7 @@ def _decode_session(doc: list[Any]) -> SessionState:
         n_replies,
         ended,
         pending,
-    ) = doc
+    ) = doc[:17]
     return SessionState(
         user_id=user,
         conversation_id=conv,
@@ -245,6 +305,7 @@ def _decode_session(doc: list[Any]) -> SessionState:
         n_replies=n_replies,
         ended_ms=ended,
         pending_end=None if pending is None else PendingEnd(*pending),
+        totals=totals,
     )
 
 

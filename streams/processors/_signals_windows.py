@@ -12,7 +12,7 @@ from schemas import ENGAGEMENT_SIGNALS, LATENCY_BUCKETS_MS, ArmWindowAggregate
 from streams.processors._base import Output, PartitionState, SourcePartition
 from streams.processors._events import from_ms
 from streams.processors._metrics import WindowGauges
-from streams.processors._signals_state import ReplyState, SignalsMeta, WindowState
+from streams.processors._signals_state import ReplyState, SessionTotals, SignalsMeta, WindowState
 
 State = PartitionState[SignalsMeta]
 _N_BUCKETS = len(LATENCY_BUCKETS_MS)
@@ -57,9 +57,25 @@ class ArmWindows:
         return window
 
     def reply_decided(
-        self, source: SourcePartition, state: State, reply: ReplyState, continued: bool, decided_ms: int
+        self,
+        source: SourcePartition,
+        state: State,
+        reply: ReplyState,
+        continued: bool,
+        decided_ms: int,
+        covariate: float,
+        session: SessionTotals | None,
     ) -> None:
-        """A reply's outcome, in the window of the moment it was decided."""
+        """A reply's outcome, in the window of the moment it was decided; added to
+        ``session``'s totals too (None: the reply is not on the session's arm and version)."""
+        bucket = latency_bucket(reply.latency_ms)
+        if session is not None:
+            session.replies += 1
+            session.continued += continued
+            session.violations += reply.violation
+            session.instruction_following += reply.instruction_following
+            session.latency_buckets[bucket] += 1
+            session.covariate += covariate
         w = self.window(source, state, reply.arm, reply.model_version, decided_ms)
         if w is not None:
             counts = w.counters
@@ -68,18 +84,55 @@ class ArmWindows:
             counts.instruction_following += reply.instruction_following
             counts.violations += reply.violation
             counts.latency_ms_sum += reply.latency_ms
-            counts.latency_buckets[latency_bucket(reply.latency_ms)] += 1
+            counts.latency_buckets[bucket] += 1
+            counts.covariate_sum += covariate
 
     def session_ended(
-        self, source: SourcePartition, state: State, arm: str, mv: str, turns: int, decided_ms: int
+        self,
+        source: SourcePartition,
+        state: State,
+        arm: str,
+        mv: str,
+        turns: int,
+        decided_ms: int,
+        totals: SessionTotals,
     ) -> None:
-        """A session of ``turns`` user turns, in the window of its end."""
+        """A session of ``turns`` user turns, in the window of its end, with its replies'
+        per-session sums (each session adds its squares once: they add up across windows)."""
         w = self.window(source, state, arm, mv, decided_ms)
         if w is not None:
             counts = w.counters
             counts.sessions += 1
             counts.user_turns += turns
             counts.user_turns_sq += turns * turns
+            n, c, v, f, a = (
+                totals.replies,
+                totals.continued,
+                totals.violations,
+                totals.instruction_following,
+                totals.covariate,
+            )
+            counts.session_replies += n
+            counts.session_replies_sq += n * n
+            counts.session_continued += c
+            counts.session_continued_sq += c * c
+            counts.session_continued_x_replies += c * n
+            counts.session_violations += v
+            counts.session_violations_sq += v * v
+            counts.session_violations_x_replies += v * n
+            counts.session_instruction_following += f
+            counts.session_instruction_following_sq += f * f
+            counts.session_instruction_following_x_replies += f * n
+            counts.session_covariate += a
+            counts.session_covariate_sq += a * a
+            counts.session_covariate_x_replies += a * n
+            counts.session_covariate_x_continued += a * c
+            tail = 0
+            for b in range(_N_BUCKETS - 1, -1, -1):  # tail[b] = replies in buckets after b
+                counts.session_latency_tail[b] += tail
+                counts.session_latency_tail_sq[b] += tail * tail
+                counts.session_latency_tail_x_replies[b] += tail * n
+                tail += totals.latency_buckets[b]
 
     # -- closing -------------------------------------------------------------------------
     def close(self, source: SourcePartition, state: State, wm: int, out: list[Output]) -> None:

@@ -51,6 +51,7 @@ from streams.processors._events import bump, from_ms, to_ms
 from streams.processors._lifecycle import ConversationLifecycle
 from streams.processors._metrics import WindowGauges, processor_metrics
 from streams.processors._signals_state import ReplyState, SessionState, SignalsCodec, SignalsMeta, WindowState
+from streams.processors._signals_users import UserHistories
 from streams.processors._signals_windows import ArmWindows
 from streams.processors.signals_config import SignalsConfig
 
@@ -89,6 +90,7 @@ class SignalsProcessor(EventTimeProcessor[SignalsMeta]):
         )
         self._metrics = processor_metrics()
         self._windows = ArmWindows(self.config.window_s, self._grace, WindowGauges(self._metrics))
+        self._users = UserHistories(self.config.user_history_s * 1000)
         self._quiet_ms = None if self.config.quiet_partition_s is None else int(self.config.quiet_partition_s * 1000)
         self._last_seen: dict[SourcePartition, tuple[int, int]] = {}  # source -> (last offset, wall ms first seen)
 
@@ -96,10 +98,12 @@ class SignalsProcessor(EventTimeProcessor[SignalsMeta]):
     def _on_restore(self, source: SourcePartition, state: State) -> None:
         self._lifecycle.restore(source, state)
         self._windows.restore(source, state)
+        self._users.restore(source, state)
 
     def _on_drop(self, source: SourcePartition) -> None:
         self._lifecycle.drop(source)
         self._windows.drop(source)
+        self._users.drop(source)
         self._last_seen.pop(source, None)
 
     # -- records ---------------------------------------------------------------------
@@ -127,6 +131,7 @@ class SignalsProcessor(EventTimeProcessor[SignalsMeta]):
         elif isinstance(event, UserFeedbackEvent):
             self._on_feedback(sess, event)
         elif isinstance(event, SessionStartedEvent):
+            self._users.saw(state, event, t)
             if sess.started_ms is None and sess.ended_ms is None:
                 sess.started_ms = t
                 self._learn_arm(source, state, sess, event.arm, event.model_version)
@@ -197,6 +202,7 @@ class SignalsProcessor(EventTimeProcessor[SignalsMeta]):
         if req in sess.replies or req in sess.decided:
             self._metrics.dropped.labels(self.name, "duplicate_response").inc()
             return
+        self._users.saw(state, event, t)
         self._learn_arm(source, state, sess, event.arm, event.model_version)
         w = self._windows.window(source, state, event.arm, event.model_version, t)
         if w is not None:  # the user is present on the arm in this window, engaged or not
@@ -296,7 +302,7 @@ class SignalsProcessor(EventTimeProcessor[SignalsMeta]):
             end_reason=reason,
         )
         out.append(Output(ENGAGEMENT_SIGNALS, sess.user_id, summary.to_json_bytes()))
-        self._windows.session_ended(source, state, sess.arm, sess.model_version, turns, decided)
+        self._windows.session_ended(source, state, sess.arm, sess.model_version, turns, decided, sess.totals)
 
     def _finalise(
         self,
@@ -328,11 +334,14 @@ class SignalsProcessor(EventTimeProcessor[SignalsMeta]):
             finalized_by=by,
         )
         out.append(Output(ENGAGEMENT_SIGNALS, sess.user_id, outcome.to_json_bytes()))
-        self._windows.reply_decided(source, state, reply, continued, decided)
+        x = self._users.decided(source, state, sess.user_id, continued, decided)
+        own = reply.arm == sess.arm and reply.model_version == sess.model_version and sess.ended_ms is None
+        self._windows.reply_decided(source, state, reply, continued, decided, x, sess.totals if own else None)
 
     def _fire(self, source: SourcePartition, state: State, wm: int, out: list[Output]) -> None:
         self._lifecycle.fire(source, state, wm, out)
         self._windows.close(source, state, wm, out)
+        self._users.forget(source, state, wm)
 
     def _advance(self, source: SourcePartition, state: State, now_ms: int) -> list[Output]:
         """Quiet partitions (``quiet_partition_s``): event time follows the wall clock once no

@@ -30,6 +30,12 @@ class SignalsConfig(BaseModel):
         gt=0,
         description="A session with no event for this long (event time) is closed with end_reason 'idle_timeout'.",
     )
+    user_history_s: int = Field(
+        default=30 * 86400,
+        gt=0,
+        description="How long (event time) a user's pre-period continue rate, the "
+        "covariate of the canary's CUPED adjustment, is kept after the user's last reply.",
+    )
     quiet_partition_s: float | None = Field(
         default=None,
         gt=0,

@@ -97,6 +97,21 @@ class EvalReport(Message):
     style_drift: dict[str, float] = Field(
         default_factory=dict, description="Candidate minus baseline: mean words, emoji rate, question rate…"
     )
+    instruction_following_diff: float | None = Field(
+        default=None, description="Candidate minus baseline instruction following, paired by held-out prompt."
+    )
+    instruction_following_diff_ci_low: float | None = Field(default=None, description="Lower end of its interval.")
+    instruction_following_diff_ci_high: float | None = Field(default=None, description="Upper end of its interval.")
+    violation_rate_diff: float | None = Field(
+        default=None, description="Candidate minus baseline violation rate, paired by held-out prompt."
+    )
+    violation_rate_diff_ci_low: float | None = Field(default=None, description="Lower end of its interval.")
+    violation_rate_diff_ci_high: float | None = Field(default=None, description="Upper end of its interval.")
+    anchor_version: str | None = Field(
+        default=None, description="The base model the candidate was also compared with (None: the baseline is it)."
+    )
+    anchor_instruction_following: float | None = None
+    anchor_violation_rate: float | None = None
     passed: bool
     reasons: tuple[str, ...] = ()
     flags: tuple[str, ...] = Field(

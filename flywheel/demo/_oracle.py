@@ -136,7 +136,12 @@ def with_oracle(runtime: DemoRuntime, report: DemoReport) -> DemoReport:
             "base": report.base.model_copy(update={"oracle_continue_rate": round(base.mean, 4)}),
             "final": report.final.model_copy(update={"oracle_continue_rate": round(final.mean, 4)}),
             "generations": tuple(
-                g.model_copy(update={"oracle_continue_rate": round(by_version[g.version].mean, 4)})
+                g.model_copy(
+                    update={
+                        "oracle_continue_rate": round(by_version[g.version].mean, 4),
+                        "headroom_captured": _captured(by_version[g.version].mean, base.mean, ceiling.mean),
+                    }
+                )
                 for g in report.generations
             ),
             "ceiling_oracle_continue_rate": round(ceiling.mean, 4),
@@ -149,3 +154,7 @@ def with_oracle(runtime: DemoRuntime, report: DemoReport) -> DemoReport:
             ),
         }
     )
+
+
+def _captured(oracle: float, base: float, ceiling: float) -> float | None:
+    return round((oracle - base) / (ceiling - base), 4) if ceiling > base else None

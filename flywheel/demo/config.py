@@ -119,13 +119,13 @@ class DemoConfig(BaseModel):
         description="Replies the SFT job samples per context for rejection sampling (the curated reply competes too).",
     )
     buffer_min_reward_samples: int = Field(
-        default=1200,
+        default=900,
         gt=0,
         description="New engagement-labelled replies that trigger a "
-        "reward-model job (fewer of those: each one retrains the reward model from scratch). "
-        "1200 is about what the first SFT trigger brings, so the engagement model is trained "
-        "right after generation 1 and rewards, ranks and predicts from generation 2 on "
-        "(held-out AUC 0.68 on 950 training replies in one run).",
+        "reward-model job (each retrains the engagement model from scratch, on these and a replay "
+        "of as many earlier ones). 900 comes before the first policy trigger (about 1200 labels "
+        "arrive with 250 SFT samples), and the worker takes reward jobs first, so the engagement "
+        "model ranks, rewards and gates generation 1 already.",
     )
     pause_training_during_canary: bool = Field(
         default=True,

@@ -494,6 +494,7 @@ def _build_report(
                     for k, v in g.manifest.training.items()
                     if k.startswith("metric.") and isinstance(v, int | float) and not isinstance(v, bool)
                 },
+                reward_model=rm if isinstance(rm := g.manifest.training.get("reward_model"), str) else None,
                 offline=_offline(g.manifest.eval),
                 decision=g.decision or "undecided",
                 decision_reason=g.reason,

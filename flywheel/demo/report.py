@@ -96,7 +96,14 @@ class GenerationResult(_Model):
     decision: Decision
     decision_reason: str = ""
     online: OnlineMetrics = Field(default_factory=OnlineMetrics)
+    reward_model: str | None = Field(
+        default=None, description="Version of the engagement model that ranked, rewarded and gated it (None: none yet)."
+    )
     oracle_continue_rate: float | None = None
+    headroom_captured: float | None = Field(
+        default=None,
+        description="(oracle - base oracle) / (ceiling - base oracle): its share of the reachable headroom.",
+    )
     wall_s: float = 0.0
     canary_s: float | None = Field(
         default=None, description="Seconds from the canary's start to its decision (None: never on canary)."
@@ -186,7 +193,8 @@ def render_table(report: DemoReport) -> str:
     """The per-generation table printed at the end of the demo."""
     head = (
         f"{'gen':>3} {'version':<22} {'recipe':<6} {'IF':>6} {'viol.':>6} {'RM win':>6} {'RM pred.':>8} "
-        f"{'decision':<11} {'continue lift [always-valid CI]':<34} {'depth':>8} {'breadth':>9} {'oracle':>6}"
+        f"{'decision':<11} {'continue lift [always-valid CI]':<34} {'depth':>8} {'breadth':>9} {'oracle':>6} "
+        f"{'headroom':>8} {'reward model':<20}"
     )
     lines = [
         head,
@@ -202,7 +210,8 @@ def render_table(report: DemoReport) -> str:
             f"{g.generation:>3} {name:<22} {g.job_kind or '-':<6} {_pct(g.offline.instruction_following)} "
             f"{_pct(g.offline.violation_rate)} {_pct(g.offline.rm_win_rate)} {_signed(g.offline.rm_predicted_lift):>8} "
             f"{g.decision:<11} {(_signed(o.continue_rate_lift) + ci):<34} "
-            f"{_signed(o.depth_lift, 1.0, ''):>8} {_signed(o.breadth_lift):>9} {_pct(g.oracle_continue_rate)}"
+            f"{_signed(o.depth_lift, 1.0, ''):>8} {_signed(o.breadth_lift):>9} {_pct(g.oracle_continue_rate)} "
+            f"{_pct(g.headroom_captured):>8} {g.reward_model or '-':<20}"
         )
     f, b = report.final, report.base
     lines.append("")

@@ -158,5 +158,6 @@ def gate_policy(
     baseline_version: str | None,
     settings: TrainerWorkerSettings,
     reward_model: RewardModel | None,
+    anchor: tuple[str, Path] | None = None,
 ) -> EvalReport:
-    return OfflineGate(settings.gate).evaluate(candidate, baseline, baseline_version, reward_model)
+    return OfflineGate(settings.gate).evaluate(candidate, baseline, baseline_version, reward_model, anchor)

@@ -18,6 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -267,12 +268,12 @@ class TrainerWorker:
         reporter = StepReporter(job.kind, f"{job.kind} {version}", keeper)
         try:
             with self._load_lock or contextlib.nullcontext():
-                reward_model = self._latest_reward_model(job.model)
+                rm_version, reward_model = self._latest_reward_model(job.model)
                 output = train_job(job, inputs, base_dir, out_dir, s, reward_model, reporter)
                 report = (
                     gate_reward_model(out_dir, s, output.held_out)
                     if is_reward
-                    else gate_policy(out_dir, base_dir, base_version, s, reward_model)
+                    else gate_policy(out_dir, base_dir, base_version, s, reward_model, self._anchor(job, base_version))
                 )
             reporter.close()
             result = output.result
@@ -293,6 +294,7 @@ class TrainerWorker:
                 "base_dir": str(base_dir),
                 "invalid_samples": inputs.invalid,
                 "samples": len(inputs),
+                "reward_model": rm_version,  # the engagement model that ranked, rewarded and gated it
                 "replayed_records": sum(r.count for r in ranges) - sum(r.count for r in job.inputs),
                 **{f"metric.{k}": v for k, v in result.metrics.items()},
                 **{f"config.{k}": v for k, v in _flat(output.settings.model_dump()).items()},
@@ -330,6 +332,12 @@ class TrainerWorker:
             return self.ensure_base(job.model)
         return self.registry.open(job.model, version)
 
+    def _anchor(self, job: TrainJobRequest, baseline_version: str) -> tuple[str, Path] | None:
+        """The lineage's base model, which the gate also compares with (None when it is the baseline)."""
+        if baseline_version == self.settings.base_version:
+            return None
+        return self.settings.base_version, self.ensure_base(job.model).path
+
     def ensure_base(self, model: str) -> Checkpoint:
         """The base model (imported from ``base_dir``, or the bootstrap model), published once
         as ``<model>/base`` (idempotent)."""
@@ -342,13 +350,15 @@ class TrainerWorker:
         s = self.settings
         return job.model + (s.reward_model_suffix if mode == "pointwise" else s.preference_model_suffix)
 
-    def _latest_reward_model(self, model: str) -> RewardModel | None:
+    def _latest_reward_model(self, model: str) -> tuple[str | None, RewardModel | None]:
+        """The newest engagement model that passed its own check (version and model), if any."""
         published = [
             m for m in self.registry.list(model + self.settings.reward_model_suffix) if m.status == "published"
         ]
         if not published:
-            return None
-        return RewardModel.load(self.registry.open(published[-1].model, published[-1].version).path)
+            return None, None
+        latest = published[-1]
+        return latest.version, RewardModel.load(self.registry.open(latest.model, latest.version).path)
 
 
 def register_base_model(registry: CheckpointRegistry, model: str, settings: TrainerWorkerSettings) -> Checkpoint:

@@ -50,7 +50,7 @@ def small_worker_settings(tmp: Path, **overrides: object) -> TrainerWorkerSettin
     base: dict[str, object] = {
         "registry": {"root": str(tmp / "registry")},
         "work_dir": str(tmp / "work"),
-        "gate": {"prompts_per_character": 4},
+        "gate": {"prompts_per_character": 4, "samples_per_prompt": 1},
         "sft": {"num_candidates": 1, "epochs": 1.0},
         "lease_ttl_s": 6.0,
         "lease_renew_s": 1.0,

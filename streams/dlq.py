@@ -26,6 +26,8 @@ ORIGINAL_SIZE = "dlq.original_size_bytes"
 ORIGINAL_SHA256 = "dlq.original_sha256"
 TRUNCATED = "dlq.truncated"
 """What was cut to fit: ``value``, ``key`` or ``key,value``; absent when nothing was."""
+ORIGINAL_KEY = "dlq.original_key"
+"""The original key's bytes when they are not UTF-8 (the letter then has no key)."""
 
 # Caps of the descriptive headers (UTF-8 bytes): a field path or a reason can quote the
 # bad input (an unknown field's name), which can be as large as the input itself.
@@ -51,6 +53,8 @@ class DeadLetter:
     original_size_bytes: int = 0
     original_sha256: str = ""
     truncated: tuple[str, ...] = ()
+    original_key: bytes = b""
+    """The original key's bytes when they were not UTF-8 (``key`` is then None)."""
 
     @classmethod
     def from_record(cls, record: Record) -> DeadLetter:
@@ -72,6 +76,7 @@ class DeadLetter:
             size,
             digest,
             truncated,
+            h.get(ORIGINAL_KEY, b""),
         )
 
 
@@ -139,6 +144,15 @@ def dead_letter(
     values = {REASON: reason, FIELD: path, ERROR_TYPE: type(error).__name__, SOURCE: source}
     headers = {name: _cut(text, _HEADER_MAX_BYTES[name]) for name, text in values.items()}
     cut: list[str] = []
+    if key is not None and not key.isascii():
+        try:
+            key.encode()
+        except UnicodeEncodeError:  # a consumer kept undecodable key bytes as surrogates
+            raw_key = key.encode("utf-8", "surrogateescape")
+            headers[ORIGINAL_KEY] = raw_key[:KEY_MAX_BYTES]
+            if len(raw_key) > KEY_MAX_BYTES:
+                cut.append("key")
+            key = None
     if key is not None and len(key.encode()) > KEY_MAX_BYTES:
         key = _cut(key, KEY_MAX_BYTES).decode()
         cut.append("key")

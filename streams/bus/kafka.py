@@ -322,7 +322,10 @@ class KafkaConsumer:
                         m.topic(),
                         m.partition(),
                         m.offset(),
-                        key.decode() if key is not None else None,
+                        # surrogateescape: a key that is not UTF-8 keeps its bytes (a runner
+                        # dead-letters it, see streams.runners._routing.key_error) instead of
+                        # failing the whole batch here.
+                        key.decode("utf-8", "surrogateescape") if key is not None else None,
                         m.value() or b"",
                         m.timestamp()[1],
                         dict(headers) if headers else _NO_HEADERS,

@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Callable
 from typing import Literal
 
-from schemas import MisroutedRecordError
+from schemas import MisroutedRecordError, SchemaError
 from streams.bus import partition_for_key
 from streams.processors import SourcePartition
 from streams.runners._metrics import runner_metrics
@@ -30,6 +30,23 @@ from streams.runners._metrics import runner_metrics
 log = logging.getLogger(__name__)
 
 Partitioner = Literal["murmur2", "crc32", "off"]
+
+
+def key_error(key: str | None) -> SchemaError | None:
+    """A SchemaError (field ``key``) when ``key`` is not valid UTF-8, else None.
+
+    Keys are UTF-8 strings on every topic. The Kafka consumer decodes them with
+    ``surrogateescape``, so a key of other bytes arrives as a str holding them (lone
+    surrogates) rather than failing the batch it came in: the runner dead-letters that
+    record, its bytes in the letter's ``dlq.original_key`` header."""
+    if key is None or key.isascii():
+        return None
+    try:
+        key.encode()
+    except UnicodeEncodeError:
+        raw = key.encode("utf-8", "surrogateescape")
+        return SchemaError("key", f"record key is not valid UTF-8 ({len(raw)} bytes: {raw[:32].hex()}...)")
+    return None
 
 
 def crc32_partition(key: bytes, partitions: int) -> int:

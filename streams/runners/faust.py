@@ -42,7 +42,7 @@ from streams.dlq_config import DeadLetterConfig
 from streams.processors import META, Output, Processor, SourcePartition
 from streams.runners._changelog import read_changelog
 from streams.runners._metrics import runner_metrics, serve_metrics
-from streams.runners._routing import PartitionCheck
+from streams.runners._routing import PartitionCheck, key_error
 from streams.runners.runner_config import RunnerConfig
 
 log = logging.getLogger(__name__)
@@ -171,9 +171,9 @@ class FaustRunner:
                     src = SourcePartition(inputs[msg.topic], msg.partition)
                     if src not in self._written:
                         self._restore(src)
-                    key = msg.key.decode() if msg.key is not None else None
+                    key = msg.key.decode("utf-8", "surrogateescape") if msg.key is not None else None
                     outputs = []
-                    error: Exception | None = self.routing.check(src, key)
+                    error: Exception | None = key_error(key) or self.routing.check(src, key)
                     if error is None:  # a misrouted record is not applied: its key's state lives elsewhere
                         try:
                             outputs = processor.process(src, msg.offset, key, msg.value or b"")

@@ -22,14 +22,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 
-from schemas import StreamError, Topics
+from schemas import MessageTooLargeError, StreamError, Topics
 from streams.bus import Bus, Consumer, Producer, Record, TopicPartition
 from streams.dlq import error_reason_label, send_to_dlq
 from streams.dlq_config import DeadLetterConfig
 from streams.processors import Output, Processor, SourcePartition
 from streams.runners._changelog import changelog_topic, ensure_changelog, read_changelog, write_changes
 from streams.runners._metrics import runner_metrics, serve_metrics
-from streams.runners._routing import PartitionCheck
+from streams.runners._routing import PartitionCheck, key_error
 from streams.runners._waiting import WaitingOutputs
 from streams.runners.runner_config import RunnerConfig
 
@@ -213,6 +213,10 @@ class TransactionalRunner:
                 topic, partition = rec.topic, rec.partition
                 source = SourcePartition(inputs[topic], partition)
             next_offset = rec.offset + 1
+            bad_key = key_error(rec.key)
+            if bad_key is not None:
+                self._dead_letter(rec, bad_key)
+                continue
             misplaced = misrouted(source, rec.key)
             if misplaced is not None:  # not applied: its key's state lives in another partition
                 self._dead_letter(rec, misplaced)
@@ -270,7 +274,22 @@ class TransactionalRunner:
             name = names.get(out.topic)
             if name is None:
                 name = names[out.topic] = self.topics.name(out.topic)
-            produce(name, out.value, key=out.key)
+            try:
+                produce(name, out.value, key=out.key)
+            except MessageTooLargeError as exc:
+                # An output over the producer's message.max.bytes: dead-lettered (bounded,
+                # its size and sha256 in headers), so the run goes on and nothing is lost.
+                send_to_dlq(
+                    self._producer,
+                    out.value,
+                    out.key,
+                    exc,
+                    f"output:{name}",
+                    topic=self.topics.chat_events_dlq,
+                    max_bytes=self.dlq.max_bytes,
+                )
+                self.dead_letters += 1
+                self._metrics.dlq.labels(self.processor.name, error_reason_label(exc)).inc()
 
     def advance_to(self, ts_ms: int) -> int:
         """Force event time forward on every owned partition (closes windows); commits. Returns outputs."""

@@ -148,6 +148,15 @@ def demo(
             help="Train this generation on deliberately corrupted preferences; the gate or the canary must stop it.",
         ),
     ] = None,
+    plant_hack: Annotated[
+        int | None,
+        typer.Option(
+            "--plant-hack",
+            min=1,
+            help="Train this generation by over-optimising a reward model that rewards emoji and stock "
+            "questions; the style-drift guard or the canary must stop it.",
+        ),
+    ] = None,
     engine: Annotated[
         DemoEngine | None,
         typer.Option(
@@ -182,6 +191,7 @@ def demo(
             "generations": generations,
             "report_dir": report,
             "plant_bad_generation": plant_bad,
+            "plant_hack_generation": plant_hack,
             "recipe": recipe.value if recipe is not None else None,
             "engine": engine.value if engine is not None else None,
             "vllm_url": vllm_url,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flywheel.sim.config import SimulatorConfig
 from streams.processors import PolicyRecipe
@@ -59,6 +59,13 @@ class DemoConfig(BaseModel):
         ge=1,
         description="Train this generation on deliberately "
         "corrupted preferences (chosen and rejected swapped): the gate or the canary must stop it.",
+    )
+    plant_hack_generation: int | None = Field(
+        default=None,
+        ge=1,
+        description="Train this generation by over-optimising a reward model that rewards emoji and stock "
+        "questions (GRPO, heavy reward weight, no KL): the style-drift guard or the canary must stop it. "
+        "At most one of plant_bad_generation and plant_hack_generation per run.",
     )
     max_wall_s: float = Field(
         default=560.0,
@@ -152,6 +159,16 @@ class DemoConfig(BaseModel):
         "a LoRA adapter over that base, loaded at run time.",
     )
     vllm_url: str = Field(default="http://127.0.0.1:18000", description="Base URL of the vLLM server (engine=vllm).")
+
+    @model_validator(mode="after")
+    def _one_plant(self) -> DemoConfig:
+        if self.plant_bad_generation is not None and self.plant_hack_generation is not None:
+            raise ValueError("plant_bad_generation and plant_hack_generation: choose one planted generation per run")
+        return self
+
+    @property
+    def planted_generation(self) -> int | None:
+        return self.plant_bad_generation or self.plant_hack_generation
 
     @property
     def policy_recipe(self) -> PolicyRecipe:

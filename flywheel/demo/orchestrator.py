@@ -10,30 +10,22 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from flywheel.demo._assemble import Outcomes, build_report, online_metrics
+from flywheel.demo._hack import HackedGeneration
+from flywheel.demo._tracker import FINAL, Tracker, plant_due
 from flywheel.demo._watch import StageCounter, TopicTail
 from flywheel.demo.config import DemoConfig
-from flywheel.demo.prediction import PredictionCheck
 from flywheel.demo.progress import Progress
 from flywheel.demo.report import (
-    Decision,
     DemoReport,
-    GenerationResult,
-    HeldOutMetrics,
-    OfflineMetrics,
-    OnlineMetrics,
-    VersionTraffic,
-    prediction_points,
 )
 from flywheel.settings import FlywheelSettings
 from schemas import (
-    CanaryDecision,
     CheckpointManifest,
     DeploymentState,
     EvalReport,
-    MetricResult,
     ResponseOutcome,
     deployment_record_adapter,
     engagement_signal_adapter,
@@ -41,38 +33,8 @@ from schemas import (
 
 if TYPE_CHECKING:  # the runtime imports serving and the trainers (torch): not at module level
     from flywheel.demo.runtime import DemoRuntime
-    from flywheel.sim import SimStats
 
 log = logging.getLogger(__name__)
-
-_POLICY_JOB_KINDS = frozenset({"sft", "dpo", "grpo"})
-_FINAL: dict[str, Decision] = {"promote": "promoted", "rollback": "rolled_back", "reject": "rejected"}
-
-
-@dataclass
-class _Generation:
-    number: int
-    manifest: CheckpointManifest
-    planted: bool = False
-    decision: Decision | None = None
-    reason: str = ""
-    share_bp: int = 0
-    metrics: tuple[MetricResult, ...] = ()
-    seen_s: float = 0.0
-    canary_started_s: float | None = None
-    decided_s: float | None = None
-
-
-@dataclass
-class _Outcomes:
-    """Per model version: responses and continued ones, from engagement.signals."""
-
-    responses: dict[str, int] = field(default_factory=dict)
-    continued: dict[str, int] = field(default_factory=dict)
-
-    def add(self, o: ResponseOutcome) -> None:
-        self.responses[o.model_version] = self.responses.get(o.model_version, 0) + 1
-        self.continued[o.model_version] = self.continued.get(o.model_version, 0) + int(o.continued)
 
 
 def _quiet_libraries() -> None:
@@ -108,141 +70,6 @@ def _jobs_done() -> int:
                 if s.name.endswith("_total") and s.labels.get("outcome") != "skipped_leased"
             )
     return int(done)
-
-
-def _offline(report: EvalReport | None) -> OfflineMetrics:
-    if report is None:
-        return OfflineMetrics(
-            instruction_following=0.0,
-            violation_rate=1.0,
-            rm_win_rate=None,
-            passed=False,
-            reasons=("no evaluation in the manifest",),
-        )
-    return OfflineMetrics(
-        instruction_following=report.instruction_following,
-        violation_rate=report.violation_rate,
-        rm_win_rate=report.win_rate,
-        rm_predicted_lift=report.rm_predicted_lift,
-        rm_predicted_lift_ci_low=report.rm_predicted_lift_ci_low,
-        rm_predicted_lift_ci_high=report.rm_predicted_lift_ci_high,
-        passed=report.passed,
-        reasons=report.reasons,
-        flags=report.flags,
-    )
-
-
-def _online(metrics: tuple[MetricResult, ...], share_bp: int) -> OnlineMetrics:
-    from serving.canary import lift_summary
-
-    if not metrics:
-        return OnlineMetrics(max_share_bp=share_bp)
-    s = lift_summary(metrics)
-    by_name = {m.name: m for m in metrics}
-    cr = by_name.get("continue_rate")
-    return OnlineMetrics(
-        continue_rate_lift=s["continue_rate_lift"],
-        ci_low=s["ci_low"],
-        ci_high=s["ci_high"],
-        p_value=s.get("continue_rate_p_value"),
-        depth_lift=s["depth_lift"],
-        breadth_lift=s["breadth_lift"],
-        continue_rate_baseline=cr.baseline if cr else None,
-        continue_rate_candidate=cr.candidate if cr else None,
-        n_baseline=int(s["n_baseline"] or 0),
-        n_candidate=int(s["n_candidate"] or 0),
-        max_share_bp=share_bp,
-    )
-
-
-def compare_versions(outcomes: _Outcomes, base: str, final: str, alpha: float, mde: float) -> OnlineMetrics:
-    """Continue rate of ``final`` vs ``base`` replies with the canary's always-valid interval."""
-    from serving.canary import stats
-
-    nb, nc = outcomes.responses.get(base, 0), outcomes.responses.get(final, 0)
-    if not nb or not nc or base == final:
-        return OnlineMetrics(n_baseline=nb, n_candidate=nc)
-    pb, pc = outcomes.continued[base] / nb, outcomes.continued[final] / nc
-    var = float(stats.bernoulli_diff_var(pb, nb, pc, nc))
-    tau2 = stats.tau2_for_mde(mde)
-    half = float(stats.confidence_halfwidth(var, tau2, alpha))
-    lift = pc - pb
-    return OnlineMetrics(
-        continue_rate_lift=lift,
-        ci_low=lift - half,
-        ci_high=lift + half,
-        p_value=float(stats.msprt_p_value(lift, var, tau2)),
-        continue_rate_baseline=pb,
-        continue_rate_candidate=pc,
-        n_baseline=nb,
-        n_candidate=nc,
-    )
-
-
-def plant_due(generation: int | None, tracker: _Tracker) -> bool:
-    """Queue the planted job now: generation ``generation`` is planted, and exactly the
-    generations before it exist, every one decided (so the next to train is the Nth)."""
-    return (
-        generation is not None
-        and tracker.planted_job is None
-        and len(tracker.generations) == generation - 1
-        and len(tracker.decided()) == len(tracker.generations)
-    )
-
-
-class _Tracker:
-    """Generations as the topics tell them: manifests, then canary decisions."""
-
-    def __init__(self, model: str, base_version: str) -> None:
-        self.model = model
-        self.base_version = base_version
-        self.generations: dict[str, _Generation] = {}
-        self.state: DeploymentState | None = None
-        self.planted_job: str | None = None
-        self.reward_models = 0
-
-    def on_manifest(self, m: CheckpointManifest, now_s: float) -> _Generation | None:
-        if m.version == self.base_version or m.version in self.generations:
-            return None
-        if m.model != self.model or (m.job_kind is not None and m.job_kind not in _POLICY_JOB_KINDS):
-            self.reward_models += 1
-            return None
-        g = _Generation(
-            len(self.generations) + 1, m, planted=m.job_id is not None and m.job_id == self.planted_job, seen_s=now_s
-        )
-        self.generations[m.version] = g
-        if m.status != "published" or m.eval is None or not m.eval.passed:
-            g.decision, g.decided_s = "rejected", now_s
-            g.reason = "offline gate: " + "; ".join(m.eval.reasons if m.eval else ("no evaluation",))
-        return g
-
-    def on_decision(self, d: CanaryDecision, now_s: float) -> _Generation | None:
-        g = self.generations.get(d.candidate_version or "")
-        if g is None or g.decision is not None:
-            return None
-        if d.metrics:
-            g.metrics = d.metrics
-        if g.canary_started_s is None:
-            g.canary_started_s = now_s
-        g.share_bp = max(g.share_bp, d.share_bp_after, d.share_bp_before)
-        if d.action in _FINAL:
-            g.decision, g.reason, g.decided_s = _FINAL[d.action], d.reason, now_s
-            return g
-        return None
-
-    def decided(self) -> list[_Generation]:
-        return [g for g in self.generations.values() if g.decision is not None]
-
-    def awaiting_canary(self, now_s: float, within_s: float = 30.0) -> bool:
-        """A generation passed the gate in the last ``within_s`` and has no decision yet:
-        the hot-swap controller is loading it."""
-        return any(g.decision is None and now_s - g.seen_s < within_s for g in self.generations.values())
-
-    def in_canary(self) -> _Generation | None:
-        s = self.state
-        if s is None or s.candidate_version is None:
-            return None
-        return self.generations.get(s.candidate_version)
 
 
 def run_demo(
@@ -301,7 +128,7 @@ def _loop(
 
     topics = rt.topics
     bus = rt.bus
-    tracker = _Tracker(config.model, base_version)
+    tracker = Tracker(config.model, base_version)
     checkpoints = TopicTail(bus, topics.models_checkpoints)
     deployments = TopicTail(bus, topics.serving_deployments)
     signals = TopicTail(bus, topics.engagement_signals)
@@ -315,7 +142,7 @@ def _loop(
             "trainer.jobs": topics.trainer_jobs,
         },
     )
-    outcomes = _Outcomes()
+    outcomes = Outcomes()
     worker = rt.start_trainer()
     rt.users.resume()
     progress.event(f"{config.simulator.users} simulated users start talking")
@@ -324,6 +151,7 @@ def _loop(
     jobs_before = _jobs_done()  # the worker's counter is process-wide
     last_hold: dict[str, str] = {}
     last_stage = ""
+    hack: HackedGeneration | None = None
     try:
         while True:
             now_s = time.monotonic() - started
@@ -349,7 +177,7 @@ def _loop(
                     tracker.state = record
                     continue
                 g = tracker.on_decision(record, now_s)
-                if record.candidate_version in tracker.generations and record.action not in _FINAL:
+                if record.candidate_version in tracker.generations and record.action not in FINAL:
                     if record.action == "hold":
                         if record.reason.split(":")[0] != last_hold.get(record.candidate_version):
                             progress.event(
@@ -365,7 +193,7 @@ def _loop(
                         # An operator's move: a halted experiment is not trusted; take the candidate out.
                         rt.canary.operator_action("rollback", "flywheel demo", f"experiment halted: {record.reason}")
                 if g is not None:
-                    o = _online(g.metrics, g.share_bp)
+                    o = online_metrics(g.metrics, g.share_bp)
                     lift = (
                         ""
                         if o.continue_rate_lift is None
@@ -381,6 +209,16 @@ def _loop(
                     outcomes.add(sig)
             counts = stages.poll()
             decided = tracker.decided()
+            if hack is not None and hack.error is not None:
+                raise RuntimeError(f"the planted reward hack failed: {hack.error}")
+            if plant_due(config.plant_hack_generation, tracker):
+                tracker.planted_job = f"grpo-hack-{rt.run_id}"
+                baseline = (tracker.state.baseline_version if tracker.state else None) or base_version
+                hack = HackedGeneration(rt, baseline, tracker.planted_job).start()
+                progress.event(
+                    f"planting a reward hack as generation {config.plant_hack_generation}: GRPO from {baseline} "
+                    "over-optimises a reward model that rewards emoji and stock questions"
+                )
             if plant_due(config.plant_bad_generation, tracker):
                 # The worker holds after every generation, so nothing trains between here and
                 # resume(); the planted job has priority, and the policy jobs queued meanwhile
@@ -418,7 +256,7 @@ def _loop(
                 )
             last_stage = stage
             if config.pause_training_during_canary:
-                busy = cand is not None or tracker.awaiting_canary(now_s)
+                busy = cand is not None or tracker.awaiting_canary(now_s) or (hack is not None and hack.running)
                 if busy != worker.paused:
                     worker.pause() if busy else worker.resume()
             if config.pause_traffic_while_training and training and cand is None:
@@ -442,7 +280,7 @@ def _loop(
         sig = engagement_signal_adapter.validate_json(r.value)
         if isinstance(sig, ResponseOutcome):
             outcomes.add(sig)
-    return _build_report(
+    return build_report(
         tracker,
         outcomes,
         stages.poll(),
@@ -454,97 +292,4 @@ def _loop(
         checkpoints.count,
         deployments.count,
         signals.count,
-    )
-
-
-def _build_report(
-    tracker: _Tracker,
-    outcomes: _Outcomes,
-    counts: dict[str, int],
-    base_version: str,
-    base_eval: EvalReport,
-    config: DemoConfig,
-    wall_s: float,
-    sim_stats: SimStats,
-    n_checkpoints: int,
-    n_deployments: int,
-    n_signals: int,
-) -> DemoReport:
-    gens = sorted(tracker.generations.values(), key=lambda g: g.number)
-    first_eval = gens[0].manifest.eval if gens else None
-    base = HeldOutMetrics(
-        instruction_following=first_eval.baseline_instruction_following
-        if first_eval and first_eval.baseline_instruction_following is not None
-        else base_eval.instruction_following,
-        violation_rate=first_eval.baseline_violation_rate
-        if first_eval and first_eval.baseline_violation_rate is not None
-        else base_eval.violation_rate,
-    )
-    results = []
-    for g in gens:
-        results.append(
-            GenerationResult(
-                generation=g.number,
-                version=g.manifest.version,
-                parent=g.manifest.parent,
-                job_kind=g.manifest.job_kind,
-                planted_bad=g.planted,
-                training={
-                    k.removeprefix("metric."): float(v)
-                    for k, v in g.manifest.training.items()
-                    if k.startswith("metric.") and isinstance(v, int | float) and not isinstance(v, bool)
-                },
-                reward_model=rm if isinstance(rm := g.manifest.training.get("reward_model"), str) else None,
-                offline=_offline(g.manifest.eval),
-                decision=g.decision or "undecided",
-                decision_reason=g.reason,
-                online=_online(g.metrics, g.share_bp),
-                wall_s=round((g.decided_s or wall_s) - g.seen_s, 1),
-                canary_s=round((g.decided_s or wall_s) - g.canary_started_s, 1)
-                if g.canary_started_s is not None and g.decision != "rejected"
-                else None,
-            )
-        )
-    promoted = [r for r in results if r.decision == "promoted"]
-    final_version = promoted[-1].version if promoted else base_version
-    final = (
-        HeldOutMetrics(
-            instruction_following=promoted[-1].offline.instruction_following,
-            violation_rate=promoted[-1].offline.violation_rate,
-        )
-        if promoted
-        else base
-    )
-    traffic = tuple(
-        VersionTraffic(
-            version=v,
-            replies=s.replies,
-            continue_rate=round(s.continue_rate, 4),
-            instruction_following=round(s.instruction_following_rate, 4),
-            violation_rate=round(s.violation_rate, 4),
-            mean_depth=round(s.mean_depth, 3),
-        )
-        for v, s in sorted(sim_stats.by_version.items())
-    )
-    return DemoReport(
-        recipe=config.policy_recipe,
-        engine=config.engine,
-        base_version=base_version,
-        base=base,
-        final_version=final_version,
-        final=final,
-        generations=tuple(results),
-        final_vs_base=compare_versions(
-            outcomes, base_version, final_version, alpha=0.05, mde=config.canary_mde_continue_rate
-        ),
-        prediction=PredictionCheck.of(prediction_points(tuple(results))),
-        traffic=traffic,
-        stages={
-            **counts,
-            "engagement.signals": n_signals,
-            "models.checkpoints": n_checkpoints,
-            "serving.deployments": n_deployments,
-        },
-        wall_s=round(wall_s, 1),
-        settings=config.model_dump(mode="json"),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -87,6 +87,9 @@ class GenerationResult(_Model):
     parent: str | None
     job_kind: str | None = Field(default=None, description="The policy recipe it was trained with (sft, dpo, grpo).")
     planted_bad: bool = Field(default=False, description="Trained on deliberately corrupted preferences.")
+    planted_hack: bool = Field(
+        default=False, description="Trained to over-optimise a gameable reward model (emoji, stock questions)."
+    )
     training: dict[str, float] = Field(
         default_factory=dict,
         description="The job's own numbers (the manifest's metric.*): e.g. kept contexts (sft), "
@@ -205,7 +208,7 @@ def render_table(report: DemoReport) -> str:
     for g in report.generations:
         o = g.online
         ci = "" if o.ci_low is None or o.ci_high is None else f" [{100 * o.ci_low:+.2f}, {100 * o.ci_high:+.2f}]"
-        name = g.version + (" (planted)" if g.planted_bad else "")
+        name = g.version + (" (planted)" if g.planted_bad else " (hack)" if g.planted_hack else "")
         lines.append(
             f"{g.generation:>3} {name:<22} {g.job_kind or '-':<6} {_pct(g.offline.instruction_following)} "
             f"{_pct(g.offline.violation_rate)} {_pct(g.offline.rm_win_rate)} {_signed(g.offline.rm_predicted_lift):>8} "
@@ -256,157 +259,8 @@ def write_report(report: DemoReport, directory: Path) -> tuple[Path, Path]:
     json_path = directory / "report.json"
     doc = report.model_dump(mode="json")
     json_path.write_text(json.dumps(doc, indent=2) + "\n")
+    from flywheel.demo.report_plot import plot_report
+
     png_path = directory / "report.png"
     plot_report(report, png_path)
     return json_path, png_path
-
-
-_COLOURS = {"promoted": "tab:green", "rolled_back": "tab:red", "rejected": "tab:gray", "undecided": "tab:orange"}
-
-
-def plot_report(report: DemoReport, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    gens = [0] + [g.generation for g in report.generations]
-    fig, grid = plt.subplots(2, 2, figsize=(13, 9))
-    axes = grid.flatten()
-    ax = axes[0]
-    ax.plot(
-        gens,
-        [report.base.instruction_following] + [g.offline.instruction_following for g in report.generations],
-        "o-",
-        label="instruction following",
-    )
-    ax.plot(
-        gens,
-        [report.base.violation_rate] + [g.offline.violation_rate for g in report.generations],
-        "s-",
-        label="violation rate",
-    )
-    for g in report.generations:
-        ax.annotate(
-            g.decision.replace("_", " "),
-            (g.generation, g.offline.instruction_following),
-            textcoords="offset points",
-            xytext=(0, 6),
-            ha="center",
-            fontsize=8,
-            color=_COLOURS[g.decision],
-        )
-    ax.axhline(0.85, color="tab:blue", ls=":", lw=0.8)
-    ax.axhline(0.05, color="tab:orange", ls=":", lw=0.8)
-    ax.set(title="Offline gate (held-out prompts)", xlabel="generation", ylim=(0, 1), xticks=gens)
-    ax.legend(loc="center right", fontsize=8)
-
-    ax = axes[1]
-    xs = [g.generation for g in report.generations if g.online.continue_rate_lift is not None]
-    for g in report.generations:
-        o = g.online
-        if o.continue_rate_lift is None:
-            continue
-        low = o.continue_rate_lift - (o.ci_low if o.ci_low is not None else o.continue_rate_lift)
-        high = (o.ci_high if o.ci_high is not None else o.continue_rate_lift) - o.continue_rate_lift
-        ax.errorbar(
-            [g.generation],
-            [100 * o.continue_rate_lift],
-            yerr=[[100 * low], [100 * high]],
-            fmt="o",
-            color=_COLOURS[g.decision],
-            capsize=4,
-        )
-    ax.axhline(0, color="black", lw=0.8)
-    ax.set(
-        title="Canary: continue-rate lift vs baseline\n(always-valid CI; colour = decision)",
-        xlabel="generation",
-        ylabel="percentage points",
-        xticks=gens if not xs else sorted(set(gens)),
-    )
-
-    ax = axes[2]
-    oracle = [(0, report.base.oracle_continue_rate)] + [
-        (g.generation, g.oracle_continue_rate) for g in report.generations
-    ]
-    points = [(x, y) for x, y in oracle if y is not None]
-    if points:
-        ax.plot([x for x, _ in points], [100 * y for _, y in points], "o-", label="model (held-out contexts)")
-        for g in report.generations:
-            if g.oracle_continue_rate is not None:
-                ax.plot([g.generation], [100 * g.oracle_continue_rate], "o", color=_COLOURS[g.decision])
-    if report.ceiling_oracle_continue_rate is not None:
-        ax.axhline(
-            100 * report.ceiling_oracle_continue_rate,
-            color="tab:green",
-            ls="--",
-            lw=1,
-            label="ceiling: best of 32 base samples",
-        )
-    ax.set(title="Oracle continue rate (simulator's ground truth)", xlabel="generation", ylabel="%", xticks=gens)
-    ax.legend(fontsize=8)
-    _plot_prediction(axes[3], report.prediction)
-    fig.suptitle(
-        f"Flywheel demo ({report.recipe or 'recipe ?'}): {report.base_version} → {report.final_version} "
-        f"in {report.wall_s:.0f} s"
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _plot_prediction(ax: Any, check: PredictionCheck) -> None:
-    """Predicted (offline) against observed (canary) continue-rate lift, one point per
-    generation with both intervals, and the identity line a perfect prediction lies on."""
-    points = check.points
-    for p in points:
-        xerr = (
-            [[100 * (p.predicted - p.predicted_ci_low)], [100 * (p.predicted_ci_high - p.predicted)]]
-            if p.predicted_ci_low is not None and p.predicted_ci_high is not None
-            else None
-        )
-        yerr = (
-            [[100 * (p.observed - p.observed_ci_low)], [100 * (p.observed_ci_high - p.observed)]]
-            if p.observed_ci_low is not None and p.observed_ci_high is not None
-            else None
-        )
-        ax.errorbar(
-            [100 * p.predicted],
-            [100 * p.observed],
-            xerr=xerr,
-            yerr=yerr,
-            fmt="o",
-            color=_COLOURS.get(p.decision, "tab:blue"),
-            capsize=3,
-        )
-        ax.annotate(str(p.generation), (100 * p.predicted, 100 * p.observed), textcoords="offset points", xytext=(5, 5))
-    values = [
-        100 * v
-        for p in points
-        for v in (
-            p.predicted,
-            p.observed,
-            p.predicted_ci_low,
-            p.predicted_ci_high,
-            p.observed_ci_low,
-            p.observed_ci_high,
-        )
-        if v is not None
-    ] or [0.0]
-    low, high = min(min(values), 0.0) - 1, max(max(values), 0.0) + 1
-    ax.plot([low, high], [low, high], color="black", ls="--", lw=0.8, label="identity (perfect prediction)")
-    ax.axhline(0, color="gray", lw=0.5)
-    ax.axvline(0, color="gray", lw=0.5)
-    if check.n >= 2:
-        rho = "n/a" if check.spearman is None else f"{check.spearman:+.2f}"
-        summary = f"Spearman {rho}, MAE {100 * (check.mae or 0.0):.2f} pp, n = {check.n}"
-    else:
-        summary = f"n = {check.n}: too few generations with both"
-    ax.set(
-        title=f"Offline predicted vs online measured continue-rate lift\n({summary})",
-        xlabel="engagement model's predicted lift (pp, 95% CI)",
-        ylabel="canary's measured lift (pp, always-valid CI)",
-        xlim=(low, high),
-        ylim=(low, high),
-    )
-    ax.legend(loc="upper left", fontsize=8)

@@ -29,7 +29,7 @@ from trainers.evaluate.gate_config import GateSettings
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from trainers.reward.scoring import RewardModel
+    from trainers.common.candidates import Scorer
 
 gate_result = Gauge(
     "flywheel_trainers_gate_result",
@@ -71,7 +71,7 @@ def evaluation_prompts(settings: GateSettings) -> list[Prompt]:
 
 
 def policy_stats(
-    prompts: Sequence[Prompt], replies: Sequence[str], reward_model: RewardModel | None, per_prompt: int = 1
+    prompts: Sequence[Prompt], replies: Sequence[str], reward_model: Scorer | None, per_prompt: int = 1
 ) -> PolicyStats:
     """Rates of ``replies`` (``per_prompt`` consecutive replies per held-out prompt)."""
     n = max(1, len(replies))
@@ -172,7 +172,7 @@ class OfflineGate:
         prompts = [p for p, rs in zip(self.prompts, out, strict=False) for _ in rs]
         return prompts, [r for rs in out for r in rs]
 
-    def stats_of(self, path: Path, reward_model: RewardModel | None = None) -> PolicyStats:
+    def stats_of(self, path: Path, reward_model: Scorer | None = None) -> PolicyStats:
         from trainers.common.loading import load_policy
 
         model, tokenizer = load_policy(path)
@@ -191,7 +191,7 @@ class OfflineGate:
         candidate: Path,
         baseline: Path | None,
         baseline_version: str | None,
-        reward_model: RewardModel | None = None,
+        reward_model: Scorer | None = None,
         anchor: tuple[str, Path] | None = None,
     ) -> EvalReport:
         """Generate with both models on the held-out prompts (same seed) and judge; with

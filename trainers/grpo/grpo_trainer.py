@@ -23,7 +23,7 @@ from trainers.common.loading import load_trainable_policy
 from trainers.common.training import StepHook, TrainResult, common_args, run_trainer, save_model
 from trainers.grpo.grpo_config import GrpoSettings
 from trainers.grpo.selection import choose_prompts, reward_spread, zero_advantage_groups
-from trainers.reward.scoring import BlendedScorer, RewardModel, check_score
+from trainers.reward.scoring import BlendedScorer, check_score
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def instruction_reward(prompts: list[Any], completions: list[Any], instructions:
     return [check_score(_prompt(p, i), _text(c)) for p, c, i in zip(prompts, completions, instructions, strict=True)]
 
 
-def reward_model_reward(model: RewardModel) -> Any:
+def reward_model_reward(model: Scorer) -> Any:
     """trl reward function: tanh of the reward model's logit (the blend the scorer uses)."""
 
     def reward_model_score(
@@ -94,7 +94,7 @@ class GrpoTrainer:
         out_dir: Path,
         prompts: Sequence[Prompt],
         *,
-        reward_model: RewardModel | None = None,
+        reward_model: Scorer | None = None,
         on_step: StepHook | None = None,
     ) -> TrainResult:
         """GRPO from ``policy_dir`` on the newest ``max_prompts`` of ``prompts`` (oldest
@@ -144,7 +144,7 @@ class GrpoTrainer:
         tokenizer: PreTrainedTokenizerBase,
         prompts: Sequence[Prompt],
         work: Path,
-        reward_model: RewardModel | None = None,
+        reward_model: Scorer | None = None,
         *,
         peft_config: PeftConfig | None = None,
     ) -> GRPOTrainer:

@@ -12,6 +12,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from schemas import check_instructions, check_policy
+from trainers.common.candidates import Scorer
 from trainers.common.data import Prompt
 
 
@@ -77,7 +78,7 @@ class BlendedScorer:
     """
 
     def __init__(
-        self, reward_model: RewardModel | None = None, check_weight: float = 1.0, rm_weight: float = 0.25
+        self, reward_model: Scorer | None = None, check_weight: float = 1.0, rm_weight: float = 0.25
     ) -> None:
         self.reward_model = reward_model
         self.check_weight = check_weight

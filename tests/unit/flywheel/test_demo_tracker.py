@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flywheel.demo.orchestrator import _Outcomes, _Tracker, compare_versions
+from flywheel.demo._assemble import Outcomes as _Outcomes
+from flywheel.demo._assemble import compare_versions
+from flywheel.demo._tracker import Tracker as _Tracker
 from schemas import CanaryDecision, CheckpointManifest, EvalReport, MetricResult, ResponseOutcome
 
 

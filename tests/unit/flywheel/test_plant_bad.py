@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
+from flywheel.demo._tracker import Tracker as _Tracker
+from flywheel.demo._tracker import plant_due
 from flywheel.demo.config import DemoConfig
-from flywheel.demo.orchestrator import _Tracker, plant_due
 from schemas import CanaryDecision, CheckpointManifest, EvalReport, OffsetRange, Topics, TrainJobRequest
 from streams import EmbeddedBus
 

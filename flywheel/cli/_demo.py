@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from flywheel.demo.config import DemoConfig
 from flywheel.settings import FlywheelSettings
 from flywheel.sim import GatewayClient, Population, SimStats, Simulator, WallClock, shared_catalogue
 from flywheel.wiring import make_bus
@@ -168,6 +169,14 @@ def demo(
     vllm_url: Annotated[
         str | None, typer.Option("--vllm-url", help="Base URL of that vLLM server (default http://127.0.0.1:18000).")
     ] = None,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            "--compare",
+            help="Comma-separated recipes, e.g. sft,auto: run the demo once per recipe (same world, seed and "
+            "budget), one after the other, and write compare.json and compare.png with every learning curve.",
+        ),
+    ] = None,
     recipe: Annotated[
         Recipe | None,
         typer.Option(
@@ -203,7 +212,10 @@ def demo(
         updates["simulator"] = config.simulator.model_copy(update=sim_updates)
     config = config.model_copy(update=updates)
     try:
-        run_demo(settings, config, kafka=kafka)
+        if compare:
+            _compare(compare, config, kafka)
+        else:
+            run_demo(settings, config, kafka=kafka)
     except FlywheelError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -213,6 +225,20 @@ def demo(
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def _compare(recipes: str, config: DemoConfig, kafka: bool) -> None:
+    from flywheel.demo.compare import render_compare, run_compare
+
+    names = tuple(r.strip() for r in recipes.split(",") if r.strip())
+    unknown = [r for r in names if r not in {x.value for x in Recipe}]
+    if len(names) < 2 or unknown:
+        raise typer.BadParameter(
+            f"--compare wants two or more of {', '.join(x.value for x in Recipe)}; got {recipes!r}"
+        )
+    report = run_compare(names, config, kafka=kafka)
+    print(render_compare(report))
+    print(f"comparison: {config.report_dir / 'compare.json'} {config.report_dir / 'compare.png'}")
 
 
 def register(app: typer.Typer) -> None:

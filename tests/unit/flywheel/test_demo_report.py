@@ -112,3 +112,27 @@ def test_table_has_a_row_per_generation_and_the_headline() -> None:
     assert "58.0% →  72.0%" in table
     assert " grpo " in table and "+5.00pp" in table  # the recipe and the predicted lift per generation
     assert "1 generation(s) with both, too few to compare" in table and "recipe grpo" in table
+
+
+def test_a_comparison_of_recipes_has_each_learning_curve_and_the_difference(tmp_path: Path) -> None:
+    from flywheel.demo.compare import compare, plot_compare, render_compare
+
+    sft = _report()
+    better = sft.model_copy(
+        update={
+            "recipe": "grpo",
+            "final": sft.final.model_copy(update={"oracle_continue_rate": 0.60}),
+            "oracle_final_vs_base": OracleLift(
+                lift=0.10, ci_low=0.06, ci_high=0.14, contexts=96, samples_per_context=4
+            ),
+        }
+    )
+    report = compare(("sft", "grpo"), [sft, better], tmp_path)
+    assert [r.recipe for r in report.runs] == ["sft", "grpo"] and report.runs[0].promoted == 1
+    assert report.runs[0].oracle_by_generation == (0.5, 0.57, None)
+    assert report.last_minus_first is not None and abs(report.last_minus_first - 0.03) < 1e-9
+    half = (0.03**2 + 0.04**2) ** 0.5  # the two half-widths in quadrature
+    assert report.last_minus_first_ci_low is not None and abs(report.last_minus_first_ci_low - (0.03 - half)) < 1e-9
+    assert "grpo - sft: +3.0 pp [-2.0, +8.0]" in render_compare(report)
+    plot_compare(report, tmp_path / "compare.png")
+    assert (tmp_path / "compare.png").read_bytes()[:4] == b"\x89PNG"

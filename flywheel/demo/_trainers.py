@@ -136,7 +136,7 @@ def plant_bad_job(runtime: DemoRuntime, n_pairs: int = 400, created: datetime | 
     their exact offsets, like any job, and trains on them alone (no pairs of the policy's
     own samples). ``created``: the job's ``created_ts`` (default now). Returns the job id."""
     from trainers.bootstrap import synthetic_pairs
-    from trainers.bootstrap.catalogue import CHARACTERS_BY_ID
+    from trainers.characters import CHARACTERS_BY_ID
 
     topics = runtime.topics
     corrupted = Topics(f"{topics.namespace}-corrupted" if topics.namespace else "corrupted").samples_preference

@@ -56,6 +56,11 @@ class CanaryDecision(Message):
     srm_p_value: float | None = None
     actor: str = Field(default="controller", description="controller, or the operator who asked (admin API).")
     ts: UtcDatetime
+    fencing_token: int | None = Field(
+        default=None,
+        description="Leader lease token of the replica that decided; a decision with a token below one "
+        "already seen comes from a leader that had been replaced.",
+    )
 
 
 class DeploymentState(Message):
@@ -72,6 +77,7 @@ class DeploymentState(Message):
     experiment_salt: str = Field(description="Salt of the sticky user→bucket hash; new per experiment.")
     updated_ts: UtcDatetime
     last_decision_id: str | None = None
+    fencing_token: int | None = Field(default=None, description="Leader lease token of the replica that wrote it.")
 
 
 DeploymentRecord = Annotated[DeploymentState | CanaryDecision, Field(discriminator="kind")]

@@ -90,3 +90,30 @@ class AdminAuthError(AuthenticationError):
 
 class DeploymentStateError(ServingError):
     """An operator action that does not fit the current deployment state (HTTP 409)."""
+
+
+class LeaseError(ServingError):
+    """The leader lease could not be read, taken or renewed (Redis unreachable)."""
+
+
+class NotLeaderError(DeploymentStateError):
+    """A decision was asked of a replica that does not lead (HTTP 409); ``leader`` names who does."""
+
+    def __init__(self, message: str, *, leader: str | None) -> None:
+        self.leader = leader
+        super().__init__(message)
+
+
+class StaleLeaderError(DeploymentStateError):
+    """The shared store refused a write: a newer leader's fencing token is already there (HTTP 409)."""
+
+    def __init__(self, message: str, *, token: int, fence: int) -> None:
+        self.token = token
+        self.fence = fence
+        super().__init__(message)
+
+
+class CandidateUnavailableError(EngineUnavailableError):
+    """This replica has not loaded the candidate the routing state names (HTTP 503 with
+    Retry-After): a candidate-bucket user is never answered by the baseline instead, which
+    would put their turns in the wrong arm."""

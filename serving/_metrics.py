@@ -64,7 +64,27 @@ EVENTS_FAILED = Counter("flywheel_serving_events_failed_total", "Chat events the
 EVENT_BUFFER = Gauge("flywheel_serving_event_buffer_events", "Chat events waiting in the gateway's buffer.")
 ROUTING_FALLBACKS = Counter(
     "flywheel_serving_routing_fallbacks_total",
-    "Requests routed to the baseline because the candidate was not loaded here.",
+    "Candidate-bucket requests refused with 503 because the candidate was not loaded here "
+    "(never answered by the baseline: that would put them in the wrong arm).",
+    ["model"],
+)
+LEADER = Gauge(
+    "flywheel_serving_leader",
+    "1 on the replica that leads the model's canary and hot-swap decisions, 0 on the others.",
+    ["model"],
+)
+LEADER_TOKEN = Gauge("flywheel_serving_leader_token", "Fencing token of this replica's latest lease.", ["model"])
+LEADER_CHANGES = Counter(
+    "flywheel_serving_leader_changes_total", "Leases taken (acquired) and lost by this replica.", ["model", "change"]
+)
+STALE_WRITES = Counter(
+    "flywheel_serving_stale_leader_writes_total",
+    "Decisions of this replica that the shared store refused: a newer leader had fenced it out.",
+    ["model"],
+)
+REPLICA_READY = Gauge(
+    "flywheel_serving_replica_ready",
+    "1 when this replica has loaded every version the routing state names (baseline and candidate).",
     ["model"],
 )
 ADMIN_ACTIONS = Counter(

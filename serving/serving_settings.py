@@ -13,6 +13,7 @@ from serving.engines.embedded_config import EmbeddedEngineConfig
 from serving.engines.vllm_config import VllmEngineConfig
 from serving.gateway.gateway_config import GatewayConfig
 from serving.hotswap.hotswap_config import HotSwapConfig
+from serving.leader.leader_config import LeaderConfig
 
 
 class ServingSettings(BaseModel):
@@ -29,3 +30,12 @@ class ServingSettings(BaseModel):
     hotswap: HotSwapConfig = Field(default_factory=HotSwapConfig)
     canary: CanaryConfig = Field(default_factory=CanaryConfig)
     admin: AdminConfig = Field(default_factory=AdminConfig)
+    leader: LeaderConfig = Field(
+        default_factory=LeaderConfig,
+        description="Leader election among replicas (Redis routing only; with memory routing the one process leads).",
+    )
+    request_counts_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often each replica adds its request counts to the shared ones the error-rate guardrail reads.",
+    )

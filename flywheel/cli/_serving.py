@@ -1,5 +1,10 @@
 """`flywheel serve`: the OpenAI-compatible gateway with its engine, hot-swap controller,
-canary controller and admin API in one process."""
+canary controller and admin API in one process.
+
+Any number of these processes may serve one model (Redis routing): they elect a leader
+through a Redis lease, and only the leader takes canary and hot-swap decisions; every
+replica loads what the shared routing state names and adds its request counts to the
+shared ones. With memory routing the one process is the leader."""
 
 from __future__ import annotations
 
@@ -32,9 +37,10 @@ from serving import (
     RoutingStore,
     VllmEngine,
     create_app,
-    gateway_error_counts,
 )
+from serving.canary import RequestCountPublisher, fleet_error_counts
 from serving.engines import Engine
+from serving.leader import Leadership, RedisLease, default_replica_id
 from streams import Bus
 
 log = logging.getLogger(__name__)
@@ -56,6 +62,8 @@ class ServingStack:
     canary: CanaryController
     hotswap: HotSwapController
     admin: AdminService
+    leadership: Leadership
+    request_counts: RequestCountPublisher
 
     def app(self):
         return create_app(self.gateway, self.admin, manage_lifecycle=False)
@@ -66,41 +74,56 @@ def build_serving(
     engine_name: str | None = None,
     vllm_urls: tuple[str, ...] = (),
     routing: str | None = None,
+    engine_override: Engine | None = None,
 ) -> ServingStack:
+    """The stack of one replica. ``engine_override`` replaces the configured engine (code
+    only: tests run real replicas on an engine double)."""
     cfg = settings.serving
     topics = settings.topics
     bus = make_bus(settings)
     wanted = {topics.chat_events, topics.engagement_signals, topics.models_checkpoints, topics.serving_deployments}
     bus.create_topics(s for s in topics.specs() if s.name in wanted)
+    model = cfg.gateway.models[0]
     store: RoutingStore
     if (routing or cfg.routing_store) == "memory":
         store = MemoryRoutingStore()
+        leadership = Leadership.single_process(model)
     else:
         store = RedisRoutingStore(settings.redis_url, prefix=cfg.routing_prefix)
+        replica = cfg.leader.replica_id or default_replica_id()
+        lease = RedisLease(settings.redis_url, cfg.routing_prefix, model, replica, cfg.leader.lease_ttl_s)
+        # A new leader raises the store's fence before it acts: its predecessor's late writes are refused.
+        leadership = Leadership(cfg.leader, lease, model, on_acquired=lambda token: store.claim(model, token))
     engine: Engine
-    if (engine_name or cfg.engine) == "vllm":
+    if engine_override is not None:
+        engine = engine_override
+    elif (engine_name or cfg.engine) == "vllm":
         vcfg = cfg.vllm.model_copy(update={"urls": vllm_urls}) if vllm_urls else cfg.vllm
         engine = VllmEngine(vcfg)
     else:
         engine = EmbeddedEngine(cfg.embedded)
-    model = cfg.gateway.models[0]
     slots = ModelSlots(engine)
     events = EventLogger(bus.producer(), topics.chat_events, capacity=cfg.gateway.event_buffer_size)
     gateway = Gateway(cfg.gateway, store, slots, events)
-    canary = CanaryController(cfg.canary, model, store, bus, topics, error_counts=gateway_error_counts(model))
+    canary = CanaryController(
+        cfg.canary, model, store, bus, topics, error_counts=fleet_error_counts(store, model), leadership=leadership
+    )
     hotswap = HotSwapController(cfg.hotswap, model, slots, canary, bus, topics)
     admin = AdminService(cfg.admin, {model: canary})
-    return ServingStack(bus, store, engine, gateway, canary, hotswap, admin)
+    counts = RequestCountPublisher(store, model, cfg.request_counts_interval_s)
+    return ServingStack(bus, store, engine, gateway, canary, hotswap, admin, leadership, counts)
 
 
 async def _serve(stack: ServingStack, host: str, port: int, base: tuple[str, Path | None] | None) -> None:
+    stack.leadership.start()
     if base is not None:
         version, path = base
         await stack.gateway.slots.load(ModelSource(version, path))
-        state = stack.canary.state()
-        if state is None or state.baseline_version != version:
-            stack.canary.bootstrap(version, actor="flywheel serve")
+        # Deployed as the first baseline by whichever replica leads, once nothing is deployed yet;
+        # a replica joining a running fleet does not reset what the fleet serves.
+        stack.hotswap.base = version
     stack.gateway.start()
+    stack.request_counts.start()
     stack.hotswap.start()
     stop = threading.Event()
 
@@ -122,6 +145,8 @@ async def _serve(stack: ServingStack, host: str, port: int, base: tuple[str, Pat
     finally:
         stop.set()
         await stack.hotswap.stop()
+        stack.leadership.stop()  # frees the lease: a successor need not wait for it to lapse
+        stack.request_counts.stop()
         stack.gateway.stop()
         stack.canary.close()
         await stack.engine.close()

@@ -1,11 +1,19 @@
 """One canary experiment: when it opened and when the candidate's share changed (burn-in
-restarts there), the running p-values, and which window aggregates its comparison uses."""
+restarts there), the running p-values, and which window aggregates its comparison uses.
+
+The leader keeps it in the routing store beside the routing state (``to_json`` /
+``from_json``, versioned), so a replica that takes over continues the same experiment:
+the same burn-ins, the same step start for the per-step minimum, the same running
+p-values."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from schemas import ArmWindowAggregate, DeploymentState
 from serving.canary.analysis import ArmTotals, merge
@@ -38,6 +46,14 @@ class Experiment:
     def __post_init__(self) -> None:
         if not self.changes:
             self.changes.append(self.started)
+
+    def to_json(self) -> str:
+        return _ExperimentRecord(experiment=self).model_dump_json()
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Experiment:
+        """Raises pydantic's ValidationError on a record this code cannot read."""
+        return _ExperimentRecord.model_validate_json(raw).experiment
 
     def new_step(self, now: datetime) -> None:
         self.step_started = now
@@ -78,3 +94,12 @@ class Experiment:
             merge(a for a in step_c if a.window_start in both).users_assigned,
         )
         return Comparison(merge(settled_b), merge(settled_c), users, merge(step_c).responses)
+
+
+class _ExperimentRecord(BaseModel):
+    """The stored form: ``version`` changes when the fields of ``Experiment`` do."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal[1] = 1
+    experiment: Experiment

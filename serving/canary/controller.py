@@ -6,19 +6,25 @@ share along the configured steps — or rolls back, halts or promotes. Every dec
 with its statistics, goes to ``serving.deployments`` (keyed by
 ``schemas.deployment_record_key``) and to Prometheus; operators' actions (admin API)
 go through the same path with their name and reason.
+
+With several gateway replicas only the leader (``serving.leader.Leadership``) decides:
+every write carries its fencing token, the experiment's bookkeeping is written to the
+routing store with the state, and a replica that becomes leader reads it back, so it
+continues the same experiment (burn-ins, step start, running p-values) instead of
+starting one afresh. Without a ``leadership`` the controller is the only one (one
+process) and always decides.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
 from schemas import (
@@ -26,16 +32,19 @@ from schemas import (
     CanaryAction,
     CanaryDecision,
     DeploymentState,
+    FlywheelError,
     SchemaError,
     Topics,
     deployment_record_key,
     engagement_signal_adapter,
 )
 from serving import _metrics as m
-from serving._errors import DeploymentStateError
+from serving._errors import DeploymentStateError, NotLeaderError, StaleLeaderError
 from serving.canary._experiment import Experiment
 from serving.canary.analysis import Analysis, ArmTotals, analyse, decide
 from serving.canary.canary_config import CanaryConfig
+from serving.canary.error_counts import ErrorCounts
+from serving.leader import Leadership
 from serving.routing import RoutingStore
 from streams import Bus, Consumer, TopicPartition
 
@@ -43,30 +52,6 @@ log = logging.getLogger(__name__)
 
 OperatorAction = Literal["pause", "resume", "promote", "rollback"]
 """What an operator may do through the admin API (validated again at run time)."""
-
-ErrorCounts = Callable[[str, str], tuple[int, int]]
-"""(arm, version) → (requests, errors) since the process started."""
-
-
-def gateway_error_counts(model: str) -> ErrorCounts:
-    """Error counts from this process's gateway metrics (the embedded, one-process setup)."""
-
-    def counts(arm: str, version: str) -> tuple[int, int]:
-        total = errors = 0.0
-        for outcome in ("ok", "error", "cancelled"):
-            value = (
-                REGISTRY.get_sample_value(
-                    "flywheel_serving_requests_total",
-                    {"model": model, "arm": arm, "version": version, "outcome": outcome},
-                )
-                or 0.0
-            )
-            total += value
-            if outcome == "error":
-                errors += value
-        return int(total), int(errors)
-
-    return counts
 
 
 class CanaryController:
@@ -79,6 +64,7 @@ class CanaryController:
         topics: Topics,
         error_counts: ErrorCounts | None = None,
         history: int = 500,
+        leadership: Leadership | None = None,
     ) -> None:
         self.config = config
         self.model = model
@@ -91,6 +77,8 @@ class CanaryController:
         self._lock = threading.RLock()
         self._aggs: dict[tuple[str, str, datetime, int, int | None], ArmWindowAggregate] = {}
         self._exp: Experiment | None = None
+        self._exp_token: int | None = None  # the lease under which _exp was read or written
+        self.leadership = leadership
         self._last_hold_reason: str | None = None
         self.decisions: deque[CanaryDecision] = deque(maxlen=history)
         self.last_analysis: Analysis | None = None
@@ -125,6 +113,34 @@ class CanaryController:
         with self._lock:
             self._aggs[(agg.arm, agg.model_version, agg.window_start, agg.window_s, agg.partition)] = agg
 
+    # -- leadership -------------------------------------------------------------------
+    def is_leader(self) -> bool:
+        return self.leadership is None or self.leadership.is_leader()
+
+    def fencing_token(self) -> int:
+        """The fencing token this replica writes with; NotLeaderError where it does not lead."""
+        if self.leadership is None:
+            return 0
+        token = self.leadership.token()
+        if token is None:
+            leader = None
+            with contextlib.suppress(FlywheelError):
+                leader = self.leadership.leader()
+            raise NotLeaderError(
+                f"this replica ({self.leadership.holder}) does not lead {self.model}; "
+                f"the leader is {leader or 'not elected yet'}",
+                leader=leader,
+            )
+        if token != self._exp_token:
+            self._exp = None  # a new lease: read the bookkeeping back, another leader may have moved it on
+            self._exp_token = token
+        return token
+
+    def _refused(self, exc: StaleLeaderError) -> None:
+        self._exp, self._exp_token = None, None
+        m.STALE_WRITES.labels(self.model).inc()
+        log.warning("%s: decision refused, %s", self.model, exc)
+
     # -- state ------------------------------------------------------------------------
     def state(self) -> DeploymentState | None:
         return self.store.get(self.model)
@@ -139,6 +155,7 @@ class CanaryController:
         """First deployment: ``version`` becomes the baseline directly (there is nothing to compare it with)."""
         now = now or datetime.now(UTC)
         with self._lock:
+            token = self.fencing_token()
             before = self.state()
             state = DeploymentState(
                 model=self.model,
@@ -151,13 +168,20 @@ class CanaryController:
                 updated_ts=now,
             )
             return self._commit(
-                before, state, "promote", f"first deployment of {self.model}: {version} is the baseline", now, actor
+                before,
+                state,
+                "promote",
+                f"first deployment of {self.model}: {version} is the baseline",
+                now,
+                actor,
+                token,
             )
 
     def start_canary(self, candidate: str, now: datetime | None = None, actor: str = "hotswap") -> CanaryDecision:
         """Open the canary for a loaded, health-checked ``candidate`` at the first step."""
         now = now or datetime.now(UTC)
         with self._lock:
+            token = self.fencing_token()
             before = self._require_state()
             if before.candidate_version is not None:
                 raise DeploymentStateError(f"{before.candidate_version} is already the candidate of {self.model}")
@@ -173,14 +197,18 @@ class CanaryController:
                 }
             )
             self._exp = Experiment(candidate, now, now, errors_at_start=self._error_snapshot(state))
-            return self._commit(before, state, "start", f"canary of {candidate} opened at {share / 100:g}%", now, actor)
+            return self._commit(
+                before, state, "start", f"canary of {candidate} opened at {share / 100:g}%", now, actor, token
+            )
 
     def reject(self, version: str, reason: str, now: datetime | None = None, actor: str = "hotswap") -> CanaryDecision:
         """Record that ``version`` will never get traffic (load or health check failed)."""
         now = now or datetime.now(UTC)
         with self._lock:
+            token = self.fencing_token()
             before = self.state()
-            decision = self._decision(before, before, "reject", reason, now, actor, candidate=version)
+            decision = self._decision(before, before, "reject", reason, now, actor, candidate=version, token=token)
+            self.store.claim(self.model, token)  # a fenced-out leader's reject is not published
             self._publish(None, decision)
             self.decisions.append(decision)
             m.DECISIONS.labels(self.model, "reject").inc()
@@ -191,6 +219,12 @@ class CanaryController:
         """Poll signals, analyse, act. None when no canary is running (idle, paused, halted)."""
         now = now or datetime.now(UTC)
         with self._lock:
+            if not self.is_leader():
+                return None  # followers neither read signals nor decide
+            try:
+                token = self.fencing_token()
+            except NotLeaderError:
+                return None
             self.poll_signals()
             state = self.state()
             if (
@@ -205,13 +239,30 @@ class CanaryController:
             analysis = analyse(base, cand, self.config, exp.p_min, step_users, state.share_bp)
             self.last_analysis = analysis
             action, reason = decide(analysis, self.config, state.step_index, step_samples)
-            return self._apply(state, action, reason, now, "controller", analysis)
+            try:
+                return self._apply(state, action, reason, now, "controller", token, analysis)
+            except StaleLeaderError:
+                return None  # counted and logged; the new leader decides
 
     def _experiment(self, state: DeploymentState) -> Experiment:
         if self._exp is None or self._exp.candidate != state.candidate_version:
-            # A restarted controller resumes from the stored state; running p-values start afresh (conservative).
+            self._exp = self._stored_experiment(state)
+        if self._exp is None:
+            # No bookkeeping stored for this candidate (written before it was kept): resume from
+            # the state, burn-in from its last change; running p-values start afresh (conservative).
             self._exp = Experiment(state.candidate_version or "", state.updated_ts, state.updated_ts)
         return self._exp
+
+    def _stored_experiment(self, state: DeploymentState) -> Experiment | None:
+        raw = self.store.experiment(self.model)
+        if raw is None:
+            return None
+        try:
+            exp = Experiment.from_json(raw)
+        except ValidationError as exc:
+            log.error("%s: unreadable experiment record in the routing store, starting afresh: %s", self.model, exc)
+            return None
+        return exp if exp.candidate == state.candidate_version else None
 
     def _totals(self, state: DeploymentState, exp: Experiment) -> tuple[ArmTotals, ArmTotals, tuple[int, int], int]:
         comparison = exp.compare(self._aggs.values(), state, timedelta(seconds=self.config.burn_in_s))
@@ -242,6 +293,7 @@ class CanaryController:
         reason: str,
         now: datetime,
         actor: str,
+        token: int,
         analysis: Analysis | None = None,
     ) -> CanaryDecision:
         update: dict[str, object] = {"updated_ts": now}
@@ -274,7 +326,13 @@ class CanaryController:
             if self._exp is not None:
                 self._exp.new_step(now)  # the SRM test and the burn-in restart with the share now in force
         if action == "hold":
-            decision = self._decision(state, state, "hold", reason, now, actor, analysis)
+            decision = self._decision(state, state, "hold", reason, now, actor, analysis, token=token)
+            if self._exp is not None:
+                try:  # the running p-values moved: the next leader must start from them
+                    self.store.put_experiment(self.model, self._exp.to_json(), token)
+                except StaleLeaderError as exc:
+                    self._refused(exc)
+                    raise
             if reason != self._last_hold_reason:  # don't flood the compacted topic with identical holds
                 self._publish(None, decision)
             self._last_hold_reason = reason
@@ -285,7 +343,7 @@ class CanaryController:
         after = state.model_copy(update=update)
         if action in ("promote", "rollback"):
             self._exp = None
-        return self._commit(state, after, action, reason, now, actor, analysis)
+        return self._commit(state, after, action, reason, now, actor, token, analysis)
 
     def _commit(
         self,
@@ -295,12 +353,19 @@ class CanaryController:
         reason: str,
         now: datetime,
         actor: str,
+        token: int,
         analysis: Analysis | None = None,
     ) -> CanaryDecision:
-        decision = self._decision(before, after, action, reason, now, actor, analysis)
-        after = after.model_copy(update={"last_decision_id": decision.decision_id})
+        decision = self._decision(before, after, action, reason, now, actor, analysis, token=token)
+        after = after.model_copy(update={"last_decision_id": decision.decision_id, "fencing_token": token})
         after = DeploymentState.model_validate(after.model_dump())  # re-validate the updated copy
-        self.store.put(after)
+        # The state and the experiment's bookkeeping change together, or not at all.
+        experiment = self._exp.to_json() if self._exp is not None and after.candidate_version else None
+        try:
+            self.store.put(after, token, experiment)
+        except StaleLeaderError as exc:
+            self._refused(exc)
+            raise
         self._publish(after, decision)
         self.decisions.append(decision)
         m.DECISIONS.labels(self.model, action).inc()
@@ -320,6 +385,7 @@ class CanaryController:
         actor: str,
         analysis: Analysis | None = None,
         candidate: str | None = None,
+        token: int | None = None,
     ) -> CanaryDecision:
         ref = before or after
         if analysis is not None:
@@ -343,6 +409,7 @@ class CanaryController:
             srm_p_value=analysis.srm_p_value if analysis else None,
             actor=actor,
             ts=now,
+            fencing_token=token,
         )
 
     def _publish(self, state: DeploymentState | None, decision: CanaryDecision) -> None:
@@ -359,6 +426,7 @@ class CanaryController:
         """pause | resume | promote | rollback, by an operator, recorded with who and why."""
         now = now or datetime.now(UTC)
         with self._lock:
+            token = self.fencing_token()
             state = self._require_state()
             allowed = {
                 "pause": state.status == "canary",
@@ -378,6 +446,7 @@ class CanaryController:
                 f"operator: {reason}",
                 now,
                 actor,
+                token,
                 self.last_analysis if action in ("promote", "rollback") else None,
             )
 

@@ -35,11 +35,16 @@ class Gateway:
         self.handler = ChatHandler(config, store, self.slots, events)
 
     def not_ready(self) -> list[str]:
-        """Public models that cannot be served here yet."""
+        """Public models that cannot be served here yet: their baseline, or the candidate of
+        a running canary, is not loaded on this replica."""
         missing = []
         for name in self.config.models:
             state = self.store.get(name)
             if state is None or state.baseline_version is None or not self.slots.is_ready(state.baseline_version):
+                missing.append(name)
+                continue
+            canary = state.candidate_version is not None and state.status in ("canary", "paused")
+            if canary and not self.slots.is_ready(state.candidate_version or ""):
                 missing.append(name)
         return missing
 

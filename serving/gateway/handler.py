@@ -18,7 +18,13 @@ import anyio
 
 from schemas import DeploymentState, FlywheelError
 from serving import _metrics as m
-from serving._errors import DeadlineExceededError, EngineUnavailableError, InvalidRequestError, ModelNotFoundError
+from serving._errors import (
+    CandidateUnavailableError,
+    DeadlineExceededError,
+    EngineUnavailableError,
+    InvalidRequestError,
+    ModelNotFoundError,
+)
 from serving.engines.base import Delta, GenerationRequest, SamplingParams
 from serving.gateway._route_metrics import route_metrics
 from serving.gateway.admission import Admission
@@ -97,9 +103,16 @@ class ChatHandler:
 
     def _route(self, public: str, state: DeploymentState, user_id: str | None) -> Route:
         chosen = route(state, user_id)
-        if chosen.arm == "candidate" and not self.slots.is_ready(chosen.version) and state.baseline_version:
+        if chosen.arm == "candidate" and not self.slots.is_ready(chosen.version):
+            # Fail over, never fall back: the baseline's reply would be logged in the baseline
+            # arm for a user the experiment put in the candidate arm (a sample-ratio mismatch,
+            # and a diluted comparison). This replica is not ready meanwhile (/ready is 503),
+            # so the load balancer sends the retry to a replica that has the candidate.
             m.ROUTING_FALLBACKS.labels(public).inc()
-            return Route(public, "baseline", state.baseline_version)
+            raise CandidateUnavailableError(
+                f"candidate {chosen.version} of {public!r} is not loaded on this replica yet; retry",
+                retry_after_s=1.0,
+            )
         return chosen
 
     def sampling(self, body: ChatCompletionRequest) -> SamplingParams:

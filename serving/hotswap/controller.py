@@ -9,6 +9,13 @@ Swaps are atomic for new requests (each request reads one routing state and leas
 version it names); in-flight requests finish on the version they started on; a version
 no longer named by the routing state is unloaded after a grace period, once nothing is
 in flight on it.
+
+With several replicas, every replica follows: it loads what the shared routing state
+names (baseline, candidate, and the version being prepared), also when it starts in the
+middle of a canary, and reports what it has ready. Only the leader decides: it loads a
+new version, marks it as being prepared, and opens the canary once every live replica
+reports it ready (or rejects it if one could not load it), so no replica is asked to
+serve a candidate it does not have.
 """
 
 from __future__ import annotations
@@ -25,11 +32,12 @@ from pydantic import ValidationError
 
 from schemas import CheckpointManifest, SchemaError, ServingError, Topics
 from serving import _metrics as m
-from serving._errors import ModelLoadError
+from serving._errors import ModelLoadError, NotLeaderError, StaleLeaderError
 from serving.canary.controller import CanaryController
 from serving.engines.base import GenerationRequest, ModelSource, SamplingParams, complete
 from serving.hotswap.hotswap_config import HotSwapConfig
 from serving.hotswap.slots import ModelSlots
+from serving.routing import ReplicaReport
 from streams import Bus, Consumer, TopicPartition
 
 log = logging.getLogger(__name__)
@@ -37,7 +45,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SwapEvent:
-    """What one poll did: ``kind`` is loaded, bootstrapped, rejected, unloaded, reconciled or skipped."""
+    """What one poll did: ``kind`` is loaded, bootstrapped, rejected, unloaded, reconciled,
+    preparing (the leader waits for replicas to load a candidate) or followed (this replica
+    loaded a version the shared state names)."""
 
     kind: str
     version: str
@@ -69,6 +79,12 @@ class HotSwapController:
         self._unreferenced_since: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
         self._reconciled_at: float | None = None
+        self._failed: dict[str, tuple[str, float]] = {}  # version -> (why, when) it failed to load here
+        self._preparing_since: tuple[str, float] | None = None
+        self.replica = canary.leadership.holder if canary.leadership is not None else "local"
+        self.base: str | None = None
+        """A version this replica loaded at start (``flywheel serve --model-dir``): the leader
+        deploys it as the first baseline when nothing is deployed yet."""
         self.bad_manifests = 0
 
     # -- input ------------------------------------------------------------------------
@@ -106,9 +122,60 @@ class HotSwapController:
 
     # -- the step -----------------------------------------------------------------------
     async def poll_once(self, now: datetime | None = None) -> list[SwapEvent]:
-        """Read new manifests, load at most one new version, unload what is no longer routed."""
-        events: list[SwapEvent] = []
+        """Read new manifests, load what the routing state names; as leader, bring in at most
+        one new version; unload what is no longer routed."""
         self._read_checkpoints()
+        events = await self._follow()
+        if self.canary.is_leader():
+            try:
+                events += await self._lead(now)
+            except (NotLeaderError, StaleLeaderError) as exc:  # lost the lease mid-poll: the new leader goes on
+                log.info("hot-swap decision dropped: %s", exc)
+        events += await self._unload_unrouted()
+        events += await self._reconcile()
+        return events
+
+    # -- every replica ----------------------------------------------------------------------
+    def _wanted(self) -> list[str]:
+        """Versions this replica must have: those the routing state names, and the one being prepared."""
+        state = self.canary.state()
+        wanted = [state.baseline_version, state.candidate_version] if state is not None else []
+        wanted.append(self.canary.store.preparing(self.model))
+        return [v for v in dict.fromkeys(wanted) if v is not None]
+
+    async def _follow(self) -> list[SwapEvent]:
+        """Load what the shared state names (a replica started mid-canary gets both arms), and report."""
+        events = []
+        now = time.monotonic()
+        for version in self._wanted():
+            if self.slots.is_ready(version) or version not in self._manifests:
+                continue
+            failed = self._failed.get(version)
+            if failed is not None and now - failed[1] < self.config.reconcile_interval_s:
+                continue
+            ok, detail = await self._bring_in(version)
+            if ok:
+                self._failed.pop(version, None)
+                log.info("loaded %s, named by the routing state of %s", version, self.model)
+            else:
+                self._failed[version] = (detail, time.monotonic())
+            events.append(SwapEvent("followed" if ok else "rejected", version, detail))
+        self._report()
+        return events
+
+    def _report(self) -> None:
+        state = self.canary.state()
+        named = [v for v in (state.baseline_version, state.candidate_version) if v] if state else []
+        m.REPLICA_READY.labels(self.model).set(1 if named and all(self.slots.is_ready(v) for v in named) else 0)
+        wanted = set(self._wanted())
+        failed = {v: why for v, (why, _) in self._failed.items() if v in wanted}
+        self.canary.store.report_replica(
+            self.model, ReplicaReport(self.replica, tuple(self.slots.ready()), failed), self.config.report_ttl_s
+        )
+
+    # -- the leader -------------------------------------------------------------------------
+    async def _lead(self, now: datetime | None) -> list[SwapEvent]:
+        events: list[SwapEvent] = []
         state = self.canary.state()
         retired = [v for v, mf in self._manifests.items() if mf.status != "published"]
         if state is not None and state.candidate_version in retired and state.status != "idle":
@@ -116,32 +183,71 @@ class HotSwapController:
                 "rollback", "hotswap", f"checkpoint {state.candidate_version} was withdrawn", now
             )
             state = self.canary.state()
-        if state is not None and state.baseline_version and not self.slots.is_ready(state.baseline_version):
-            # A restarted gateway: bring back what the routing state names.
-            events += await self._restore(state.baseline_version)
+        if (state is None or state.baseline_version is None) and self.base and self.slots.is_ready(self.base):
+            self.canary.bootstrap(self.base, now, actor="flywheel serve")
+            return [SwapEvent("bootstrapped", self.base)]
+        preparing = self.canary.store.preparing(self.model)
+        if preparing is not None:
+            return await self._open_when_ready(preparing, now)
         newest = self._next_candidate()
-        if newest is not None:
-            self._pending.remove(newest)
-            self._done.add(newest)
-            if state is None or state.baseline_version is None:
-                ok, detail = await self._bring_in(newest)
-                if ok:
-                    self.canary.bootstrap(newest, now)
-                    events.append(SwapEvent("bootstrapped", newest))
-                else:
-                    self.canary.reject(newest, detail, now)
-                    events.append(SwapEvent("rejected", newest, detail))
-            elif state.status == "idle" and state.candidate_version is None:
-                ok, detail = await self._bring_in(newest)
-                if ok:
-                    self.canary.start_canary(newest, now)
-                    events.append(SwapEvent("loaded", newest))
-                else:
-                    self.canary.reject(newest, detail, now)
-                    events.append(SwapEvent("rejected", newest, detail))
-        events += await self._unload_unrouted()
-        events += await self._reconcile()
-        return events
+        if newest is None:
+            return events
+        self._pending.remove(newest)
+        self._done.add(newest)
+        # Recorded before anything else: a later leader never tries it again (a rolled-back
+        # candidate stays rolled back), whatever it read of models.checkpoints.
+        self.canary.store.add_tried(self.model, newest, self.canary.fencing_token())
+        ok, detail = await self._bring_in(newest)
+        if not ok:
+            self.canary.reject(newest, detail, now)
+            return [SwapEvent("rejected", newest, detail)]
+        if state is None or state.baseline_version is None:
+            self.canary.bootstrap(newest, now)
+            return [SwapEvent("bootstrapped", newest)]
+        # Every replica loads it before it gets traffic anywhere.
+        self.canary.store.set_preparing(self.model, newest, self.canary.fencing_token())
+        self._report()
+        return await self._open_when_ready(newest, now)
+
+    async def _open_when_ready(self, version: str, now: datetime | None) -> list[SwapEvent]:
+        """Open the canary of ``version`` once every live replica has it ready; reject it if one
+        could not load it; after ``prepare_timeout_s`` open it anyway (a replica still loading
+        is not ready, and refuses candidate-bucket requests, until it has it)."""
+        store, token = self.canary.store, self.canary.fencing_token()
+        state = self.canary.state()
+        if state is None or state.candidate_version is not None or state.status != "idle":
+            store.set_preparing(self.model, None, token)  # opened (or superseded) before a leader change
+            return []
+        if not self.slots.is_ready(version):
+            why = self._failed.get(version, ("not loaded on the leader",))[0]
+            self.canary.reject(version, why, now)
+            store.set_preparing(self.model, None, token)
+            return [SwapEvent("rejected", version, why)]
+        reports = store.replicas(self.model)
+        failed = {r.replica: r.failed[version] for r in reports if version in r.failed}
+        if failed:
+            why = "; ".join(f"replica {name} could not load it: {reason}" for name, reason in sorted(failed.items()))
+            self.canary.reject(version, why, now)
+            store.set_preparing(self.model, None, token)
+            return [SwapEvent("rejected", version, why)]
+        waiting = sorted(r.replica for r in reports if version not in r.ready)
+        since = self._preparing_since
+        if since is None or since[0] != version:
+            since = self._preparing_since = (version, time.monotonic())
+        if waiting and time.monotonic() - since[1] < self.config.prepare_timeout_s:
+            return [SwapEvent("preparing", version, f"waiting for {', '.join(waiting)}")]
+        if waiting:
+            log.warning(
+                "opening the canary of %s while %s have not loaded it (after %.0f s): they refuse "
+                "candidate-bucket requests until they have",
+                version,
+                ", ".join(waiting),
+                self.config.prepare_timeout_s,
+            )
+        self.canary.start_canary(version, now)
+        store.set_preparing(self.model, None, token)
+        self._preparing_since = None
+        return [SwapEvent("loaded", version)]
 
     async def _reconcile(self) -> list[SwapEvent]:
         """Every ``reconcile_interval_s``: replicas that lost loaded versions get them back."""
@@ -162,6 +268,10 @@ class HotSwapController:
             return None
         if not self._pending:
             return None
+        tried = self.canary.store.tried(self.model)
+        for version in [v for v in self._pending if v in tried]:
+            self._pending.remove(version)
+            self._done.add(version)
         baseline_ts = None
         if st is not None and st.baseline_version in self._manifests:
             baseline_ts = self._manifests[st.baseline_version].created_ts
@@ -172,13 +282,6 @@ class HotSwapController:
         if not fresh:
             return None
         return max(fresh, key=lambda v: self._manifests[v].created_ts)
-
-    async def _restore(self, version: str) -> list[SwapEvent]:
-        manifest = self._manifests.get(version)
-        if manifest is None:
-            return []
-        ok, detail = await self._bring_in(version)
-        return [SwapEvent("loaded" if ok else "rejected", version, detail)]
 
     async def _bring_in(self, version: str) -> tuple[bool, str]:
         """Load, warm up, health-check. (True, "") or (False, why). Never raises for a bad checkpoint."""
@@ -212,8 +315,7 @@ class HotSwapController:
                 )
 
     async def _unload_unrouted(self) -> list[SwapEvent]:
-        state = self.canary.state()
-        routed = {state.baseline_version, state.candidate_version} if state is not None else set()
+        routed = set(self._wanted())
         now = time.monotonic()
         events = []
         for version in self.slots.ready() + [v for v in self._unreferenced_since if not self.slots.is_ready(v)]:

@@ -28,6 +28,18 @@ class HotSwapConfig(BaseModel):
         description="How often the engine's replicas are checked for the versions loaded here "
         "(vLLM: adapters are re-applied to a replica that restarted or started late).",
     )
+    prepare_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="Longest the leader waits for every replica to load a new candidate before it opens "
+        "the canary anyway (a replica still without it stays not ready until it has it).",
+    )
+    report_ttl_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="A replica's report of the versions it has ready lapses after this "
+        "(a dead replica stops counting); renewed every poll.",
+    )
     poll_interval_s: float = Field(
         default=1.0, gt=0, description="How often `flywheel serve` polls models.checkpoints."
     )

@@ -44,9 +44,9 @@ class RecordingStore(MemoryRoutingStore):
         self.history: list[tuple[float, DeploymentState]] = []
         self._hist_lock = threading.Lock()
 
-    def put(self, state: DeploymentState) -> None:
+    def put(self, state: DeploymentState, token: int = 0, experiment: str | None = None) -> None:
         with self._hist_lock:
-            super().put(state)
+            super().put(state, token, experiment)
             self.history.append((time.monotonic(), state))
 
     def states_between(self, t0: float, t1: float) -> list[DeploymentState]:

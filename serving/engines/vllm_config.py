@@ -4,7 +4,50 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class VllmLauncherConfig(BaseModel):
+    """Blue/green for full-weight generations: the engine starts a vLLM process of their own
+    (``serving.engines.vllm_launcher``) through ``deploy/local/vllm.sh``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = Field(
+        default=False,
+        description="Start a vLLM process for each full-weight checkpoint that no configured replica serves. "
+        "Off: such a checkpoint waits (load_timeout_s) for the deployment to start a replica serving it.",
+    )
+    script: Path | None = Field(
+        default=None, description="The launch script; None = deploy/local/vllm.sh of this source tree."
+    )
+    venv: Path | None = Field(
+        default=None, description="vLLM's venv; None = the script's cached one (~/.cache/flywheel/vllm-<flavour>-<v>)."
+    )
+    cpu_bind: str | None = Field(
+        default=None,
+        description="CPU build: cores a launched engine's threads are pinned to (VLLM_CPU_OMP_THREADS_BIND, "
+        "e.g. '1' or '2-3'); None = vLLM's 'auto', which pins every server to the same first cores.",
+    )
+    first_port: int = Field(default=18100, gt=0, lt=65536, description="Lowest loopback port a launched process gets.")
+    last_port: int = Field(default=18199, gt=0, lt=65536, description="Highest loopback port a launched process gets.")
+    ready_timeout_s: float = Field(
+        default=420.0,
+        gt=0,
+        description="Longest a launched process may take to be ready (vLLM on 2 CPU cores: 60-150 s).",
+    )
+    drain_timeout_s: float = Field(
+        default=60.0, ge=0, description="On unload, wait this long for in-flight requests before stopping the process."
+    )
+    stop_timeout_s: float = Field(
+        default=60.0, gt=0, description="Longest the process may take to exit and free its port."
+    )
+
+    @model_validator(mode="after")
+    def _ports_in_order(self) -> VllmLauncherConfig:
+        if self.last_port < self.first_port:
+            raise ValueError(f"last_port ({self.last_port}) is below first_port ({self.first_port}); raise last_port")
+        return self
 
 
 class VllmEngineConfig(BaseModel):
@@ -46,3 +89,4 @@ class VllmEngineConfig(BaseModel):
         "tokenizer.get_vocab()): prompts longer than max_model_len × this many characters are "
         "refused by the gateway without reaching vLLM.",
     )
+    launcher: VllmLauncherConfig = Field(default_factory=VllmLauncherConfig)

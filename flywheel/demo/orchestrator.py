@@ -161,9 +161,13 @@ def _loop(
                     ev = g.manifest.eval
                     progress.event(
                         f"generation {g.number}: {g.manifest.version} ({g.manifest.job_kind}"
-                        f"{', planted bad' if g.planted else ''}) offline IF "
-                        f"{(ev.instruction_following if ev else 0):.1%}, violations {(ev.violation_rate if ev else 1):.1%}, "
-                        f"RM win {(ev.win_rate if ev and ev.win_rate is not None else float('nan')):.0%}"
+                        f"{', planted' if g.planted else ''}) offline IF "
+                        f"{(ev.instruction_following if ev else 0):.1%}, violations {(ev.violation_rate if ev else 1):.1%}"
+                        + (
+                            f", RM win {ev.win_rate:.0%}"
+                            if ev and ev.win_rate is not None
+                            else ", no engagement model yet"
+                        )
                         + (
                             f", RM predicted lift {100 * ev.rm_predicted_lift:+.1f} pp"
                             if ev and ev.rm_predicted_lift is not None

@@ -84,3 +84,29 @@ def test_a_record_read_twice_waits_once() -> None:
     q = _queue(_job("p", 1))
     q.read(_record(0), _job("p", 1))
     assert len(q) == 1 and not q.supersede()
+
+
+def test_replay_reaches_back_a_bounded_share_never_below_the_log() -> None:
+    from schemas import Topics
+    from streams import EmbeddedBus
+    from trainers.worker._inputs import with_replay
+
+    topics = Topics("unit-replay")
+    bus = EmbeddedBus()
+    bus.create_topics(topics.specs())
+    producer = bus.producer()
+    for i in range(30):
+        producer.produce(topics.samples_sft, b"{}", key=f"k{i}", partition=0)
+        producer.produce(topics.samples_reward, b"{}", key=f"k{i}", partition=1)
+    producer.flush()
+    job = (
+        OffsetRange(topic=topics.samples_sft, partition=0, from_offset=20, to_offset=30),
+        OffsetRange(topic=topics.samples_reward, partition=1, from_offset=4, to_offset=30),
+    )
+    replayed = with_replay(bus, job, share=0.5, max_records=100)
+    # Half of each range's own size before it, but never before offset 0.
+    assert [(r.from_offset, r.to_offset) for r in replayed] == [(15, 30), (0, 30)]
+    capped = with_replay(bus, job, share=1.0, max_records=7)
+    assert sum(r.count for r in capped) - sum(r.count for r in job) <= 7
+    assert with_replay(bus, job, share=0.0, max_records=100) == job
+    assert with_replay(bus, job, share=0.5, max_records=100) == replayed  # deterministic: a redo reads the same

@@ -228,8 +228,16 @@ class WindowCounters(EngagementRates):
         }
 
 
+_FIELDS: dict[type, tuple[Field[Any], ...]] = {}
+"""Counter fields per class: a class's fields never change, and add() and from_fields()
+ask for them at every call (the canary's looks, the processor's window closes)."""
+
+
 def _counter_fields(cls: type[WindowCounters]) -> tuple[Field[Any], ...]:
-    return tuple(f for f in fields(cls) if f.metadata.get("counter"))
+    found = _FIELDS.get(cls)
+    if found is None:
+        found = _FIELDS[cls] = tuple(f for f in fields(cls) if f.metadata.get("counter"))
+    return found
 
 
 def default_of(f: Field[Any]) -> Any:

@@ -102,10 +102,11 @@ def per_reply_rate(
     independent = float(stats.bernoulli_diff_var(pb, nb, pc, nc))
     if cuped:
         rates = ((sb, base.covariate_sum, nb), (sc, cand.covariate_sum, nc))
-        pb, pc, var, _theta, _plain = stats.cuped_rate_diff(rates, sums)
+        adjusted_b, adjusted_c, cuped_var, _theta, _plain = stats.cuped_rate_diff(rates, sums)
+        pb, pc, var = float(adjusted_b), float(adjusted_c), float(cuped_var)
         method: Variance = "session_cuped"
     else:
-        var = stats.session_rate_var(sums[0], nb) + stats.session_rate_var(sums[1], nc)
+        var = float(stats.session_rate_var(sums[0], sb, nb) + stats.session_rate_var(sums[1], sc, nc))
         method = "session"
     deff = var / independent if independent > 0 else None
     return result(name, role, pb, pc, nb, nc, var, tau2, alpha, p_min, harm_sign, units=units, method=method, deff=deff)

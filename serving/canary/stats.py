@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cache
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -60,6 +62,7 @@ def mean_diff_var(var_b: ArrayLike, n_b: ArrayLike, var_c: ArrayLike, n_c: Array
         return np.where((n_b > 0) & (n_c > 0), var_b / np.maximum(n_b, 1) + var_c / np.maximum(n_c, 1), np.inf)
 
 
+@cache  # every look asks again for the same few settings
 def tau2_for_mde(mde: float, alpha: float | None = None, power: float = 0.8) -> float:
     """Mixture variance of the mSPRT for a planned minimum detectable effect.
 
@@ -229,70 +232,87 @@ def ratio_var(n: float, sum_m: float, sum_m2: float, sum_d: float, sum_d2: float
 class SessionSums:
     """One arm's per-session sums for a per-reply rate m/n (sessions the units): Σn, Σn²,
     Σm, Σm², Σm·n, and for CUPED the sums of a, each session's sum of its replies'
-    covariates: Σa, Σa², Σa·n, Σa·m."""
+    covariates: Σa, Σa², Σa·n, Σa·m. Floats, or numpy arrays of many experiments (every
+    function below broadcasts)."""
 
-    n: float
-    n2: float
-    m: float
-    m2: float
-    mn: float
-    a: float = 0.0
-    a2: float = 0.0
-    an: float = 0.0
-    am: float = 0.0
+    n: Any
+    n2: Any
+    m: Any
+    m2: Any
+    mn: Any
+    a: Any = 0.0
+    a2: Any = 0.0
+    an: Any = 0.0
+    am: Any = 0.0
 
-    def residual_sq(self) -> float:
+    def residual_sq(self) -> Any:
         """Σ (m − R·n)² with R = Σm/Σn: the delta method's sum over units."""
         r = self.m / self.n
-        return max(0.0, self.m2 - 2 * r * self.mn + r * r * self.n2)
+        return np.maximum(0.0, self.m2 - 2 * r * self.mn + r * r * self.n2)
 
-    def covariate_residual_sq(self) -> float:
+    def covariate_residual_sq(self) -> Any:
         """Σ (a − X·n)² with X = Σa/Σn."""
         x = self.a / self.n
-        return max(0.0, self.a2 - 2 * x * self.an + x * x * self.n2)
+        return np.maximum(0.0, self.a2 - 2 * x * self.an + x * x * self.n2)
 
-    def cross_residual(self) -> float:
+    def cross_residual(self) -> Any:
         """Σ (m − R·n)(a − X·n)."""
         r, x = self.m / self.n, self.a / self.n
         return self.am - x * self.mn - r * self.an + r * x * self.n2
 
 
-def session_rate_var(sums: SessionSums, replies: float) -> float:
-    """Variance of a per-reply rate over ``replies`` replies, sessions the units.
+def design_effect(sums: SessionSums, per_reply_var: Any = None) -> Any:
+    """Variance per reply with sessions as units over what independent replies give,
+    R(1 − R), on the sessions of ``sums`` (R = Σm/Σn there). ``per_reply_var`` replaces
+    Σ(m − Rn)²/Σn (e.g. CUPED's). 1 when those sessions hold no hit or only hits: they
+    then say nothing about how hits cluster (a rare event not yet in an ended session)."""
+    r = sums.m / sums.n
+    per_reply = sums.residual_sq() / sums.n if per_reply_var is None else per_reply_var
+    informative = (r > 0) & (r < 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(informative, per_reply / np.where(informative, r * (1 - r), 1.0), 1.0)
 
-    With the same replies in ``sums`` and in the rate, this is the delta-method variance of
-    the ratio ΣM/ΣN over sessions, Σ(m − Rn)²/(Σn)² (what :func:`ratio_var` gives); the
-    sessions may also be a sample of the rate's (those that ended): their variance per
-    reply, Σ(m − Rn)²/Σn, is then spread over ``replies``.
+
+def session_rate_var(sums: SessionSums, hits: Any, replies: Any) -> Any:
+    """Variance of the per-reply rate hits/replies, sessions the units (delta method).
+
+    The rate counts the replies decided in the windows compared; ``sums`` the sessions
+    that ended in them, a sample of the same traffic (young sessions have not ended yet).
+    So the sessions give the design effect, and the replies the rate: D·p(1−p)/n. With
+    the same replies on both sides this is Σ(m − Rn)²/(Σn)², what :func:`ratio_var` gives.
     """
-    return sums.residual_sq() / sums.n / replies
+    p = hits / replies
+    return design_effect(sums) * p * (1 - p) / replies
 
 
 def cuped_rate_diff(
-    rates: tuple[tuple[float, float, float], tuple[float, float, float]],
+    rates: tuple[tuple[Any, Any, Any], tuple[Any, Any, Any]],
     sums: tuple[SessionSums, SessionSums],
-) -> tuple[float, float, float, float, float]:
+) -> tuple[Any, Any, Any, Any, Any]:
     """CUPED on a per-reply rate with a per-reply covariate, sessions the units.
 
     ``rates`` are (Σm, Σa, n) of each arm's replies (baseline first), ``sums`` the arms'
     per-session sums. The adjusted rate of an arm is R − θ(X − X̄), X its replies' mean
     covariate and X̄ both arms'; θ = Σ(m − Rn)(a − Xn) / Σ(a − Xn)², pooled over the two
-    arms' sessions. Returns (adjusted baseline, adjusted candidate, variance of their
-    difference, θ, variance of the unadjusted difference).
+    arms' sessions. Each arm's variance is its design effect (CUPED's residual per reply
+    over R(1 − R) of its sessions) times p(1 − p)/n of its replies, as in
+    :func:`session_rate_var`. Returns (adjusted baseline, adjusted candidate, variance of
+    their difference, θ, variance of the unadjusted difference).
     """
     theta_num = sums[0].cross_residual() + sums[1].cross_residual()
     theta_den = sums[0].covariate_residual_sq() + sums[1].covariate_residual_sq()
-    theta = theta_num / theta_den if theta_den > 0 else 0.0
-    total_a = rates[0][1] + rates[1][1]
-    total_n = rates[0][2] + rates[1][2]
-    x_bar = total_a / total_n
-    adjusted, var, plain = [], 0.0, 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        theta = np.where(theta_den > 0, theta_num / np.where(theta_den > 0, theta_den, 1.0), 0.0)
+    x_bar = (rates[0][1] + rates[1][1]) / (rates[0][2] + rates[1][2])
+    adjusted = []
+    var: Any = 0.0
+    plain: Any = 0.0
     for (m, a, n), arm in zip(rates, sums, strict=True):
         adjusted.append(m / n - theta * (a / n - x_bar))
-        per_reply_yy = arm.residual_sq() / arm.n
         per_reply = (
             arm.residual_sq() - 2 * theta * arm.cross_residual() + theta * theta * arm.covariate_residual_sq()
         ) / arm.n
-        var += max(0.0, per_reply) / n
-        plain += per_reply_yy / n
+        p = m / n
+        var = var + design_effect(arm, np.maximum(0.0, per_reply)) * p * (1 - p) / n
+        plain = plain + design_effect(arm) * p * (1 - p) / n
     return adjusted[0], adjusted[1], var, theta, plain

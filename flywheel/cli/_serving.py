@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -114,7 +115,15 @@ def build_serving(
     return ServingStack(bus, store, engine, gateway, canary, hotswap, admin, leadership, counts)
 
 
-async def _serve(stack: ServingStack, host: str, port: int, base: tuple[str, Path | None] | None) -> None:
+async def _serve(
+    stack: ServingStack,
+    host: str,
+    port: int,
+    base: tuple[str, Path | None] | None,
+    sock: socket.socket | None = None,
+) -> None:
+    """Run one replica until it is stopped. ``sock``: an already bound socket to serve on
+    instead of ``host``/``port`` (tests bind port 0 and read the port the kernel gave)."""
     stack.leadership.start()
     if base is not None:
         version, path = base
@@ -141,7 +150,7 @@ async def _serve(stack: ServingStack, host: str, port: int, base: tuple[str, Pat
     config = uvicorn.Config(stack.app(), host=host, port=port, log_level="info", lifespan="on", access_log=False)
     server = uvicorn.Server(config)
     try:
-        await server.serve()
+        await server.serve(sockets=[sock] if sock is not None else None)
     finally:
         stop.set()
         await stack.hotswap.stop()

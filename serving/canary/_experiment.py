@@ -8,15 +8,19 @@ p-values."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from schemas import ArmWindowAggregate, DeploymentState
 from serving.canary.analysis import ArmTotals, merge
+from serving.routing import RoutingStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -103,3 +107,16 @@ class _ExperimentRecord(BaseModel):
 
     version: Literal[1] = 1
     experiment: Experiment
+
+
+def stored_experiment(store: RoutingStore, model: str, candidate: str | None) -> Experiment | None:
+    """The bookkeeping a leader left in the store for ``candidate``'s canary (None: none, or another's)."""
+    raw = store.experiment(model)
+    if raw is None:
+        return None
+    try:
+        exp = Experiment.from_json(raw)
+    except ValidationError as exc:
+        log.error("%s: unreadable experiment record in the routing store, starting afresh: %s", model, exc)
+        return None
+    return exp if exp.candidate == candidate else None

@@ -10,9 +10,8 @@ go through the same path with their name and reason.
 With several gateway replicas only the leader (``serving.leader.Leadership``) decides:
 every write carries its fencing token, the experiment's bookkeeping is written to the
 routing store with the state, and a replica that becomes leader reads it back, so it
-continues the same experiment (burn-ins, step start, running p-values) instead of
-starting one afresh. Without a ``leadership`` the controller is the only one (one
-process) and always decides.
+continues the same experiment (burn-ins, step start, running p-values). Without a
+``leadership`` the controller is the only one (one process) and always decides.
 """
 
 from __future__ import annotations
@@ -25,28 +24,26 @@ from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from pydantic import ValidationError
-
 from schemas import (
     ArmWindowAggregate,
     CanaryAction,
     CanaryDecision,
     DeploymentState,
     FlywheelError,
-    SchemaError,
     Topics,
     deployment_record_key,
-    engagement_signal_adapter,
 )
 from serving import _metrics as m
 from serving._errors import DeploymentStateError, NotLeaderError, StaleLeaderError
-from serving.canary._experiment import Experiment
+from serving.canary._experiment import Experiment, stored_experiment
+from serving.canary._records import build_decision
+from serving.canary._signal_reader import AggregateKey, SignalReader
 from serving.canary.analysis import Analysis, ArmTotals, analyse, decide
 from serving.canary.canary_config import CanaryConfig
 from serving.canary.error_counts import ErrorCounts
 from serving.leader import Leadership
 from serving.routing import RoutingStore
-from streams import Bus, Consumer, TopicPartition
+from streams import Bus
 
 log = logging.getLogger(__name__)
 
@@ -72,46 +69,34 @@ class CanaryController:
         self.topics = topics
         self._bus = bus
         self._producer = bus.producer()
-        self._consumer: Consumer | None = None
+        self._signals = SignalReader(bus, topics.engagement_signals)
         self._error_counts = error_counts
         self._lock = threading.RLock()
-        self._aggs: dict[tuple[str, str, datetime, int, int | None], ArmWindowAggregate] = {}
         self._exp: Experiment | None = None
         self._exp_token: int | None = None  # the lease under which _exp was read or written
         self.leadership = leadership
         self._last_hold_reason: str | None = None
         self.decisions: deque[CanaryDecision] = deque(maxlen=history)
         self.last_analysis: Analysis | None = None
-        self.bad_signals = 0
 
     # -- reading engagement.signals ---------------------------------------------------
     def poll_signals(self, max_records: int = 10_000, timeout_s: float = 0.0) -> int:
         """Read whatever window aggregates are available; returns how many were taken."""
         with self._lock:
-            if self._consumer is None:
-                topic = self.topics.engagement_signals
-                self._consumer = self._bus.consumer(**{"auto.offset.reset": "earliest"})
-                self._consumer.assign({TopicPartition(topic, p): 0 for p in range(self._bus.partitions(topic))})
-            taken = 0
-            while True:
-                records = self._consumer.consume(max_records, timeout_s)
-                for record in records:
-                    try:
-                        signal = engagement_signal_adapter.validate_json(record.value)
-                    except (ValidationError, SchemaError):
-                        self.bad_signals += 1  # not ours to dead-letter: the signals processor owns that topic
-                        continue
-                    if isinstance(signal, ArmWindowAggregate):
-                        self.add_aggregate(signal)
-                        taken += 1
-                if len(records) < max_records:
-                    return taken
-                timeout_s = 0.0
+            return self._signals.poll(max_records, timeout_s)
 
     def add_aggregate(self, agg: ArmWindowAggregate) -> None:
         """Take one partial. A re-sent partial of the same window and partition replaces the earlier one."""
         with self._lock:
-            self._aggs[(agg.arm, agg.model_version, agg.window_start, agg.window_s, agg.partition)] = agg
+            self._signals.add(agg)
+
+    @property
+    def _aggs(self) -> dict[AggregateKey, ArmWindowAggregate]:
+        return self._signals.aggregates
+
+    @property
+    def bad_signals(self) -> int:
+        return self._signals.bad
 
     # -- leadership -------------------------------------------------------------------
     def is_leader(self) -> bool:
@@ -207,7 +192,9 @@ class CanaryController:
         with self._lock:
             token = self.fencing_token()
             before = self.state()
-            decision = self._decision(before, before, "reject", reason, now, actor, candidate=version, token=token)
+            decision = build_decision(
+                self.model, before, before, "reject", reason, now, actor, candidate=version, token=token
+            )
             self.store.claim(self.model, token)  # a fenced-out leader's reject is not published
             self._publish(None, decision)
             self.decisions.append(decision)
@@ -246,26 +233,15 @@ class CanaryController:
 
     def _experiment(self, state: DeploymentState) -> Experiment:
         if self._exp is None or self._exp.candidate != state.candidate_version:
-            self._exp = self._stored_experiment(state)
+            self._exp = stored_experiment(self.store, self.model, state.candidate_version)
         if self._exp is None:
             # No bookkeeping stored for this candidate (written before it was kept): resume from
             # the state, burn-in from its last change; running p-values start afresh (conservative).
             self._exp = Experiment(state.candidate_version or "", state.updated_ts, state.updated_ts)
         return self._exp
 
-    def _stored_experiment(self, state: DeploymentState) -> Experiment | None:
-        raw = self.store.experiment(self.model)
-        if raw is None:
-            return None
-        try:
-            exp = Experiment.from_json(raw)
-        except ValidationError as exc:
-            log.error("%s: unreadable experiment record in the routing store, starting afresh: %s", self.model, exc)
-            return None
-        return exp if exp.candidate == state.candidate_version else None
-
     def _totals(self, state: DeploymentState, exp: Experiment) -> tuple[ArmTotals, ArmTotals, tuple[int, int], int]:
-        comparison = exp.compare(self._aggs.values(), state, timedelta(seconds=self.config.burn_in_s))
+        comparison = exp.compare(self._signals.values(), state, timedelta(seconds=self.config.burn_in_s))
         base, cand = comparison.baseline, comparison.candidate
         if self._error_counts is not None:
             for arm, totals, version in (
@@ -326,7 +302,7 @@ class CanaryController:
             if self._exp is not None:
                 self._exp.new_step(now)  # the SRM test and the burn-in restart with the share now in force
         if action == "hold":
-            decision = self._decision(state, state, "hold", reason, now, actor, analysis, token=token)
+            decision = build_decision(self.model, state, state, "hold", reason, now, actor, analysis, token=token)
             if self._exp is not None:
                 try:  # the running p-values moved: the next leader must start from them
                     self.store.put_experiment(self.model, self._exp.to_json(), token)
@@ -356,7 +332,7 @@ class CanaryController:
         token: int,
         analysis: Analysis | None = None,
     ) -> CanaryDecision:
-        decision = self._decision(before, after, action, reason, now, actor, analysis, token=token)
+        decision = build_decision(self.model, before, after, action, reason, now, actor, analysis, token=token)
         after = after.model_copy(update={"last_decision_id": decision.decision_id, "fencing_token": token})
         after = DeploymentState.model_validate(after.model_dump())  # re-validate the updated copy
         # The state and the experiment's bookkeeping change together, or not at all.
@@ -374,43 +350,6 @@ class CanaryController:
             m.SWAPS.labels(self.model, "promoted" if action == "promote" else "rolled_back").inc()
         log.info("%s %s: %s (%s)", self.model, action, reason, actor)
         return decision
-
-    def _decision(
-        self,
-        before: DeploymentState | None,
-        after: DeploymentState | None,
-        action: CanaryAction,
-        reason: str,
-        now: datetime,
-        actor: str,
-        analysis: Analysis | None = None,
-        candidate: str | None = None,
-        token: int | None = None,
-    ) -> CanaryDecision:
-        ref = before or after
-        if analysis is not None:
-            for r in analysis.metrics:
-                m.CANARY_LIFT.labels(self.model, r.name).set(r.lift)
-                m.CANARY_P.labels(self.model, r.name).set(r.p_value)
-            if analysis.srm_p_value is not None:
-                m.SRM_P.labels(self.model).set(analysis.srm_p_value)
-        return CanaryDecision(
-            decision_id=uuid.uuid4().hex,
-            model=self.model,
-            baseline_version=ref.baseline_version if ref else None,
-            candidate_version=candidate
-            or (before.candidate_version if before else None)
-            or (after.candidate_version if after else None),
-            action=action,
-            reason=reason,
-            share_bp_before=before.share_bp if before else 0,
-            share_bp_after=after.share_bp if after else 0,
-            metrics=analysis.metrics if analysis else (),
-            srm_p_value=analysis.srm_p_value if analysis else None,
-            actor=actor,
-            ts=now,
-            fencing_token=token,
-        )
 
     def _publish(self, state: DeploymentState | None, decision: CanaryDecision) -> None:
         topic = self.topics.serving_deployments
@@ -451,8 +390,7 @@ class CanaryController:
             )
 
     def close(self) -> None:
-        if self._consumer is not None:
-            self._consumer.close()
+        self._signals.close()
         self._producer.close()
 
 

@@ -31,9 +31,9 @@ from trainers.bootstrap.base_model import ensure_base_model
 from trainers.characters import CHARACTERS_BY_ID
 from trainers.common import Demonstration, Pair, Prompt
 from trainers.common.training import run_trainer
-from trainers.dpo import DpoSettings
+from trainers.dpo import DpoTrainerConfig
 from trainers.dpo.dpo_trainer import DpoTrainer
-from trainers.sft import SftSettings
+from trainers.sft import SftTrainerConfig
 from trainers.sft.sft_trainer import SftTrainer
 
 _CUDA = torch.cuda.is_available()
@@ -61,7 +61,7 @@ def _ours(wrapper: SftTrainer | DpoTrainer, base: Path, data: list, work: Path) 
     return _timed(lambda: run_trainer(trainer), trainer)
 
 
-def _plain_sft(base: Path, demos: list[Demonstration], s: SftSettings, work: Path) -> tuple[float, float]:
+def _plain_sft(base: Path, demos: list[Demonstration], s: SftTrainerConfig, work: Path) -> tuple[float, float]:
     rows = [{"messages": d.prompt.with_reply(d.reply)} for d in demos]
     # Exactly the arguments a careful user would pass to trl on this machine.
     config = SFTConfig(
@@ -92,7 +92,7 @@ def _plain_sft(base: Path, demos: list[Demonstration], s: SftSettings, work: Pat
     return _timed(trainer.train, trainer)
 
 
-def _plain_dpo(base: Path, pairs: list[Pair], s: DpoSettings, work: Path) -> tuple[float, float]:
+def _plain_dpo(base: Path, pairs: list[Pair], s: DpoTrainerConfig, work: Path) -> tuple[float, float]:
     rows = [
         {
             "prompt": p.prompt.messages,
@@ -140,8 +140,8 @@ def main() -> None:
     pairs = [
         Pair(_prompt(p.character_id, p.context), p.chosen, p.rejected) for p in synthetic_pairs(args.examples, seed=2)
     ]
-    sft_s = SftSettings(epochs=1.0, num_candidates=0)
-    dpo_s = DpoSettings(epochs=1.0)
+    sft_s = SftTrainerConfig(epochs=1.0, num_candidates=0)
+    dpo_s = DpoTrainerConfig(epochs=1.0)
     results: dict[str, list[tuple[float, float]]] = {"sft_ours": [], "sft_trl": [], "dpo_ours": [], "dpo_trl": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

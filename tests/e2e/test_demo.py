@@ -109,12 +109,10 @@ def test_promoted_model_beats_the_base_on_every_held_out_prompt_paired(demo_repo
     from schemas import check_policy, follows_instructions
     from trainers.bootstrap.base_model import ensure_base_model
     from trainers.common.loading import load_policy
-    from trainers.evaluate import GateSettings, OfflineGate
+    from trainers.evaluate import GateConfig, OfflineGate
 
     torch.set_num_threads(os.cpu_count() or 1)  # the demo left the process on its one serving thread
-    gate = OfflineGate(
-        GateSettings(prompts_per_character=HELD_OUT_PER_CHARACTER, samples_per_prompt=SAMPLES_PER_PROMPT)
-    )
+    gate = OfflineGate(GateConfig(prompts_per_character=HELD_OUT_PER_CHARACTER, samples_per_prompt=SAMPLES_PER_PROMPT))
     judged: dict[str, list[tuple[float, float]]] = {}
     for name, path in (("base", ensure_base_model()), ("final", Path(demo_report["_dir"]) / "final-model")):
         model, tokenizer = load_policy(path)

@@ -2,7 +2,7 @@
 (torch) is ``trainers.bootstrap.base_model.ensure_base_model``; the characters, topics and
 held-out prompts it is built from are domain data, in ``trainers.characters``."""
 
-from trainers.bootstrap.base_model_config import BaseModelSettings
+from trainers.bootstrap.base_model_config import BaseModelConfig
 from trainers.bootstrap.corpus import (
     CorpusItem,
     SyntheticPair,
@@ -13,7 +13,7 @@ from trainers.bootstrap.corpus import (
 )
 
 __all__ = [
-    "BaseModelSettings",
+    "BaseModelConfig",
     "CorpusItem",
     "SyntheticPair",
     "make_item",

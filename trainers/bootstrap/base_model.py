@@ -33,7 +33,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerF
 
 from trainers import characters
 from trainers.bootstrap import corpus
-from trainers.bootstrap.base_model_config import BaseModelSettings
+from trainers.bootstrap.base_model_config import BaseModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ BASE_MODEL_NAME = "flywheel-tiny"
 BUILD_THREADS = 1
 
 
-def cache_key(settings: BaseModelSettings) -> str:
+def cache_key(settings: BaseModelConfig) -> str:
     """Content hash of everything that determines the model: config and the code that
     builds it and its corpus. Same key, same model."""
     h = hashlib.sha256()
@@ -73,11 +73,11 @@ def cache_key(settings: BaseModelSettings) -> str:
     return h.hexdigest()[:16]
 
 
-def ensure_base_model(settings: BaseModelSettings | None = None) -> Path:
+def ensure_base_model(settings: BaseModelConfig | None = None) -> Path:
     """Path of the base model directory, building it on first use (about a minute on 2
     CPU cores) and returning the cached copy afterwards. Safe to call from several
     processes at once: one builds, the others wait and reuse it."""
-    settings = settings or BaseModelSettings()
+    settings = settings or BaseModelConfig()
     target = settings.cache_dir / f"{BASE_MODEL_NAME}-{cache_key(settings)}"
     if (target / "config.json").is_file():
         return target
@@ -154,13 +154,13 @@ def weights_sha256(model_dir: Path) -> str:
     return hashlib.sha256((model_dir / "model.safetensors").read_bytes()).hexdigest()
 
 
-def build_base_model(settings: BaseModelSettings, out_dir: Path) -> None:
+def build_base_model(settings: BaseModelConfig, out_dir: Path) -> None:
     """Train tokenizer and model from scratch into ``out_dir`` (no hub, CPU is enough)."""
     with _reproducible_torch(settings.seed):
         _build(settings, out_dir)
 
 
-def _build(settings: BaseModelSettings, out_dir: Path) -> None:
+def _build(settings: BaseModelConfig, out_dir: Path) -> None:
     started = time.monotonic()
     items = corpus.synthetic_corpus(
         settings.corpus_size,
@@ -209,7 +209,7 @@ def _build(settings: BaseModelSettings, out_dir: Path) -> None:
 
 
 def _pretrain(
-    model: torch.nn.Module, encoded: list[tuple[list[int], list[int]]], settings: BaseModelSettings, pad_id: int
+    model: torch.nn.Module, encoded: list[tuple[list[int], list[int]]], settings: BaseModelConfig, pad_id: int
 ) -> None:
     # A plain loop: pre-training from scratch is not one of the platform's trainers, and
     # a few hundred small steps do not need trl's machinery.

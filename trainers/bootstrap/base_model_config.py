@@ -11,7 +11,7 @@ def _default_cache_dir() -> Path:
     return Path.home() / ".cache" / "flywheel" / "models"
 
 
-class BaseModelSettings(BaseModel):
+class BaseModelConfig(BaseModel):
     """How the development / demo base model is built. Every field enters the cache key,
     so changing one builds a new model; an unchanged config loads the cached one."""
 
@@ -45,3 +45,8 @@ class BaseModelSettings(BaseModel):
     learning_rate: float = Field(
         default=4e-3, gt=0, description="Peak AdamW learning rate (linear warm-up, cosine decay)."
     )
+
+
+# The name before components' options became ``...Config`` (docs/architecture.md,
+# "Configuration names"); only flywheel.demo still imports it. Remove it with that import.
+BaseModelSettings = BaseModelConfig

@@ -4,6 +4,7 @@ side lives in its modules: ``trainers.common.generation`` (generate_replies),
 (load_policy), ``trainers.common.training`` (TrainResult, run_trainer, save_model)."""
 
 from trainers.common.data import Demonstration, Labelled, Pair, Prompt
-from trainers.common.train_config import LoraSettings, TrainSettings
+from trainers.common.train_config import LoraAdapterConfig, TrainerConfig
+from trainers.common.train_config import LoraSettings as LoraSettings  # only for flywheel.demo, see there
 
-__all__ = ["Demonstration", "Labelled", "LoraSettings", "Pair", "Prompt", "TrainSettings"]
+__all__ = ["Demonstration", "Labelled", "LoraAdapterConfig", "Pair", "Prompt", "TrainerConfig"]

@@ -10,7 +10,7 @@ from typing import Protocol
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from trainers.common.data import Prompt
-from trainers.common.generation import SamplingSettings, generate_replies
+from trainers.common.generation import SamplingConfig, generate_replies
 
 
 class Scorer(Protocol):
@@ -49,7 +49,7 @@ def rank_candidates(
     prompts: Sequence[Prompt],
     scorer: Scorer,
     n: int,
-    sampling: SamplingSettings,
+    sampling: SamplingConfig,
     extra: Sequence[Sequence[str]] | None = None,
 ) -> list[Ranked]:
     """``n`` sampled replies per prompt (plus ``extra`` given replies, e.g. the curated one),

@@ -11,7 +11,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
-class SamplingSettings:
+class SamplingConfig:
     """How replies are sampled. Sampling (not greedy) so that rates such as
     "instruction-following" measure the policy's distribution, not its single mode."""
 
@@ -26,7 +26,7 @@ def generate_replies(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     conversations: Sequence[Sequence[dict[str, str]]],
-    sampling: SamplingSettings = SamplingSettings(),
+    sampling: SamplingConfig = SamplingConfig(),
     num_return_sequences: int = 1,
 ) -> list[list[str]]:
     """For each conversation (chat messages, last one from the user) return
@@ -100,3 +100,8 @@ def reply_logprobs(
         logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids_t[:, 1:, None])[..., 0]
         out.extend((logp * score_mask[:, 1:]).sum(-1).tolist())
     return out
+
+
+# The name before components' options became ``...Config`` (docs/architecture.md,
+# "Configuration names"); only flywheel.demo still imports it. Remove it with that import.
+SamplingSettings = SamplingConfig

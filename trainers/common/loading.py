@@ -18,7 +18,7 @@ from peft import LoraConfig, PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from schemas import TrainerError
-from trainers.common.train_config import LoraSettings, TrainSettings
+from trainers.common.train_config import LoraAdapterConfig, TrainerConfig
 from trainers.common.training import peft_config
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def root_base_of(adapter_dir: Path, config: dict[str, Any]) -> Path:
     return base
 
 
-def _shape_differences(config: dict[str, Any], lora: LoraSettings) -> dict[str, tuple[object, object]]:
+def _shape_differences(config: dict[str, Any], lora: LoraAdapterConfig) -> dict[str, tuple[object, object]]:
     targets = config.get("target_modules")
     adapter_targets = {targets} if isinstance(targets, str) else set(targets or ())
     out: dict[str, tuple[object, object]] = {}
@@ -127,7 +127,7 @@ def _shape_differences(config: dict[str, Any], lora: LoraSettings) -> dict[str, 
 
 
 def load_trainable_policy(
-    policy_dir: Path, settings: TrainSettings, *, merged_start_dir: Path | None = None
+    policy_dir: Path, settings: TrainerConfig, *, merged_start_dir: Path | None = None
 ) -> TrainablePolicy:
     """The starting model of a policy trainer and the LoRA config to hand to trl.
 

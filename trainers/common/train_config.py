@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from schemas import ConfigError
 
 
-class LoraSettings(BaseModel):
+class LoraAdapterConfig(BaseModel):
     """LoRA adapters (peft) instead of full fine-tuning."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -26,7 +26,7 @@ class LoraSettings(BaseModel):
     )
 
 
-class TrainSettings(BaseModel):
+class TrainerConfig(BaseModel):
     """Settings common to every trainer; each trainer's config extends this."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -40,7 +40,7 @@ class TrainSettings(BaseModel):
     gradient_checkpointing: bool = Field(
         default=False, description="Recompute activations (saves memory on big models, slower)."
     )
-    lora: LoraSettings = Field(default_factory=LoraSettings)
+    lora: LoraAdapterConfig = Field(default_factory=LoraAdapterConfig)
 
     def with_overrides(self: S, overrides: dict[str, Any]) -> S:
         """A copy with a job's overrides applied (``lora.r`` style keys reach nested fields).
@@ -64,4 +64,9 @@ class TrainSettings(BaseModel):
             ) from None
 
 
-S = TypeVar("S", bound=TrainSettings)
+S = TypeVar("S", bound=TrainerConfig)
+
+
+# The name before components' options became ``...Config`` (docs/architecture.md,
+# "Configuration names"); only flywheel.demo still imports it. Remove it with that import.
+LoraSettings = LoraAdapterConfig

@@ -21,7 +21,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from trainers.common.train_config import TrainSettings
+from trainers.common.train_config import TrainerConfig
 
 
 def device_args() -> dict[str, Any]:
@@ -31,7 +31,7 @@ def device_args() -> dict[str, Any]:
     return {"use_cpu": True, "bf16": False}
 
 
-def common_args(settings: TrainSettings, output_dir: Path) -> dict[str, Any]:
+def common_args(settings: TrainerConfig, output_dir: Path) -> dict[str, Any]:
     """Keyword arguments every trl config gets from our settings."""
     return {
         "output_dir": str(output_dir),
@@ -52,7 +52,7 @@ def common_args(settings: TrainSettings, output_dir: Path) -> dict[str, Any]:
     }
 
 
-def peft_config(settings: TrainSettings, task_type: str = "CAUSAL_LM") -> LoraConfig | None:
+def peft_config(settings: TrainerConfig, task_type: str = "CAUSAL_LM") -> LoraConfig | None:
     if not settings.lora.enabled:
         return None
     lora = settings.lora

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from trainers.common.train_config import TrainSettings
+from trainers.common.train_config import TrainerConfig
 
 
-class DpoSettings(TrainSettings):
+class DpoTrainerConfig(TrainerConfig):
     """Online DPO: best-vs-worst pairs of the current policy's own replies to the job's
     contexts, ranked by the scorer (verifiable checks, engagement model breaking ties),
     plus the pairs from samples.preference (regenerations, arms)."""
@@ -28,3 +28,8 @@ class DpoSettings(TrainSettings):
     )
     temperature: float = Field(default=1.0, gt=0, description="Sampling temperature of the candidates.")
     max_new_tokens: int = Field(default=72, gt=0, description="Longest sampled candidate.")
+
+
+# The name before components' options became ``...Config`` (docs/architecture.md,
+# "Configuration names"); only flywheel.demo still imports it. Remove it with that import.
+DpoSettings = DpoTrainerConfig

@@ -14,10 +14,10 @@ from trl import DPOConfig, DPOTrainer
 from schemas import TrainerError
 from trainers.common.candidates import Scorer, rank_candidates
 from trainers.common.data import Pair, Prompt
-from trainers.common.generation import SamplingSettings
+from trainers.common.generation import SamplingConfig
 from trainers.common.loading import load_trainable_policy
 from trainers.common.training import StepHook, TrainResult, common_args, run_trainer, save_model
-from trainers.dpo.dpo_config import DpoSettings
+from trainers.dpo.dpo_config import DpoTrainerConfig
 
 
 def best_vs_worst_pairs(
@@ -25,10 +25,10 @@ def best_vs_worst_pairs(
     tokenizer: PreTrainedTokenizerBase,
     prompts: Sequence[Prompt],
     scorer: Scorer,
-    settings: DpoSettings,
+    settings: DpoTrainerConfig,
 ) -> list[Pair]:
     """(best, worst) of the policy's own candidates, where the scores differ enough."""
-    sampling = SamplingSettings(
+    sampling = SamplingConfig(
         max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, seed=settings.seed + 1
     )
     ranked = rank_candidates(model, tokenizer, prompts, scorer, settings.num_candidates, sampling)
@@ -42,8 +42,8 @@ def best_vs_worst_pairs(
 class DpoTrainer:
     """Direct preference optimisation of a policy."""
 
-    def __init__(self, settings: DpoSettings | None = None) -> None:
-        self.settings = settings or DpoSettings()
+    def __init__(self, settings: DpoTrainerConfig | None = None) -> None:
+        self.settings = settings or DpoTrainerConfig()
 
     def train(
         self,

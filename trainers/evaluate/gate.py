@@ -24,7 +24,7 @@ from prometheus_client import Gauge
 from schemas import EMOJI, EvalReport, check_policy, follows_instructions, words
 from trainers.characters import CHARACTERS_BY_ID, chat_messages, held_out_prompts
 from trainers.common.data import Prompt
-from trainers.evaluate.gate_config import GateSettings
+from trainers.evaluate.gate_config import GateConfig
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -58,7 +58,7 @@ class PolicyStats:
         return {"mean_words": self.mean_words, "emoji_rate": self.emoji_rate, "question_rate": self.question_rate}
 
 
-def evaluation_prompts(settings: GateSettings) -> list[Prompt]:
+def evaluation_prompts(settings: GateConfig) -> list[Prompt]:
     """The held-out prompts as Prompt objects (system prompt + user message)."""
     return [
         Prompt(
@@ -157,17 +157,17 @@ def _guardrail(
 class OfflineGate:
     """Evaluate a candidate policy against a baseline and decide pass / reject."""
 
-    def __init__(self, settings: GateSettings | None = None) -> None:
-        self.settings = settings or GateSettings()
+    def __init__(self, settings: GateConfig | None = None) -> None:
+        self.settings = settings or GateConfig()
         self.prompts = evaluation_prompts(self.settings)
 
     def replies(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> tuple[list[Prompt], list[str]]:
         # torch is imported on first use, so `trainers.evaluate` (and the settings that
-        # embed GateSettings) stay importable on torch-free stream-processing nodes.
-        from trainers.common.generation import SamplingSettings, generate_replies
+        # embed GateConfig) stay importable on torch-free stream-processing nodes.
+        from trainers.common.generation import SamplingConfig, generate_replies
 
         s = self.settings
-        sampling = SamplingSettings(max_new_tokens=s.max_new_tokens, temperature=s.temperature, seed=s.seed)
+        sampling = SamplingConfig(max_new_tokens=s.max_new_tokens, temperature=s.temperature, seed=s.seed)
         out = generate_replies(model, tokenizer, [p.messages for p in self.prompts], sampling, s.samples_per_prompt)
         prompts = [p for p, rs in zip(self.prompts, out, strict=False) for _ in rs]
         return prompts, [r for rs in out for r in rs]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class GateSettings(BaseModel):
+class GateConfig(BaseModel):
     """Held-out evaluation of a candidate against the serving baseline."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -69,3 +69,8 @@ class GateSettings(BaseModel):
         description="A predicted continue-rate lift this large (lower end of its interval) counts as a "
         "reward-model score jump for the style-drift guard.",
     )
+
+
+# The name before components' options became ``...Config`` (docs/architecture.md,
+# "Configuration names"); only flywheel.demo still imports it. Remove it with that import.
+GateSettings = GateConfig

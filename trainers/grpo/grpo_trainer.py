@@ -18,10 +18,10 @@ from trl import GRPOConfig, GRPOTrainer
 from schemas import ChatMessage, TrainerError, instruction_adapter
 from trainers.common.candidates import Scorer, rank_candidates
 from trainers.common.data import Prompt
-from trainers.common.generation import SamplingSettings
+from trainers.common.generation import SamplingConfig
 from trainers.common.loading import load_trainable_policy
 from trainers.common.training import StepHook, TrainResult, common_args, run_trainer, save_model
-from trainers.grpo.grpo_config import GrpoSettings
+from trainers.grpo.grpo_config import GrpoTrainerConfig
 from trainers.grpo.selection import choose_prompts, reward_spread, zero_advantage_groups
 from trainers.reward.scoring import BlendedScorer, check_score
 
@@ -65,14 +65,14 @@ def select_prompts(
     tokenizer: PreTrainedTokenizerBase,
     prompts: Sequence[Prompt],
     scorer: Scorer,
-    settings: GrpoSettings,
+    settings: GrpoTrainerConfig,
 ) -> tuple[list[Prompt], int]:
     """Sample ``select_candidates`` replies per prompt from the current policy, score them
     with the training reward, and keep the prompts whose rewards differ most; returns them
     and the number skipped for a spread at or below ``min_reward_spread``."""
     if settings.select_candidates == 0:
         return list(prompts), 0
-    sampling = SamplingSettings(
+    sampling = SamplingConfig(
         max_new_tokens=settings.max_completion_length, temperature=settings.temperature, seed=settings.seed + 2
     )
     ranked = rank_candidates(model, tokenizer, prompts, scorer, settings.select_candidates, sampling)
@@ -85,8 +85,8 @@ def select_prompts(
 class GrpoTrainer:
     """Group-relative policy optimisation of a policy."""
 
-    def __init__(self, settings: GrpoSettings | None = None) -> None:
-        self.settings = settings or GrpoSettings()
+    def __init__(self, settings: GrpoTrainerConfig | None = None) -> None:
+        self.settings = settings or GrpoTrainerConfig()
 
     def train(
         self,

@@ -11,14 +11,15 @@ from trainers.registry.registry import (
     lora_base_of,
     version_for_job,
 )
-from trainers.registry.registry_config import RegistrySettings
+from trainers.registry.registry_config import RegistryConfig
+from trainers.registry.registry_config import RegistrySettings as RegistrySettings  # only for flywheel.demo, see there
 
 __all__ = [
     "BaseModelFolderError",
     "Checkpoint",
     "CheckpointRefusedError",
     "CheckpointRegistry",
-    "RegistrySettings",
+    "RegistryConfig",
     "VersionConflictError",
     "check_base_folder",
     "import_base",

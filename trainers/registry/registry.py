@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from schemas import CheckpointManifest, FileDigest, TrainerError, check_name
 from trainers.registry._files import PICKLE_SUFFIXES, fsync_dir, fsync_file, sha256_file, unsafe_name_reason
-from trainers.registry.registry_config import RegistrySettings
+from trainers.registry.registry_config import RegistryConfig
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,8 @@ class Checkpoint:
 class CheckpointRegistry:
     """Publish and open checkpoints under ``settings.root``."""
 
-    def __init__(self, settings: RegistrySettings | None = None) -> None:
-        self.settings = settings or RegistrySettings()
+    def __init__(self, settings: RegistryConfig | None = None) -> None:
+        self.settings = settings or RegistryConfig()
         self.root = self.settings.root
 
     def path(self, model: str, version: str) -> Path:

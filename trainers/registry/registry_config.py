@@ -11,7 +11,7 @@ def _default_root() -> Path:
     return Path.home() / ".cache" / "flywheel" / "registry"
 
 
-class RegistrySettings(BaseModel):
+class RegistryConfig(BaseModel):
     """Where checkpoints live: ``<root>/<model>/<version>/`` with a ``manifest.json``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -20,3 +20,8 @@ class RegistrySettings(BaseModel):
         default_factory=_default_root,
         description="Registry root folder (a shared filesystem when workers run on several hosts).",
     )
+
+
+# The name before components' options became ``...Config`` (docs/architecture.md,
+# "Configuration names"); only flywheel.demo still imports it. Remove it with that import.
+RegistrySettings = RegistryConfig

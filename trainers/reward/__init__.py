@@ -2,6 +2,6 @@
 ``RewardModelTrainer`` lives in ``trainers.reward.reward_trainer``; ``RewardModel``,
 ``BlendedScorer`` and ``check_score`` in ``trainers.reward.scoring`` (both import torch)."""
 
-from trainers.reward.reward_config import RewardSettings
+from trainers.reward.reward_config import RewardTrainerConfig
 
-__all__ = ["RewardSettings"]
+__all__ = ["RewardTrainerConfig"]

@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from trainers.common.train_config import TrainSettings
+from trainers.common.train_config import TrainerConfig
 
 
-class RewardSettings(TrainSettings):
+class RewardTrainerConfig(TrainerConfig):
     """Reward model: pairwise Bradley–Terry (trl RewardTrainer) on preference pairs, or
     pointwise P(continued | context, reply) on engagement-labelled replies."""
 
@@ -30,3 +30,8 @@ def resolve_mode(mode: str, has_labelled: bool) -> Literal["pairwise", "pointwis
     if mode == "pointwise" or (mode == "auto" and has_labelled):
         return "pointwise"
     return "pairwise"
+
+
+# The name before components' options became ``...Config`` (docs/architecture.md,
+# "Configuration names"); only flywheel.demo still imports it. Remove it with that import.
+RewardSettings = RewardTrainerConfig

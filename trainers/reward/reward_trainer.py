@@ -24,7 +24,7 @@ from schemas import TrainerError
 from trainers.common.data import Labelled, Pair
 from trainers.common.loading import adapter_config_of, load_policy
 from trainers.common.training import StepHook, TrainResult, common_args, peft_config, run_trainer, save_model
-from trainers.reward.reward_config import RewardSettings, resolve_mode
+from trainers.reward.reward_config import RewardTrainerConfig, resolve_mode
 
 
 def load_reward_backbone(model_dir: Path, tokenizer: PreTrainedTokenizerBase, pointwise: bool) -> PreTrainedModel:
@@ -50,8 +50,8 @@ def load_reward_backbone(model_dir: Path, tokenizer: PreTrainedTokenizerBase, po
 class RewardModelTrainer:
     """Train a reward model from ``base_dir`` (a policy or an earlier reward model)."""
 
-    def __init__(self, settings: RewardSettings | None = None) -> None:
-        self.settings = settings or RewardSettings()
+    def __init__(self, settings: RewardTrainerConfig | None = None) -> None:
+        self.settings = settings or RewardTrainerConfig()
 
     def train(
         self,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from trainers.common.train_config import TrainSettings
+from trainers.common.train_config import TrainerConfig
 
 
-class SftSettings(TrainSettings):
+class SftTrainerConfig(TrainerConfig):
     """SFT on rejection-sampled data: for each context, ``num_candidates`` replies from the
     current policy (and the curated reply) are scored; the best is kept if it scores at
     least ``min_score``."""
@@ -29,3 +29,8 @@ class SftSettings(TrainSettings):
     assistant_only_loss: bool = Field(
         default=True, description="Loss on the reply tokens only (needs {% generation %} in the chat template)."
     )
+
+
+# The name before components' options became ``...Config`` (docs/architecture.md,
+# "Configuration names"); only flywheel.demo still imports it. Remove it with that import.
+SftSettings = SftTrainerConfig

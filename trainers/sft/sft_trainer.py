@@ -14,10 +14,10 @@ from trl import SFTConfig, SFTTrainer
 from schemas import TrainerError
 from trainers.common.candidates import Scorer, rank_candidates
 from trainers.common.data import Demonstration
-from trainers.common.generation import SamplingSettings
+from trainers.common.generation import SamplingConfig
 from trainers.common.loading import load_trainable_policy
 from trainers.common.training import StepHook, TrainResult, common_args, run_trainer, save_model
-from trainers.sft.sft_config import SftSettings
+from trainers.sft.sft_config import SftTrainerConfig
 
 
 def rejection_sample(
@@ -25,11 +25,11 @@ def rejection_sample(
     tokenizer: PreTrainedTokenizerBase,
     demos: Sequence[Demonstration],
     scorer: Scorer,
-    settings: SftSettings,
+    settings: SftTrainerConfig,
 ) -> tuple[list[Demonstration], dict[str, float]]:
     """Best reply per context among the policy's samples (and the curated reply);
     contexts whose best reply scores below ``min_score`` are dropped."""
-    sampling = SamplingSettings(
+    sampling = SamplingConfig(
         max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, seed=settings.seed
     )
     extra = [[d.reply] for d in demos] if settings.include_curated else None
@@ -48,8 +48,8 @@ def rejection_sample(
 class SftTrainer:
     """Fine-tune a policy on (rejection-sampled) demonstrations."""
 
-    def __init__(self, settings: SftSettings | None = None) -> None:
-        self.settings = settings or SftSettings()
+    def __init__(self, settings: SftTrainerConfig | None = None) -> None:
+        self.settings = settings or SftTrainerConfig()
 
     def train(
         self,

@@ -20,7 +20,7 @@ from trainers.common.data import (
     pairs_from_samples,
     prompt_of,
 )
-from trainers.common.train_config import TrainSettings
+from trainers.common.train_config import TrainerConfig
 from trainers.common.training import StepHook, TrainResult
 from trainers.dpo.dpo_trainer import DpoTrainer
 from trainers.evaluate.gate import OfflineGate
@@ -37,7 +37,7 @@ from trainers.worker.worker_config import TrainerWorkerSettings
 @dataclass(frozen=True)
 class JobOutput:
     result: TrainResult
-    settings: TrainSettings
+    settings: TrainerConfig
     held_out: tuple[Labelled, ...] = ()  # labelled replies kept out of training for the model's own check
 
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from trainers.bootstrap.base_model_config import BaseModelSettings
-from trainers.dpo.dpo_config import DpoSettings
-from trainers.evaluate.gate_config import GateSettings
-from trainers.grpo.grpo_config import GrpoSettings
-from trainers.registry.registry_config import RegistrySettings
-from trainers.reward.reward_config import RewardSettings
-from trainers.sft.sft_config import SftSettings
+from trainers.bootstrap.base_model_config import BaseModelConfig
+from trainers.dpo.dpo_config import DpoTrainerConfig
+from trainers.evaluate.gate_config import GateConfig
+from trainers.grpo.grpo_config import GrpoTrainerConfig
+from trainers.registry.registry_config import RegistryConfig
+from trainers.reward.reward_config import RewardTrainerConfig
+from trainers.sft.sft_config import SftTrainerConfig
 
 
 def _default_work_dir() -> Path:
@@ -113,10 +113,10 @@ class TrainerWorkerSettings(BaseModel):
         le=1,
         description="…and at most this held-out expected calibration error (predicted vs observed engagement).",
     )
-    registry: RegistrySettings = Field(default_factory=RegistrySettings)
-    gate: GateSettings = Field(default_factory=GateSettings)
-    bootstrap: BaseModelSettings = Field(default_factory=BaseModelSettings)
-    sft: SftSettings = Field(default_factory=SftSettings)
-    dpo: DpoSettings = Field(default_factory=DpoSettings)
-    grpo: GrpoSettings = Field(default_factory=GrpoSettings)
-    reward: RewardSettings = Field(default_factory=RewardSettings)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    bootstrap: BaseModelConfig = Field(default_factory=BaseModelConfig)
+    sft: SftTrainerConfig = Field(default_factory=SftTrainerConfig)
+    dpo: DpoTrainerConfig = Field(default_factory=DpoTrainerConfig)
+    grpo: GrpoTrainerConfig = Field(default_factory=GrpoTrainerConfig)
+    reward: RewardTrainerConfig = Field(default_factory=RewardTrainerConfig)

@@ -17,7 +17,7 @@ from schemas import CheckpointManifest, Topics
 from streams import KafkaBus, KafkaSettings, Record, TopicPartition
 from tests._wait import wait_until
 from tests.unit.trainers.worker_helpers import produce_sft_samples, submit_job
-from trainers.registry import CheckpointRegistry, RegistrySettings, version_for_job
+from trainers.registry import CheckpointRegistry, RegistryConfig, version_for_job
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -94,7 +94,7 @@ def test_killed_worker_job_is_redone_once(
             return any(w1_tmp.glob("flywheel-sft-*"))
 
         wait_until(training, 240, what="w1 to start training (its flywheel-sft-* work folder)")
-        registry = CheckpointRegistry(RegistrySettings(root=tmp_path / "registry"))
+        registry = CheckpointRegistry(RegistryConfig(root=tmp_path / "registry"))
         version = version_for_job(job.job_id)
         assert not registry.exists("tiny", version), "w1 published before it could be killed"
         first.send_signal(signal.SIGKILL)

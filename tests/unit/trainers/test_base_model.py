@@ -16,9 +16,9 @@ _BUILD = """
 import sys, torch
 from pathlib import Path
 from trainers.bootstrap.base_model import build_base_model, weights_sha256
-from trainers.bootstrap.base_model_config import BaseModelSettings
+from trainers.bootstrap.base_model_config import BaseModelConfig
 torch.set_num_threads(int(sys.argv[2]))
-settings = BaseModelSettings(cache_dir=Path(sys.argv[1]), corpus_size=160, epochs=1, hidden_size=64,
+settings = BaseModelConfig(cache_dir=Path(sys.argv[1]), corpus_size=160, epochs=1, hidden_size=64,
                              intermediate_size=128, vocab_size=600)
 out = Path(sys.argv[1]) / "model"
 out.mkdir()

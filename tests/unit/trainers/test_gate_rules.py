@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainers.evaluate import GateSettings, OfflineGate, PolicyStats
+from trainers.evaluate import GateConfig, OfflineGate, PolicyStats
 
 
 def _stats(if_rate: float, viol: float, rewards: tuple[float, ...] = (), words: float = 20.0) -> PolicyStats:
@@ -13,14 +13,14 @@ def _stats(if_rate: float, viol: float, rewards: tuple[float, ...] = (), words: 
 
 
 def test_no_baseline_passes_with_absolute_numbers() -> None:
-    report = OfflineGate(GateSettings(prompts_per_character=2, samples_per_prompt=1)).judge(
+    report = OfflineGate(GateConfig(prompts_per_character=2, samples_per_prompt=1)).judge(
         _stats(0.55, 0.25), None, None
     )
     assert report.passed and report.win_rate is None and report.prompts == 12
 
 
 def test_guardrail_regressions_beyond_tolerance_reject() -> None:
-    gate = OfflineGate(GateSettings(prompts_per_character=2, if_tolerance=0.03, violation_tolerance=0.03))
+    gate = OfflineGate(GateConfig(prompts_per_character=2, if_tolerance=0.03, violation_tolerance=0.03))
     base = _stats(0.70, 0.10)
     assert gate.judge(_stats(0.68, 0.12), base, "v1").passed  # within tolerance
     worse_if = gate.judge(_stats(0.60, 0.10), base, "v1")
@@ -33,10 +33,10 @@ def test_guardrail_regressions_beyond_tolerance_reject() -> None:
 def test_win_rate_above_ceiling_is_flagged_not_rejected_by_default() -> None:
     base = _stats(0.70, 0.10, rewards=(0.0,) * 10, words=20.0)
     cand = _stats(0.72, 0.10, rewards=(1.0,) * 8 + (-1.0,) * 2, words=30.0)  # style within its bounds
-    report = OfflineGate(GateSettings(prompts_per_character=2)).judge(cand, base, "v1")
+    report = OfflineGate(GateConfig(prompts_per_character=2)).judge(cand, base, "v1")
     assert report.win_rate == 0.8 and report.passed and "likely over-optimising" in report.flags[0]
     assert report.style_drift["mean_words"] == 10.0
-    strict = OfflineGate(GateSettings(prompts_per_character=2, reject_above_ceiling=True)).judge(cand, base, "v1")
+    strict = OfflineGate(GateConfig(prompts_per_character=2, reject_above_ceiling=True)).judge(cand, base, "v1")
     assert not strict.passed
 
 
@@ -68,7 +68,7 @@ def _paired(following: list[float], violating: list[float] | None = None, **styl
 
 
 def test_a_noisy_drop_passes_and_a_confident_one_rejects_with_its_interval() -> None:
-    gate = OfflineGate(GateSettings(prompts_per_character=2, samples_per_prompt=2))
+    gate = OfflineGate(GateConfig(prompts_per_character=2, samples_per_prompt=2))
     base = _paired([1.0, 0.5, 1.0, 0.5, 1.0, 0.5, 1.0, 1.0, 0.5, 1.0, 1.0, 0.5])
     # 4 pp lower on the point estimate (the kind of gap 72 sampled replies show between
     # two measurements of one model), but prompt by prompt it goes both ways.
@@ -86,7 +86,7 @@ def test_a_noisy_drop_passes_and_a_confident_one_rejects_with_its_interval() -> 
 
 
 def test_tolerances_are_anchored_to_the_base_model_too() -> None:
-    gate = OfflineGate(GateSettings(prompts_per_character=2, samples_per_prompt=2, if_tolerance=0.5))
+    gate = OfflineGate(GateConfig(prompts_per_character=2, samples_per_prompt=2, if_tolerance=0.5))
     root = _paired([1.0] * 12)
     baseline = _paired([0.5] * 6 + [1.0] * 6)  # already below the base
     cand = _paired([0.5] * 12)  # within the wide tolerance of the baseline, confidently below the base
@@ -98,7 +98,7 @@ def test_tolerances_are_anchored_to_the_base_model_too() -> None:
 
 
 def test_style_drift_with_a_reward_model_score_jump_is_rejected_as_reward_hacking() -> None:
-    gate = OfflineGate(GateSettings(prompts_per_character=2, samples_per_prompt=2))
+    gate = OfflineGate(GateConfig(prompts_per_character=2, samples_per_prompt=2))
     following = [1.0] * 12
     base = _paired(following, emoji=0.1, rewards=(0.0,) * 24)
     # Emoji on most replies and a reward model that loves them.

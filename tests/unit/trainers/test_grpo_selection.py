@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from trainers.grpo import GrpoSettings
+from trainers.grpo import GrpoTrainerConfig
 from trainers.grpo.selection import choose_prompts, reward_spread, zero_advantage_groups
 
 
@@ -44,7 +44,7 @@ def test_zero_advantage_groups_from_trl_logs() -> None:
 
 
 def test_defaults_keep_a_kl_penalty_and_refuse_a_one_sample_spread() -> None:
-    settings = GrpoSettings()
+    settings = GrpoTrainerConfig()
     assert settings.beta > 0 and settings.select_candidates >= 2 and settings.rm_weight > 0
     with pytest.raises(ValidationError, match="select_candidates"):
-        GrpoSettings(select_candidates=1)
+        GrpoTrainerConfig(select_candidates=1)

@@ -15,7 +15,7 @@ from schemas import CheckpointManifest
 from trainers.registry import (
     BaseModelFolderError,
     CheckpointRegistry,
-    RegistrySettings,
+    RegistryConfig,
     VersionConflictError,
     check_base_folder,
     import_base,
@@ -40,7 +40,7 @@ def _base_folder(tmp_path: Path, name: str = "base", hidden: int = 8) -> Path:
 
 @pytest.fixture
 def registry(tmp_path: Path) -> CheckpointRegistry:
-    return CheckpointRegistry(RegistrySettings(root=tmp_path / "registry"))
+    return CheckpointRegistry(RegistryConfig(root=tmp_path / "registry"))
 
 
 def test_a_complete_folder_is_published_as_a_full_base_once(registry: CheckpointRegistry, tmp_path: Path) -> None:

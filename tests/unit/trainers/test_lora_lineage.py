@@ -20,24 +20,24 @@ from schemas import TrainerError
 from trainers.bootstrap import synthetic_corpus, synthetic_pairs
 from trainers.bootstrap.base_model import ensure_base_model
 from trainers.characters import CHARACTERS_BY_ID
-from trainers.common import Demonstration, LoraSettings, Pair, Prompt
+from trainers.common import Demonstration, LoraAdapterConfig, Pair, Prompt
 from trainers.common.loading import AdapterMismatchError, load_policy, load_trainable_policy
 from trainers.common.training import TrainResult, run_trainer, save_model
-from trainers.dpo import DpoSettings
+from trainers.dpo import DpoTrainerConfig
 from trainers.dpo.dpo_trainer import DpoTrainer
 from trainers.registry import CheckpointRegistry
-from trainers.reward import RewardSettings
+from trainers.reward import RewardTrainerConfig
 from trainers.reward.reward_trainer import RewardModelTrainer
 from trainers.reward.scoring import RewardModel
-from trainers.sft import SftSettings
+from trainers.sft import SftTrainerConfig
 from trainers.sft.sft_trainer import SftTrainer
 from trainers.worker import TrainerWorkerSettings
 from trainers.worker.worker import register_base_model
 
 pytestmark = [pytest.mark.model, pytest.mark.timeout(300)]
 
-LORA = LoraSettings(enabled=True, r=4, alpha=8)
-SFT = SftSettings(lora=LORA, num_candidates=1, batch_size=4, epochs=1.0, learning_rate=1e-2, warmup_ratio=0.0)
+LORA = LoraAdapterConfig(enabled=True, r=4, alpha=8)
+SFT = SftTrainerConfig(lora=LORA, num_candidates=1, batch_size=4, epochs=1.0, learning_rate=1e-2, warmup_ratio=0.0)
 LN2 = math.log(2)
 
 
@@ -158,7 +158,7 @@ def test_an_adapter_on_an_adapter_is_refused(gen1: TrainResult, tmp_path: Path) 
 def test_lora_off_from_an_adapter_trains_a_full_generation(
     gen1: TrainResult, demos: list[Demonstration], tmp_path: Path
 ) -> None:
-    full = SFT.model_copy(update={"lora": LoraSettings(enabled=False), "learning_rate": 1e-3})
+    full = SFT.model_copy(update={"lora": LoraAdapterConfig(enabled=False), "learning_rate": 1e-3})
     result = SftTrainer(full).train(gen1.output_dir, tmp_path / "out", demos)
     names = {p.name for p in result.output_dir.iterdir()}
     assert result.kind == "full" and "model.safetensors" in names and "adapter_config.json" not in names
@@ -173,7 +173,9 @@ def _pairs() -> list[Pair]:
 def test_dpo_reference_is_the_starting_policy(base: Path, gen1: TrainResult, tmp_path: Path, lora: bool) -> None:
     """At the first step policy and reference agree exactly, so the DPO loss is ln 2; were the
     reference the root base, generation 1's change would show."""
-    settings = DpoSettings(lora=LORA if lora else LoraSettings(enabled=False), batch_size=4, epochs=1.0, beta=1.0)
+    settings = DpoTrainerConfig(
+        lora=LORA if lora else LoraAdapterConfig(enabled=False), batch_size=4, epochs=1.0, beta=1.0
+    )
     result = DpoTrainer(settings).train(gen1.output_dir, tmp_path / "out", _pairs())
     assert result.kind == ("lora" if lora else "full")
     if lora:
@@ -201,7 +203,7 @@ def test_dpo_reference_would_differ_from_the_root_base(base: Path, gen1: TrainRe
 
 def test_a_reward_model_from_an_adapter_policy_is_a_full_classifier(gen1: TrainResult, tmp_path: Path) -> None:
     """Reward jobs start from the serving policy, which in a LoRA lineage is an adapter."""
-    settings = RewardSettings(mode="pairwise", batch_size=4, epochs=1.0)
+    settings = RewardTrainerConfig(mode="pairwise", batch_size=4, epochs=1.0)
     result = RewardModelTrainer(settings).train(gen1.output_dir, tmp_path / "rm", pairs=_pairs())
     names = {p.name for p in result.output_dir.iterdir()}
     assert result.kind == "full" and "model.safetensors" in names and "adapter_config.json" not in names

@@ -11,18 +11,18 @@ from transformers import set_seed
 from trainers.bootstrap import synthetic_corpus, synthetic_pairs
 from trainers.bootstrap.base_model import ensure_base_model
 from trainers.characters import CHARACTERS_BY_ID
-from trainers.common import Demonstration, Labelled, LoraSettings, Pair, Prompt
-from trainers.common.generation import SamplingSettings, generate_replies, reply_logprobs
+from trainers.common import Demonstration, Labelled, LoraAdapterConfig, Pair, Prompt
+from trainers.common.generation import SamplingConfig, generate_replies, reply_logprobs
 from trainers.common.loading import load_policy
-from trainers.dpo import DpoSettings
+from trainers.dpo import DpoTrainerConfig
 from trainers.dpo.dpo_trainer import DpoTrainer
-from trainers.evaluate import GateSettings, OfflineGate
-from trainers.grpo import GrpoSettings
+from trainers.evaluate import GateConfig, OfflineGate
+from trainers.grpo import GrpoTrainerConfig
 from trainers.grpo.grpo_trainer import GrpoTrainer
-from trainers.reward import RewardSettings
+from trainers.reward import RewardTrainerConfig
 from trainers.reward.reward_trainer import RewardModelTrainer
 from trainers.reward.scoring import BlendedScorer, RewardModel, check_score
-from trainers.sft import SftSettings
+from trainers.sft import SftTrainerConfig
 from trainers.sft.sft_trainer import SftTrainer
 from trainers.worker._jobs import held_out_pairs
 
@@ -43,11 +43,11 @@ def _train_pairs(n: int, seed: int) -> list[Pair]:
 
 
 def test_rejection_sampled_sft_raises_held_out_instruction_following(base: Path, tmp_path: Path) -> None:
-    gate = OfflineGate(GateSettings(prompts_per_character=8))
+    gate = OfflineGate(GateConfig(prompts_per_character=8))
     before = gate.stats_of(base)
     items = synthetic_corpus(112, seed=11)  # traffic-like, mixed quality: rejection sampling must filter
     demos = [Demonstration(_prompt(i.character_id, i.context), i.reply) for i in items]
-    result = SftTrainer(SftSettings(num_candidates=1, epochs=2.0)).train(
+    result = SftTrainer(SftTrainerConfig(num_candidates=1, epochs=2.0)).train(
         base, tmp_path / "sft", demos, scorer=BlendedScorer()
     )
     after = gate.stats_of(result.output_dir)
@@ -61,7 +61,7 @@ def test_rejection_sampled_sft_raises_held_out_instruction_following(base: Path,
 
 
 def test_pairwise_reward_model_ranks_held_out_pairs(base: Path, tmp_path: Path) -> None:
-    RewardModelTrainer(RewardSettings(epochs=1.0)).train(base, tmp_path / "rm", pairs=_train_pairs(192, seed=3))
+    RewardModelTrainer(RewardTrainerConfig(epochs=1.0)).train(base, tmp_path / "rm", pairs=_train_pairs(192, seed=3))
     rm = RewardModel.load(tmp_path / "rm")
     pairs = held_out_pairs()
     chosen = rm.score([p.prompt for p in pairs], [p.chosen for p in pairs])
@@ -79,7 +79,7 @@ def test_pointwise_reward_model_separates_continued_from_not(base: Path, tmp_pat
             for i in synthetic_corpus(n, seed=seed, follow_rate=0.5, violation_rate=0.3)
         ]
 
-    RewardModelTrainer(RewardSettings(mode="pointwise", epochs=2.0)).train(
+    RewardModelTrainer(RewardTrainerConfig(mode="pointwise", epochs=2.0)).train(
         base, tmp_path / "prm", labelled=labelled(160, 21)
     )
     rm = RewardModel.load(tmp_path / "prm")
@@ -104,8 +104,8 @@ def _margin(path: Path, pairs: list[Pair]) -> float:
 def test_dpo_raises_chosen_over_rejected_margin(base: Path, tmp_path: Path, lora: bool) -> None:
     held_out = held_out_pairs(n_per_character=4)
     before = _margin(base, held_out)
-    settings = DpoSettings(
-        epochs=1.0, lora=LoraSettings(enabled=lora, r=16, alpha=32), learning_rate=5e-3 if lora else 5e-4
+    settings = DpoTrainerConfig(
+        epochs=1.0, lora=LoraAdapterConfig(enabled=lora, r=16, alpha=32), learning_rate=5e-3 if lora else 5e-4
     )
     result = DpoTrainer(settings).train(base, tmp_path / "dpo", _train_pairs(96, seed=5))
     assert result.kind == ("lora" if lora else "full")
@@ -122,12 +122,12 @@ def test_grpo_raises_the_verifiable_reward(base: Path, tmp_path: Path) -> None:
     def mean_reward(path: Path) -> float:
         model, tok = load_policy(path, "cpu")
         replies = generate_replies(
-            model, tok, [p.messages for p in prompts], SamplingSettings(seed=3), num_return_sequences=4
+            model, tok, [p.messages for p in prompts], SamplingConfig(seed=3), num_return_sequences=4
         )
         return statistics.fmean(check_score(p, r) for p, rs in zip(prompts, replies, strict=False) for r in rs)
 
     before = mean_reward(base)
-    settings = GrpoSettings(
+    settings = GrpoTrainerConfig(
         max_steps=8, batch_size=16, num_generations=4, learning_rate=3e-3, select_candidates=0, max_completion_length=48
     )
     result = GrpoTrainer(settings).train(base, tmp_path / "grpo", prompts)
@@ -145,10 +145,12 @@ def test_grpo_with_an_engagement_model_and_the_checks_raises_their_reward(base: 
         Labelled(_prompt(i.character_id, i.context), i.reply, float(i.follows and not i.violates))
         for i in synthetic_corpus(64, seed=31, follow_rate=0.5, violation_rate=0.3)
     ]
-    RewardModelTrainer(RewardSettings(mode="pointwise", epochs=1.0)).train(base, tmp_path / "rm", labelled=labelled)
+    RewardModelTrainer(RewardTrainerConfig(mode="pointwise", epochs=1.0)).train(
+        base, tmp_path / "rm", labelled=labelled
+    )
     rm = RewardModel.load(tmp_path / "rm")
     prompts = [p.prompt for p in _train_pairs(10, seed=8)]
-    settings = GrpoSettings(
+    settings = GrpoTrainerConfig(
         max_steps=5,
         batch_size=16,
         num_generations=4,
@@ -163,7 +165,7 @@ def test_grpo_with_an_engagement_model_and_the_checks_raises_their_reward(base: 
 
     def mean_reward(path: Path) -> float:
         model, tok = load_policy(path, "cpu")
-        sampling = SamplingSettings(seed=3, max_new_tokens=32)
+        sampling = SamplingConfig(seed=3, max_new_tokens=32)
         replies = generate_replies(model, tok, [p.messages for p in prompts], sampling, num_return_sequences=4)
         flat = [(p, r) for p, rs in zip(prompts, replies, strict=True) for r in rs]
         return statistics.fmean(scorer.score([p for p, _ in flat], [r for _, r in flat]))

@@ -15,7 +15,7 @@ from schemas import CheckpointManifest, OffsetRange
 from trainers.registry import (
     CheckpointRefusedError,
     CheckpointRegistry,
-    RegistrySettings,
+    RegistryConfig,
     VersionConflictError,
     version_for_job,
 )
@@ -47,7 +47,7 @@ def _manifest(job_id: str = "job-1", **overrides: object) -> CheckpointManifest:
 
 @pytest.fixture
 def registry(tmp_path: Path) -> CheckpointRegistry:
-    return CheckpointRegistry(RegistrySettings(root=tmp_path / "registry"))
+    return CheckpointRegistry(RegistryConfig(root=tmp_path / "registry"))
 
 
 def test_publish_writes_checksummed_manifest_and_open_verifies(registry: CheckpointRegistry, tmp_path: Path) -> None:
@@ -130,7 +130,7 @@ def _crash_before_rename(root: str, src: str) -> None:
         os._exit(9)  # the process dies between the temp write and the rename
 
     reg.os.rename = die  # type: ignore[assignment]
-    reg.CheckpointRegistry(RegistrySettings(root=Path(root))).publish(Path(src), _manifest())
+    reg.CheckpointRegistry(RegistryConfig(root=Path(root))).publish(Path(src), _manifest())
 
 
 def test_crash_between_temp_write_and_rename_leaves_nothing_loadable(

@@ -3,12 +3,15 @@
 Measures, on one synthetic chat-event topic (8 partitions):
 - raw_consume_events_per_s: confluent-kafka consume + json.loads, no processing (the ceiling);
 - validate_consume_events_per_s: consume + schema validation (what any correct processor must pay);
-- events_per_s: the signals processor in the Kafka runner, transactions on (exactly-once);
+- events_per_s: the signals processor in the transactional runner on Kafka (exactly-once);
 - faust_events_per_s: the same processor in the Faust runner (separate process);
+- quixstreams_events_per_s: the same processor driven by a Quix Streams Application,
+  exactly-once (bench/quix_peer.py, a separate process in a venv of its own: see there);
 - p99_event_to_signal_ms: at an offered load of 5,000 events/s, from producing the event that
   decides an outcome (next user message, session end) to reading the signal with read_committed.
 
-The ceiling and the Kafka runner run in turns (--repeats rounds); medians are reported.
+The ceiling, the transactional runner and Quix Streams run in turns (--repeats rounds);
+medians are reported.
 The last line printed is one JSON object.  Usage: python bench/streams.py [--events N] [--repeats R]
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -41,6 +45,8 @@ from streams.runners.faust import faust_table_topic  # noqa: E402
 from tests.kits.synthetic_traffic import synthetic_events  # noqa: E402
 
 BOOTSTRAP = os.environ.get("FLYWHEEL_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:19092")
+CACHE = Path(os.environ.get("FLYWHEEL_CACHE", Path.home() / ".cache" / "flywheel"))
+QUIX_REQUIREMENTS = ROOT / "requirements" / "quix.txt"
 
 RUNNER_PROCESS = """
 import sys, signal
@@ -130,20 +136,62 @@ def faust_runner(bus: KafkaBus, topics: Topics, n: int, log: Path) -> float:
     group = f"bench-faust-{uuid.uuid4().hex[:6]}"
     proc = spawn("faust", topics.namespace, group, log)
     try:
-        t0 = n0 = None
-        deadline = time.monotonic() + 900
-        while time.monotonic() < deadline:
-            done = committed(bus, group, topics.chat_events)
-            if done and t0 is None:
-                t0, n0 = time.perf_counter(), done
-            if done >= n:
-                return (n - (n0 or 0)) / (time.perf_counter() - (t0 or time.perf_counter()))
-            time.sleep(0.25)
-        raise RuntimeError("Faust runner did not finish")
+        return _committed_rate(bus, group, topics.chat_events, n, proc, "Faust runner")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
         bus.delete_topics([faust_table_topic(group, "signals")])
+
+
+def quix_venv() -> Path:
+    """The Quix Streams peer's venv (its pins clash with the project's), cached outside the
+    clone and keyed by its requirements like the project's venv; created on first use."""
+    digest = hashlib.sha256(QUIX_REQUIREMENTS.read_bytes()).hexdigest()[:12]
+    venv = CACHE / f"venv-quix-{digest}"
+    if not (venv / ".installed").exists():
+        uv = CACHE / "bootstrap" / "bin" / "uv"
+        if not uv.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(CACHE / "bootstrap")], check=True)
+            subprocess.run([str(CACHE / "bootstrap" / "bin" / "pip"), "install", "-q", "uv"], check=True)
+        subprocess.run([str(uv), "venv", "-q", "--allow-existing", "-p", "3.11", str(venv)], check=True)
+        env = {**os.environ, "VIRTUAL_ENV": str(venv)}
+        subprocess.run([str(uv), "pip", "install", "-q", "-r", str(QUIX_REQUIREMENTS)], check=True, env=env)
+        (venv / ".installed").touch()
+    return venv
+
+
+def quix_runner(bus: KafkaBus, topics: Topics, n: int, log: Path) -> float:
+    """Events/s of the Quix Streams peer over the first ``n`` events of ``topics.chat_events``,
+    from its first committed offsets (group join and topic set-up are not throughput)."""
+    group = f"bench-quix-{uuid.uuid4().hex[:6]}"
+    python = quix_venv() / "bin" / "python"
+    state_dir = tempfile.mkdtemp(prefix="bench-quix-")
+    args = [BOOTSTRAP, topics.namespace, group, str(bus.partitions(topics.chat_events)), state_dir]
+    with log.open("ab") as sink:
+        proc = subprocess.Popen([str(python), str(ROOT / "bench" / "quix_peer.py"), *args], stdout=sink, stderr=sink)
+    try:
+        return _committed_rate(bus, group, topics.chat_events, n, proc, "Quix Streams peer")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        # Quix's state changelog topic, named by its convention.
+        bus.delete_topics([f"changelog__{group}--{topics.chat_events}--default"])
+
+
+def _committed_rate(bus: KafkaBus, group: str, topic: str, n: int, proc: subprocess.Popen[bytes], what: str) -> float:
+    """Events/s from the first committed offsets of ``group`` until ``n`` are committed."""
+    t0 = n0 = None
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} (see the runners' log)")
+        done = committed(bus, group, topic)
+        if done and t0 is None:
+            t0, n0 = time.perf_counter(), done
+        if done >= n:
+            return (n - (n0 or 0)) / (time.perf_counter() - (t0 or time.perf_counter()))
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not finish")
 
 
 def latency(bus: KafkaBus, rate: int, seconds: float, log: Path) -> dict[str, float]:
@@ -229,17 +277,19 @@ def main() -> None:
         n = len(events)
         # The ceiling and the runner take turns, so that a slow spell of this shared machine
         # touches both; medians.
-        raws, validateds, kafkas = [], [], []
+        raws, validateds, kafkas, quixes = [], [], [], []
         for i in range(args.repeats):
             raws.append(raw_consume(topics.chat_events, n, validate=False))
             validateds.append(raw_consume(topics.chat_events, n, validate=True))
             kafkas.append(kafka_runner(bus, topics, n))
+            quixes.append(quix_runner(bus, topics, n, log))
             print(
                 f"round {i + 1}: raw consume+json {raws[-1]:,.0f} ev/s; consume+validate {validateds[-1]:,.0f} ev/s; "
-                f"kafka runner (signals, exactly-once) {kafkas[-1]:,.0f} ev/s ({kafkas[-1] / raws[-1]:.2f} of raw)",
+                f"transactional runner (signals, exactly-once) {kafkas[-1]:,.0f} ev/s ({kafkas[-1] / raws[-1]:.2f} "
+                f"of raw); Quix Streams (signals, exactly-once) {quixes[-1]:,.0f} ev/s",
                 flush=True,
             )
-        raw, validated, kafka = median(raws), median(validateds), median(kafkas)
+        raw, validated, kafka, quix = median(raws), median(validateds), median(kafkas), median(quixes)
         faust_topics = Topics(f"bench-f-{uuid.uuid4().hex[:6]}")
         bus.create_topics(faust_topics.specs())
         produce(bus, faust_topics.chat_events, events[: args.faust_events])
@@ -268,6 +318,9 @@ def main() -> None:
         "repeats": args.repeats,
         "ratio_to_validate": round(kafka / validated, 3),
         "ratio_to_faust": round(kafka / faust, 2),
+        "quixstreams_events_per_s": round(quix),
+        "quixstreams_events_per_s_per_round": [round(q) for q in quixes],
+        "ratio_to_quixstreams": round(kafka / quix, 2),
         "offered_load_events_per_s": args.rate,
         "p50_event_to_signal_ms": round(lat["p50"], 1),
         "p99_event_to_signal_ms": round(lat["p99"], 1),

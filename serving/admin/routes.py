@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 router = APIRouter(prefix="/admin")
@@ -20,6 +21,14 @@ def _service(request: Request) -> Any:
     service = request.app.state.admin
     service.authenticate(request.headers.get("authorization"))
     return service
+
+
+@router.get("/leader")
+async def leader(request: Request) -> JSONResponse:
+    """200 on the replica that leads every deployment, 503 on the others (a proxy sends
+    /admin to the leader by it). No token needed: it says only who leads."""
+    body = request.app.state.admin.leadership()
+    return JSONResponse(body, status_code=200 if body["leader"] else 503)
 
 
 @router.get("/deployments")

@@ -37,6 +37,7 @@ class AdminService:
         analysis = ctl.last_analysis
         return {
             "model": model,
+            "leader": ctl.is_leader(),
             "state": state.model_dump(mode="json") if state else None,
             "analysis": None
             if analysis is None
@@ -49,6 +50,11 @@ class AdminService:
             },
             "recent_decisions": [d.model_dump(mode="json") for d in list(ctl.decisions)[-20:]],
         }
+
+    def leadership(self) -> dict[str, Any]:
+        """Whether this replica leads each deployment (only the leader acts on them)."""
+        leads = {name: ctl.is_leader() for name, ctl in sorted(self.controllers.items())}
+        return {"leader": bool(leads) and all(leads.values()), "models": leads}
 
     def list(self) -> list[dict[str, Any]]:
         return [self.describe(name) for name in sorted(self.controllers)]

@@ -182,12 +182,35 @@ def test_prometheus_scrapes_every_component_on_its_metrics_port() -> None:
     assert scraped["vllm"] == int(SERVICES["vllm"]["command"][SERVICES["vllm"]["command"].index("--port") + 1])
 
 
-def test_gateway_ports_and_healthcheck_agree() -> None:
+def test_gateway_scales_behind_the_proxy() -> None:
+    """`--scale gateway=N`: no container name, no host port; the proxy finds every replica
+    through Docker's DNS on the port it serves, sends the API to ready replicas and /admin
+    to the leader, by paths the gateway really serves."""
+    from serving import AdminConfig, AdminService, Gateway, GatewayConfig, MemoryRoutingStore, create_app
+    from tests.kits.scripted_engine import ScriptedEngine
+
+    cfg = (ROOT / "deploy/haproxy/haproxy.cfg").read_text()
+    templates = re.findall(r"^\s*server-template \S+ (\d+) ([\w-]+):(\d+)$", cfg, flags=re.M)
     for name in ("gateway", "gateway-cpu"):
-        command = SERVICES[name]["command"]
+        service = SERVICES[name]
+        command = service["command"]
         port = command[command.index("--port") + 1]
-        assert SERVICES[name]["ports"] == [f"{port}:{port}"]
-        assert f"127.0.0.1:{port}/health" in " ".join(SERVICES[name]["healthcheck"]["test"])
+        assert "ports" not in service and "container_name" not in service, name
+        assert port in [str(p) for p in service["expose"]]
+        assert f"127.0.0.1:{port}/health" in " ".join(service["healthcheck"]["test"])
+        assert [t for t in templates if t[1] == name] == [("16", name, port)] * 2, name  # API and admin backends
+    proxy = SERVICES["gateway-proxy"]
+    assert proxy["image"].startswith("haproxy:") and proxy["ports"] == ["8080:8080"]
+    assert "./deploy/haproxy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" in proxy["volumes"]
+    assert re.search(r"^\s*bind :8080$", cfg, flags=re.M)
+    assert "nameserver dns 127.0.0.11:53" in cfg  # Docker's embedded DNS
+    assert re.search(r"^\s*retry-on .*\b503\b", cfg, flags=re.M)  # candidate_unavailable: another replica
+    checks = re.findall(r"^\s*option httpchk GET (\S+)$", cfg, flags=re.M)
+    assert checks == ["/ready", "/admin/leader"]
+    app = create_app(
+        Gateway(GatewayConfig(), MemoryRoutingStore(), ScriptedEngine()), AdminService(AdminConfig(), {}), False
+    )
+    assert set(checks) <= set(app.openapi()["paths"])
 
 
 def test_kafka_is_official_kraft_and_clients_use_its_listener() -> None:

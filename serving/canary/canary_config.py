@@ -26,14 +26,14 @@ class CanaryConfig(BaseModel):
         default=0.05, gt=0, lt=0.5, description="Family-wise error rate of a wrong promote or rollback."
     )
     srm_alpha: float = Field(
-        default=0.001,
+        default=0.005,
         gt=0,
         lt=0.5,
         description="Probability that an experiment without a sample-ratio mismatch halts on one anyway, "
         "over all its looks and steps: each step's sequential test gets an equal share.",
     )
     srm_prior_units: float = Field(
-        default=500.0,
+        default=100.0,
         gt=0,
         description="Concentration κ of the sample-ratio test's beta mixture over the "
         "candidate's true share (about the users at which a mismatch should show): larger "

@@ -102,7 +102,7 @@ def test_sequential_sample_ratio_test_keeps_false_alarms_within_alpha_over_many_
     e, k, per_look, share, alpha = 2000, 60, 40, 0.2, 0.005
     cand = rng.binomial(per_look, share, (e, k)).cumsum(1)
     total = per_look * np.arange(1, k + 1)
-    sequential = stats.srm_sequential_p_value(cand, total - cand, share, 500.0).min(1)
+    sequential = stats.srm_sequential_p_value(cand, total - cand, share, 100.0).min(1)
     per_look_chi2 = stats.srm_p_values(cand, total - cand, share).min(1)
     seq_rate, chi2_rate = float((sequential < alpha).mean()), float((per_look_chi2 < alpha).mean())
     print(f"\nSRM false alarms over {k} looks: sequential {seq_rate:.4f}, chi-square at every look {chi2_rate:.4f}")
@@ -111,7 +111,7 @@ def test_sequential_sample_ratio_test_keeps_false_alarms_within_alpha_over_many_
     # ... and it still finds a real mismatch: 48/52 at a 50 % share over 32,000 users
     users = 32_000
     lost = rng.binomial(users, 0.48, e)
-    assert (stats.srm_sequential_p_value(lost, users - lost, 0.5, 500.0) < 0.001).mean() >= 0.99
+    assert (stats.srm_sequential_p_value(lost, users - lost, 0.5, 100.0) < 0.001).mean() >= 0.99
 
 
 def _totals(replies: int, continued: int, sessions: int, per_session: int) -> ArmTotals:

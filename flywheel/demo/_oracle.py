@@ -63,11 +63,11 @@ class OracleJudge:
         self.max_new_tokens = max_new_tokens
 
     def _replies(self, model_dir: Path, samples: int) -> list[list[str]]:
-        from trainers.common.generation import SamplingSettings, generate_replies
+        from trainers.common.generation import SamplingConfig, generate_replies
         from trainers.common.loading import load_policy
 
         model, tokenizer = load_policy(model_dir)
-        sampling = SamplingSettings(max_new_tokens=self.max_new_tokens, seed=1)
+        sampling = SamplingConfig(max_new_tokens=self.max_new_tokens, seed=1)
         return generate_replies(model, tokenizer, [c.messages() for c in self.contexts], sampling, samples)
 
     def _score(self, replies: Sequence[Sequence[str]]) -> list[list[float]]:

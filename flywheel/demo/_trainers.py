@@ -29,20 +29,20 @@ if TYPE_CHECKING:
 def base_model_dir() -> Path:
     """The locally built tiny base model (cached by content hash; built on first use)."""
     from trainers.bootstrap.base_model import ensure_base_model
-    from trainers.bootstrap.base_model_config import BaseModelSettings
+    from trainers.bootstrap.base_model_config import BaseModelConfig
 
-    return ensure_base_model(BaseModelSettings())
+    return ensure_base_model(BaseModelConfig())
 
 
 def worker_settings(runtime: DemoRuntime) -> TrainerWorkerSettings:
     """The production worker's settings, pointed at this run's registry and scratch space."""
-    from trainers.common import LoraSettings
-    from trainers.dpo.dpo_config import DpoSettings
-    from trainers.evaluate import GateSettings
-    from trainers.grpo.grpo_config import GrpoSettings
-    from trainers.registry import RegistrySettings
-    from trainers.reward.reward_config import RewardSettings
-    from trainers.sft.sft_config import SftSettings
+    from trainers.common import LoraAdapterConfig
+    from trainers.dpo.dpo_config import DpoTrainerConfig
+    from trainers.evaluate import GateConfig
+    from trainers.grpo.grpo_config import GrpoTrainerConfig
+    from trainers.registry import RegistryConfig
+    from trainers.reward.reward_config import RewardTrainerConfig
+    from trainers.sft.sft_config import SftTrainerConfig
     from trainers.worker import TrainerWorkerSettings
 
     cfg = runtime.config
@@ -52,26 +52,26 @@ def worker_settings(runtime: DemoRuntime) -> TrainerWorkerSettings:
     # rate barely move it (held-out IF 0.69 → 0.75, violations 0.33 → 0.29, 48 prompts);
     # rank 16 on every linear layer at 5e-3 comes close to full fine-tuning (0.92 / 0.04,
     # against 0.98 / 0.00).
-    lora = LoraSettings(
+    lora = LoraAdapterConfig(
         enabled=cfg.engine == "vllm",
         r=16,
         alpha=32,
         target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
     )
-    sft = SftSettings(num_candidates=cfg.sft_candidates, lora=lora)
+    sft = SftTrainerConfig(num_candidates=cfg.sft_candidates, lora=lora)
     if lora.enabled:
         sft = sft.model_copy(update={"learning_rate": 5e-3})
     return TrainerWorkerSettings(
         group_id=f"demo-{runtime.run_id}-trainers",
         lease_prefix=f"flywheel:demo:{runtime.run_id}:lease:",
-        registry=RegistrySettings(root=runtime.work_dir / "registry"),
+        registry=RegistryConfig(root=runtime.work_dir / "registry"),
         work_dir=runtime.work_dir / "trainer-work",
-        gate=GateSettings(prompts_per_character=cfg.gate_prompts_per_character),
+        gate=GateConfig(prompts_per_character=cfg.gate_prompts_per_character),
         # The engagement reward model: P(continued | context, reply) from samples.reward.
-        reward=RewardSettings(mode="pointwise"),
+        reward=RewardTrainerConfig(mode="pointwise"),
         sft=sft,
-        dpo=DpoSettings(lora=lora),
-        grpo=GrpoSettings(lora=lora),
+        dpo=DpoTrainerConfig(lora=lora),
+        grpo=GrpoTrainerConfig(lora=lora),
     )
 
 

@@ -45,8 +45,3 @@ class BaseModelConfig(BaseModel):
     learning_rate: float = Field(
         default=4e-3, gt=0, description="Peak AdamW learning rate (linear warm-up, cosine decay)."
     )
-
-
-# The name before components' options became ``...Config`` (docs/architecture.md,
-# "Configuration names"); only flywheel.demo still imports it. Remove it with that import.
-BaseModelSettings = BaseModelConfig

@@ -5,6 +5,5 @@ side lives in its modules: ``trainers.common.generation`` (generate_replies),
 
 from trainers.common.data import Demonstration, Labelled, Pair, Prompt
 from trainers.common.train_config import LoraAdapterConfig, TrainerConfig
-from trainers.common.train_config import LoraSettings as LoraSettings  # only for flywheel.demo, see there
 
 __all__ = ["Demonstration", "Labelled", "LoraAdapterConfig", "Pair", "Prompt", "TrainerConfig"]

@@ -100,8 +100,3 @@ def reply_logprobs(
         logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids_t[:, 1:, None])[..., 0]
         out.extend((logp * score_mask[:, 1:]).sum(-1).tolist())
     return out
-
-
-# The name before components' options became ``...Config`` (docs/architecture.md,
-# "Configuration names"); only flywheel.demo still imports it. Remove it with that import.
-SamplingSettings = SamplingConfig

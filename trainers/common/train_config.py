@@ -65,8 +65,3 @@ class TrainerConfig(BaseModel):
 
 
 S = TypeVar("S", bound=TrainerConfig)
-
-
-# The name before components' options became ``...Config`` (docs/architecture.md,
-# "Configuration names"); only flywheel.demo still imports it. Remove it with that import.
-LoraSettings = LoraAdapterConfig

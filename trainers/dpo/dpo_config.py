@@ -28,8 +28,3 @@ class DpoTrainerConfig(TrainerConfig):
     )
     temperature: float = Field(default=1.0, gt=0, description="Sampling temperature of the candidates.")
     max_new_tokens: int = Field(default=72, gt=0, description="Longest sampled candidate.")
-
-
-# The name before components' options became ``...Config`` (docs/architecture.md,
-# "Configuration names"); only flywheel.demo still imports it. Remove it with that import.
-DpoSettings = DpoTrainerConfig

@@ -3,6 +3,5 @@ win-rate ceiling. Its EvalReport is stored in the checkpoint manifest."""
 
 from trainers.evaluate.gate import OfflineGate, PolicyStats, evaluation_prompts, policy_stats
 from trainers.evaluate.gate_config import GateConfig
-from trainers.evaluate.gate_config import GateSettings as GateSettings  # only for flywheel.demo, see there
 
 __all__ = ["GateConfig", "OfflineGate", "PolicyStats", "evaluation_prompts", "policy_stats"]

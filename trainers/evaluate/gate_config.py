@@ -69,8 +69,3 @@ class GateConfig(BaseModel):
         description="A predicted continue-rate lift this large (lower end of its interval) counts as a "
         "reward-model score jump for the style-drift guard.",
     )
-
-
-# The name before components' options became ``...Config`` (docs/architecture.md,
-# "Configuration names"); only flywheel.demo still imports it. Remove it with that import.
-GateSettings = GateConfig

@@ -62,8 +62,3 @@ class GrpoTrainerConfig(TrainerConfig):
         if self.select_candidates == 1:
             raise ValueError("select_candidates (1) cannot measure a spread; use 0 (no selection) or 2 or more")
         return self
-
-
-# The name before components' options became ``...Config`` (docs/architecture.md,
-# "Configuration names"); only flywheel.demo still imports it. Remove it with that import.
-GrpoSettings = GrpoTrainerConfig

@@ -12,7 +12,6 @@ from trainers.registry.registry import (
     version_for_job,
 )
 from trainers.registry.registry_config import RegistryConfig
-from trainers.registry.registry_config import RegistrySettings as RegistrySettings  # only for flywheel.demo, see there
 
 __all__ = [
     "BaseModelFolderError",

@@ -20,8 +20,3 @@ class RegistryConfig(BaseModel):
         default_factory=_default_root,
         description="Registry root folder (a shared filesystem when workers run on several hosts).",
     )
-
-
-# The name before components' options became ``...Config`` (docs/architecture.md,
-# "Configuration names"); only flywheel.demo still imports it. Remove it with that import.
-RegistrySettings = RegistryConfig

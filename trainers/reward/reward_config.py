@@ -30,8 +30,3 @@ def resolve_mode(mode: str, has_labelled: bool) -> Literal["pairwise", "pointwis
     if mode == "pointwise" or (mode == "auto" and has_labelled):
         return "pointwise"
     return "pairwise"
-
-
-# The name before components' options became ``...Config`` (docs/architecture.md,
-# "Configuration names"); only flywheel.demo still imports it. Remove it with that import.
-RewardSettings = RewardTrainerConfig

@@ -29,8 +29,3 @@ class SftTrainerConfig(TrainerConfig):
     assistant_only_loss: bool = Field(
         default=True, description="Loss on the reply tokens only (needs {% generation %} in the chat template)."
     )
-
-
-# The name before components' options became ``...Config`` (docs/architecture.md,
-# "Configuration names"); only flywheel.demo still imports it. Remove it with that import.
-SftSettings = SftTrainerConfig

@@ -278,9 +278,9 @@ def test_compose_vllm_runs_with_the_flags_of_the_local_vllm_script() -> None:
         assert flag in command and flag in script, flag
     assert _script_default("VERSION") == SERVICES["vllm"]["image"].rsplit(":v", 1)[1]
     # The trainers' adapters must fit the servers' rank limit.
-    from trainers.common import LoraSettings
+    from trainers.common import LoraAdapterConfig
 
-    assert LoraSettings().r <= int(value("--max-lora-rank"))
+    assert LoraAdapterConfig().r <= int(value("--max-lora-rank"))
     # ...and the GPU trainer trains LoRA generations over the very base vLLM serves.
     trainer = _environment(SERVICES["trainer"])
     assert trainer["FLYWHEEL_TRAINERS__BASE_DIR"] == value("--model")

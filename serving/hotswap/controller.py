@@ -210,25 +210,22 @@ class HotSwapController:
         return await self._open_when_ready(newest, now)
 
     async def _open_when_ready(self, version: str, now: datetime | None) -> list[SwapEvent]:
-        """Open the canary of ``version`` once every live replica has it ready; reject it if one
-        could not load it; after ``prepare_timeout_s`` open it anyway (a replica still loading
-        is not ready, and refuses candidate-bucket requests, until it has it)."""
+        """Open the canary of ``version`` once every live replica (this one included) has it
+        ready; reject it if one could not load it; after ``prepare_timeout_s`` open it anyway
+        if some replica has it (one still loading is not ready, and refuses candidate-bucket
+        requests, until it has it), else reject it."""
         store, token = self.canary.store, self.canary.fencing_token()
         state = self.canary.state()
         if state is None or state.candidate_version is not None or state.status != "idle":
             store.set_preparing(self.model, None, token)  # opened (or superseded) before a leader change
             return []
-        if not self.slots.is_ready(version):
-            why = self._failed.get(version, ("not loaded on the leader",))[0]
-            self.canary.reject(version, why, now)
-            store.set_preparing(self.model, None, token)
-            return [SwapEvent("rejected", version, why)]
-        reports = store.replicas(self.model)
+        reports = store.replicas(self.model)  # this replica's among them (it reported this poll)
         failed = {r.replica: r.failed[version] for r in reports if version in r.failed}
         if failed:
             why = "; ".join(f"replica {name} could not load it: {reason}" for name, reason in sorted(failed.items()))
             self.canary.reject(version, why, now)
             store.set_preparing(self.model, None, token)
+            self._preparing_since = None
             return [SwapEvent("rejected", version, why)]
         waiting = sorted(r.replica for r in reports if version not in r.ready)
         since = self._preparing_since
@@ -236,6 +233,12 @@ class HotSwapController:
             since = self._preparing_since = (version, time.monotonic())
         if waiting and time.monotonic() - since[1] < self.config.prepare_timeout_s:
             return [SwapEvent("preparing", version, f"waiting for {', '.join(waiting)}")]
+        if waiting and len(waiting) == len(reports):
+            why = f"no replica loaded it within {self.config.prepare_timeout_s:.0f} s"
+            self.canary.reject(version, why, now)
+            store.set_preparing(self.model, None, token)
+            self._preparing_since = None
+            return [SwapEvent("rejected", version, why)]
         if waiting:
             log.warning(
                 "opening the canary of %s while %s have not loaded it (after %.0f s): they refuse "

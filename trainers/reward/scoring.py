@@ -77,9 +77,7 @@ class BlendedScorer:
     compliant replies (the report used engagement models as filters, not as the goal).
     """
 
-    def __init__(
-        self, reward_model: Scorer | None = None, check_weight: float = 1.0, rm_weight: float = 0.25
-    ) -> None:
+    def __init__(self, reward_model: Scorer | None = None, check_weight: float = 1.0, rm_weight: float = 0.25) -> None:
         self.reward_model = reward_model
         self.check_weight = check_weight
         self.rm_weight = rm_weight

@@ -111,14 +111,12 @@ class CanaryController:
             leader = None
             with contextlib.suppress(FlywheelError):
                 leader = self.leadership.leader()
-            raise NotLeaderError(
-                f"this replica ({self.leadership.holder}) does not lead {self.model}; "
-                f"the leader is {leader or 'not elected yet'}",
-                leader=leader,
-            )
-        if token != self._exp_token:
-            self._exp = None  # a new lease: read the bookkeeping back, another leader may have moved it on
-            self._exp_token = token
+            who = f"this replica ({self.leadership.holder}) does not lead {self.model}"
+            raise NotLeaderError(f"{who}; the leader is {leader or 'not elected yet'}", leader=leader)
+        with self._lock:
+            if token != self._exp_token:
+                self._exp = None  # a new lease: read the bookkeeping back, another leader may have moved it on
+                self._exp_token = token
         return token
 
     def _refused(self, exc: StaleLeaderError) -> None:

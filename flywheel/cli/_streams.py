@@ -11,9 +11,8 @@ from typing import Annotated
 import typer
 
 from flywheel.settings import FlywheelSettings
-from flywheel.wiring import make_bus
+from flywheel.wiring import make_bus, make_processor
 from schemas import FlywheelError, Topics
-from streams.processors import BufferProcessor, CurationProcessor, Processor, SignalsProcessor
 from streams.runners import EmbeddedRunner, FaustRunner, RunnerConfig, TransactionalRunner
 
 log = logging.getLogger(__name__)
@@ -32,18 +31,6 @@ class RunnerName(StrEnum):
     kafka = "kafka"
     faust = "faust"
     embedded = "embedded"
-
-
-def make_processor(name: str, settings: FlywheelSettings, topics: Topics) -> Processor:
-    """The processor ``name`` configured from ``settings``."""
-    cfg = settings.streams
-    if name == "signals":
-        return SignalsProcessor(cfg.signals, limits=settings.limits)
-    if name == "curation":
-        return CurationProcessor(cfg.curation, limits=settings.limits)
-    if name == "buffer":
-        return BufferProcessor(cfg.buffer, topic_names={t: topics.name(t) for t in BufferProcessor.inputs})
-    raise typer.BadParameter(f"unknown processor {name!r}")
 
 
 def default_group(name: str, topics: Topics) -> str:

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from flywheel.settings import FlywheelSettings
-from flywheel.wiring import make_bus
+from flywheel.wiring import make_bus, make_worker
 from schemas import FlywheelError
 
 log = logging.getLogger(__name__)
@@ -48,13 +48,12 @@ def trainers_run(
     from prometheus_client import start_http_server
 
     from trainers.worker import RedisLeaseStore
-    from trainers.worker.worker import TrainerWorker
 
     settings: FlywheelSettings = ctx.obj
     if settings.metrics_port:
         start_http_server(settings.metrics_port)
     leases = RedisLeaseStore(settings.redis_url, settings.trainers.lease_prefix)
-    worker = TrainerWorker(make_bus(settings), settings.topics, settings.trainers, leases, worker_id=worker_id)
+    worker = make_worker(settings, make_bus(settings), settings.topics, leases, worker_id=worker_id)
     stopping = False
 
     def _stop(_sig: int, _frame: FrameType | None) -> None:

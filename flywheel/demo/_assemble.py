@@ -183,7 +183,7 @@ def build_report(
         final=final,
         generations=tuple(results),
         final_vs_base=compare_versions(
-            outcomes, base_version, final_version, alpha=0.05, mde=config.canary_mde_continue_rate
+            outcomes, base_version, final_version, alpha=0.05, mde=config.canary.mde["continue_rate"]
         ),
         prediction=PredictionCheck.of(prediction_points(tuple(results))),
         traffic=traffic,

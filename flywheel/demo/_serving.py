@@ -1,93 +1,62 @@
-"""The serving side of the one-process deployment: the gateway on a local port (uvicorn),
-and the hot-swap and canary controllers ticking on the same event loop as the engine's
-requests."""
+"""The serving replica of the one-process deployment, on a thread of its own: the very
+loop `flywheel serve` runs (flywheel.wiring.serve_stack: gateway, hot-swap controller,
+canary evaluation thread, leadership), on 127.0.0.1 and a port the kernel picks."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
 import threading
-from collections.abc import Callable
-from datetime import UTC, datetime
+import time
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from starlette.types import ASGIApp
+from flywheel.wiring import ServingStack, serve_stack
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    import uvicorn
 
 
 class ServingThread:
-    """Runs ``app`` on 127.0.0.1:<free port> and calls ``tick()`` every ``interval_s``."""
+    """``start()`` returns the replica's URL once it listens; ``stop()`` ends it."""
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        tick: Callable[[], asyncio.Future[None] | object],
-        interval_s: float,
-        on_close: Callable[[], object] | None = None,
-    ) -> None:
-        self._app = app
-        self._tick = tick
-        self._interval_s = interval_s
-        self._on_close = on_close
+    def __init__(self, stack: ServingStack) -> None:
+        self.stack = stack
         self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._stop = threading.Event()
+        self._server: uvicorn.Server | None = None
         self._error: BaseException | None = None
         self.url = ""
-        self.ticks = 0
 
     def start(self, timeout_s: float = 30.0) -> str:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main(sock)), name="demo-serving", daemon=True)
+        host, port = sock.getsockname()
+        self.url = f"http://{host}:{port}"
+        self._thread = threading.Thread(target=self._run, args=(sock, host, port), name="demo-serving", daemon=True)
         self._thread.start()
-        if not self._ready.wait(timeout_s):
-            raise RuntimeError(f"gateway did not start within {timeout_s:.0f}s: {self._error}")
-        if self._error is not None:
-            raise RuntimeError(f"gateway failed to start: {self._error}")
+        deadline = time.monotonic() + timeout_s
+        while not (self._server is not None and self._server.started):
+            if self._error is not None or not self._thread.is_alive():
+                raise RuntimeError(f"the gateway failed to start: {self._error}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the gateway did not start within {timeout_s:.0f}s")
+            time.sleep(0.01)
         return self.url
 
-    async def _main(self, sock: socket.socket) -> None:
-        import uvicorn
+    def _run(self, sock: socket.socket, host: str, port: int) -> None:
+        def keep(server: uvicorn.Server) -> None:
+            self._server = server
 
-        server = uvicorn.Server(uvicorn.Config(self._app, log_level="warning", lifespan="on", access_log=False))
-        serve = asyncio.create_task(server.serve(sockets=[sock]))
         try:
-            while not server.started:
-                if serve.done():
-                    self._error = serve.exception() or RuntimeError("server exited")
-                    self._ready.set()
-                    return
-                await asyncio.sleep(0.01)
-            self._ready.set()
-            while not self._stop.is_set():
-                try:
-                    result = self._tick()
-                    if asyncio.iscoroutine(result):
-                        await result
-                    self.ticks += 1
-                except Exception:  # a failed control step must not take the gateway down
-                    log.exception("control step failed")
-                await asyncio.sleep(self._interval_s)
-        finally:
-            server.should_exit = True
-            await serve
-            if self._on_close is not None:
-                result = self._on_close()
-                if asyncio.iscoroutine(result):
-                    await result
+            asyncio.run(serve_stack(self.stack, host, port, None, sock, on_server=keep))
+        except BaseException as exc:  # surfaced by start(), or logged by the caller's stop()
+            self._error = exc
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        self._stop.set()
+        if self._server is not None:
+            self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+        if self._error is not None:
+            raise RuntimeError(f"the gateway stopped on an error: {self._error}")

@@ -22,8 +22,6 @@ from schemas import (
 
 if TYPE_CHECKING:
     from flywheel.demo.runtime import DemoRuntime
-    from trainers.worker import TrainerWorkerSettings
-    from trainers.worker.worker import TrainerWorker
 
 
 def base_model_dir() -> Path:
@@ -32,69 +30,6 @@ def base_model_dir() -> Path:
     from trainers.bootstrap.base_model_config import BaseModelConfig
 
     return ensure_base_model(BaseModelConfig())
-
-
-def worker_settings(runtime: DemoRuntime) -> TrainerWorkerSettings:
-    """The production worker's settings, pointed at this run's registry and scratch space."""
-    from trainers.common import LoraAdapterConfig
-    from trainers.dpo.dpo_config import DpoTrainerConfig
-    from trainers.evaluate import GateConfig
-    from trainers.grpo.grpo_config import GrpoTrainerConfig
-    from trainers.registry import RegistryConfig
-    from trainers.reward.reward_config import RewardTrainerConfig
-    from trainers.sft.sft_config import SftTrainerConfig
-    from trainers.worker import TrainerWorkerSettings
-
-    cfg = runtime.config
-    # vLLM serves one base and applies adapters to it: every policy generation is then a
-    # LoRA adapter over the base (generation k continues k-1's), never full weights. On the
-    # tiny base, adapters on the attention projections alone at SFT's full-weight learning
-    # rate barely move it (held-out IF 0.69 → 0.75, violations 0.33 → 0.29, 48 prompts);
-    # rank 16 on every linear layer at 5e-3 comes close to full fine-tuning (0.92 / 0.04,
-    # against 0.98 / 0.00).
-    lora = LoraAdapterConfig(
-        enabled=cfg.engine == "vllm",
-        r=16,
-        alpha=32,
-        target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
-    )
-    sft = SftTrainerConfig(num_candidates=cfg.sft_candidates, lora=lora)
-    if lora.enabled:
-        sft = sft.model_copy(update={"learning_rate": 5e-3})
-    return TrainerWorkerSettings(
-        group_id=f"demo-{runtime.run_id}-trainers",
-        lease_prefix=f"flywheel:demo:{runtime.run_id}:lease:",
-        registry=RegistryConfig(root=runtime.work_dir / "registry"),
-        work_dir=runtime.work_dir / "trainer-work",
-        gate=GateConfig(prompts_per_character=cfg.gate_prompts_per_character),
-        # The engagement reward model: P(continued | context, reply) from samples.reward.
-        reward=RewardTrainerConfig(mode="pointwise"),
-        sft=sft,
-        dpo=DpoTrainerConfig(lora=lora),
-        grpo=GrpoTrainerConfig(lora=lora),
-    )
-
-
-def start_worker(runtime: DemoRuntime) -> TrainerWorker:
-    from trainers.worker import InMemoryLeaseStore, RedisLeaseStore
-    from trainers.worker.worker import TrainerWorker
-
-    settings = runtime.worker_settings
-    leases = (
-        RedisLeaseStore(runtime.settings.redis_url, prefix=settings.lease_prefix)
-        if runtime.kafka
-        else InMemoryLeaseStore()
-    )
-    worker = TrainerWorker(
-        runtime.bus,
-        runtime.topics,
-        settings,
-        leases,
-        load_lock=runtime.load_lock,
-        hold_after_publish=runtime.config.pause_training_during_canary,
-    )
-    worker.start()
-    return worker
 
 
 def publish_base(runtime: DemoRuntime, version: str) -> CheckpointManifest:

@@ -1,9 +1,12 @@
 """Settings of `flywheel demo` and `flywheel simulate` (``FLYWHEEL_DEMO__<FIELD>``).
 
-The demo runs the production components in one process; each keeps its own config
-model, and this one holds the demo's choices for them (small windows and thresholds so
-that a generation fits in a couple of minutes on a laptop). Every field can be
-overridden from the environment, e.g. ``FLYWHEEL_DEMO__CANARY__ALPHA=0.1``.
+The demo runs the production components in one process. Its settings are an overlay on
+FlywheelSettings: the components' own config models (canary, hot-swap, signals,
+curation, buffer, gate, SFT, embedded engine) with the demo's choices as defaults (small
+windows and thresholds so that a generation fits in a couple of minutes on a laptop),
+put in place of the production ones for the run (flywheel/demo/_platform.py). Every
+field can be overridden from the environment, e.g. ``FLYWHEEL_DEMO__CANARY__ALPHA=0.05``
+or ``FLYWHEEL_DEMO__BUFFER__MIN_SAMPLES=500``.
 """
 
 from __future__ import annotations
@@ -14,11 +17,39 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flywheel.sim.config import SimulatorConfig
-from streams.processors import PolicyRecipe
+from schemas import SAMPLES_PREFERENCE, SAMPLES_REWARD, SAMPLES_SFT
+from serving.canary.canary_config import CanaryConfig
+from serving.engines.embedded_config import EmbeddedEngineConfig
+from serving.hotswap.hotswap_config import HotSwapConfig
+from streams.processors.buffer_config import POLICY, BufferConfig, PolicyRecipe
+from streams.processors.curation_config import CurationConfig
+from streams.processors.signals_config import SignalsConfig
+from trainers.evaluate.gate_config import GateConfig
+from trainers.sft.sft_config import SftTrainerConfig
 
 AUTO_RECIPE: PolicyRecipe = "sft"
 """What ``recipe="auto"`` trains: the recipe that has measured best in this world so far
 (docs/results.md): rejection-sampling SFT, the platform's default."""
+
+
+def _canary() -> CanaryConfig:
+    return CanaryConfig(
+        steps_bp=(2000, 5000, 10_000),
+        alpha=0.1,
+        min_samples_per_step=150,
+        mde={"continue_rate": 0.06, "depth": 0.3, "breadth": 0.03},
+        burn_in_s=20.0,
+        horizon_factor=0.6,
+        poll_interval_s=0.5,
+    )
+
+
+def _buffer() -> BufferConfig:
+    return BufferConfig(
+        min_samples=340,
+        min_samples_per_topic={SAMPLES_REWARD: 1300},
+        kinds={SAMPLES_REWARD: ("reward",), SAMPLES_SFT: (POLICY,), SAMPLES_PREFERENCE: (POLICY,)},
+    )
 
 
 def _simulator() -> SimulatorConfig:
@@ -74,67 +105,50 @@ class DemoConfig(BaseModel):
         "in time for the report's oracle step (30 s, or 120 s when the ceiling is not cached yet), "
         "so the default run stays within 10 minutes.",
     )
-    control_interval_s: float = Field(
-        default=0.5, gt=0, description="How often the hot-swap and canary controllers run."
+    canary: CanaryConfig = Field(
+        default_factory=_canary,
+        description="The canary controller's settings for this run (FLYWHEEL_DEMO__CANARY__<FIELD>, e.g. "
+        "FLYWHEEL_DEMO__CANARY__ALPHA): steps 20 -> 50 -> 100 %, alpha 0.1, continue-rate MDE 6 pp, 150 "
+        "candidate replies per step, a 20 s burn-in (a simulated session lasts up to about 20 s), a horizon "
+        "of 0.6x the fixed-horizon sample (about 760 replies, 2 minutes here), evaluated every 0.5 s.",
     )
-    signals_window_s: int = Field(
-        default=5, gt=0, description="Window of the per-arm aggregates the canary reads (event time = wall time)."
+    hotswap: HotSwapConfig = Field(
+        default_factory=lambda: HotSwapConfig(poll_interval_s=0.5),
+        description="The hot-swap controller's settings (FLYWHEEL_DEMO__HOTSWAP__<FIELD>).",
     )
-    signals_grace_s: int = Field(
-        default=1,
-        ge=0,
-        description="Grace for late events in those windows; curation "
-        "uses it too (a session's end takes effect after it).",
+    signals: SignalsConfig = Field(
+        default_factory=lambda: SignalsConfig(window_s=5, grace_s=1),
+        description="The signals processor's settings: 5 s windows of the per-arm aggregates the canary reads "
+        "(event time = wall time), 1 s grace for late events.",
     )
-    canary_steps_bp: tuple[int, ...] = Field(
-        default=(2000, 5000, 10_000), description="Candidate share per canary step (basis points)."
+    curation: CurationConfig = Field(
+        default_factory=lambda: CurationConfig(grace_s=1),
+        description="The curation processor's settings: the signals' grace (a session's end takes effect after it).",
     )
-    canary_burn_in_s: float = Field(
-        default=20.0,
-        ge=0,
-        description="Windows this long after each canary step are left out "
-        "of the comparison (a simulated session lasts up to about 20 s of wall time).",
+    buffer: BufferConfig = Field(
+        default_factory=_buffer,
+        description="The buffer's settings: a policy job per 340 SFT or preference samples, an engagement "
+        "reward-model job per 1300 labelled replies (each retrains it from scratch, on these and a replay of "
+        "as many earlier ones). 1300 comes just before the first policy trigger (about 1400 labels arrive "
+        "with 340 SFT samples), and the worker takes reward jobs first, so the engagement model ranks, "
+        "rewards and gates generation 1 already; it needs about 1000 training replies to pass its own "
+        "held-out check (AUC 0.55 from 712, 0.67-0.69 from about 1430 in one run). Preference pairs go to "
+        "the policy job only (the demo's worker trains no Bradley-Terry model). Its model and recipe are "
+        "the demo's `model` and `recipe`.",
     )
-    canary_min_samples_per_step: int = Field(
-        default=150, gt=0, description="Candidate responses before a canary step may advance."
+    gate: GateConfig = Field(
+        default_factory=lambda: GateConfig(prompts_per_character=12),
+        description="The offline gate of every candidate (and the base model's numbers): 12 held-out "
+        "prompts per character, 2 samples each.",
     )
-    canary_alpha: float = Field(
-        default=0.1, gt=0, lt=0.5, description="Family-wise error rate of the canary's decisions."
+    sft: SftTrainerConfig = Field(
+        default_factory=lambda: SftTrainerConfig(num_candidates=2),
+        description="Rejection-sampling SFT: 2 sampled replies per context compete with the curated one.",
     )
-    canary_horizon_factor: float = Field(
-        default=0.6,
-        gt=0,
-        description="A canary without a significant result ends "
-        "(rolled back as inconclusive) once the candidate has this many times the "
-        "fixed-horizon sample of the continue-rate MDE: about 760 replies, 2 minutes here.",
-    )
-    canary_mde_continue_rate: float = Field(
-        default=0.06, gt=0, description="Minimum detectable continue-rate lift (sets the mSPRT mixture)."
-    )
-    gate_prompts_per_character: int = Field(
-        default=12,
-        gt=0,
-        description="Held-out prompts per character in the offline "
-        "gate of every candidate (and for the base model's numbers).",
-    )
-    buffer_min_samples: int = Field(
-        default=340, gt=0, description="New SFT / preference samples that trigger a policy training job."
-    )
-    sft_candidates: int = Field(
-        default=2,
-        ge=0,
-        description="Replies the SFT job samples per context for rejection sampling (the curated reply competes too).",
-    )
-    buffer_min_reward_samples: int = Field(
-        default=1300,
-        gt=0,
-        description="New engagement-labelled replies that trigger a "
-        "reward-model job (each retrains the engagement model from scratch, on these and a replay "
-        "of as many earlier ones). 1300 comes just before the first policy trigger (about 1400 "
-        "labels arrive with 340 SFT samples), and the worker takes reward jobs first, so the "
-        "engagement model ranks, rewards and gates generation 1 already; it needs about 1000 "
-        "training replies to pass its own held-out check (AUC 0.55 from 712, 0.67-0.69 from about "
-        "1430 in one run).",
+    embedded: EmbeddedEngineConfig = Field(
+        default_factory=lambda: EmbeddedEngineConfig(max_batch_size=32, max_new_tokens=128, threads=1),
+        description="The embedded engine: 32 requests generated together, on 1 torch thread (the engine and "
+        "the trainer share the process's threads; 1 avoids oversubscribing a small machine).",
     )
     pause_training_during_canary: bool = Field(
         default=True,
@@ -147,13 +161,6 @@ class DemoConfig(BaseModel):
         description="Hold the simulated users while the trainer works "
         "and no canary needs traffic (two cores cannot serve and train at full speed).",
     )
-    torch_threads: int = Field(
-        default=1,
-        ge=0,
-        description="torch CPU threads of the process (engine and trainer share "
-        "them); 1 avoids oversubscribing a small machine, 0 = torch's default.",
-    )
-    engine_max_batch_size: int = Field(default=32, gt=0, description="Requests the embedded engine generates together.")
     engine: Literal["embedded", "vllm"] = Field(
         default="embedded",
         description="embedded: transformers in this process; vllm: the vLLM server at vllm_url, serving "

@@ -195,7 +195,9 @@ def _loop(
                         )
                     if record.action == "halt":
                         # An operator's move: a halted experiment is not trusted; take the candidate out.
-                        rt.canary.operator_action("rollback", "flywheel demo", f"experiment halted: {record.reason}")
+                        rt.stack.canary.operator_action(
+                            "rollback", "flywheel demo", f"experiment halted: {record.reason}"
+                        )
                 if g is not None:
                     o = online_metrics(g.metrics, g.share_bp)
                     lift = (

@@ -2,10 +2,13 @@
 embedded bus with an in-memory routing store and the embedded engine (or, with
 ``kafka=True``, on the local broker with Redis).
 
-Threads: the gateway and the hot-swap / canary controllers share one event loop
-(``ServingThread``); each stream processor has its runner thread; the trainer worker
-has its thread; the simulated users have theirs. Nothing here is demo-only logic except
-the choice of settings and the base-model bootstrap.
+Every part is built by the composition root (flywheel.wiring) from the demo's overlay
+on the settings (flywheel/demo/_platform.py), as `flywheel serve`, `streams run` and
+`trainers run` build theirs. Threads: the gateway, the hot-swap controller and the
+canary's evaluation thread run as in `flywheel serve` (``ServingThread`` runs that
+replica); each stream processor has its runner thread; the trainer worker has its
+thread; the simulated users have theirs. Nothing here is demo-only logic except the
+choice of settings and the base-model bootstrap.
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flywheel.demo._serving import ServingThread, utc_now
+from flywheel.demo._platform import platform_settings
+from flywheel.demo._serving import ServingThread
 from flywheel.demo.config import DemoConfig
 from flywheel.settings import FlywheelSettings
 from flywheel.sim import GatewayClient, Population, Simulator, TurnRecord, WallClock, shared_catalogue
-from schemas import SAMPLE_TOPICS, SAMPLES_PREFERENCE, SAMPLES_REWARD, SAMPLES_SFT, Topics
-from streams import Bus, ChatEventProducer, EmbeddedBus, KafkaBus
+from flywheel.wiring import PROCESSORS, build_serving, make_bus, make_processor, make_worker
+from streams import Bus, ChatEventProducer
 
 if TYPE_CHECKING:
     from flywheel.demo.progress import Progress
@@ -93,8 +97,9 @@ class SimThread:
 
 
 class DemoRuntime:
-    """Build, start and stop every component. ``start()`` returns once the base model
-    serves traffic."""
+    """Build, start and stop every component, through the composition root
+    (flywheel.wiring) from the demo's overlay on the settings. ``start()`` returns once the
+    gateway listens."""
 
     def __init__(
         self,
@@ -104,131 +109,45 @@ class DemoRuntime:
         kafka: bool = False,
         on_turn: Callable[[TurnRecord], None] | None = None,
     ) -> None:
-        self.settings = settings
         self.config = config
         self.base_model_dir = base_model_dir
         self.kafka = kafka
         self.run_id = uuid.uuid4().hex[:8]
-        # A fresh namespace per run on a shared broker; the embedded bus is private anyway.
-        self.topics = Topics(f"demo-{self.run_id}") if kafka else settings.topics
-        self.bus: Bus = KafkaBus(settings.kafka) if kafka else EmbeddedBus()
-        self._on_turn = on_turn
-        self._runners: list[EmbeddedRunner] = []
-        self._worker_settings: TrainerWorkerSettings | None = None
-        self.worker: TrainerWorker | None = None
         # The registry and trainer scratch space of this run (removed on stop).
         self.work_dir = Path(tempfile.mkdtemp(prefix=f"flywheel-demo-{self.run_id}-"))
+        self.settings = platform_settings(
+            settings, config, run_id=self.run_id, kafka=kafka, base_model_dir=base_model_dir, work_dir=self.work_dir
+        )
+        self.topics = self.settings.topics
+        self.bus: Bus = make_bus(self.settings)
+        self._on_turn = on_turn
+        self._runners: list[EmbeddedRunner] = []
+        self.worker: TrainerWorker | None = None
         # Serving and training load models in one process here: one load at a time
         # (transformers' from_pretrained patches process-wide state while it runs).
         self.load_lock = threading.Lock()
 
+    @property
+    def worker_settings(self) -> TrainerWorkerSettings:
+        return self.settings.trainers
+
     # -- build ----------------------------------------------------------------------
     def start(self) -> None:
-        from serving import (
-            CanaryController,
-            EmbeddedEngine,
-            EventLogger,
-            Gateway,
-            HotSwapController,
-            MemoryRoutingStore,
-            ModelSlots,
-            RedisRoutingStore,
-            VllmEngine,
-            create_app,
-            gateway_error_counts,
-        )
-        from serving.canary import CanaryConfig
-        from serving.engines import Engine
-        from serving.engines.embedded_config import EmbeddedEngineConfig
-        from serving.engines.vllm_config import VllmEngineConfig
-        from serving.gateway import GatewayConfig
-        from serving.hotswap import HotSwapConfig
-        from streams.processors import (
-            POLICY,
-            BufferConfig,
-            BufferProcessor,
-            CurationConfig,
-            CurationProcessor,
-            SignalsConfig,
-            SignalsProcessor,
-        )
         from streams.runners import EmbeddedRunner
 
         cfg = self.config
         self.bus.create_topics(self.topics.specs())
-        self.store = (
-            RedisRoutingStore(self.settings.redis_url, prefix=f"flywheel:demo:{self.run_id}")
-            if self.kafka
-            else MemoryRoutingStore()
-        )
-        self.engine: Engine
         if cfg.engine == "vllm":
             check_vllm_serves(cfg.vllm_url, f"{cfg.model}@base", self.base_model_dir)
-            self.engine = VllmEngine(
-                VllmEngineConfig(urls=(cfg.vllm_url,), model=cfg.model, tokenizer_dir=self.base_model_dir)
-            )
-        else:
-            self.engine = EmbeddedEngine(
-                EmbeddedEngineConfig(
-                    max_batch_size=cfg.engine_max_batch_size, max_new_tokens=128, threads=cfg.torch_threads
-                ),
-                load_lock=self.load_lock,
-            )
-        self.slots = ModelSlots(self.engine)
-        self.event_logger = EventLogger(self.bus.producer(), self.topics.chat_events)
-        self.gateway = Gateway(
-            GatewayConfig(models=(cfg.model,), surface="demo"), self.store, self.slots, self.event_logger
-        )
-        canary_config = CanaryConfig(
-            steps_bp=cfg.canary_steps_bp,
-            alpha=cfg.canary_alpha,
-            min_samples_per_step=cfg.canary_min_samples_per_step,
-            mde={"continue_rate": cfg.canary_mde_continue_rate, "depth": 0.3, "breadth": 0.03},
-            burn_in_s=cfg.canary_burn_in_s,
-            horizon_factor=cfg.canary_horizon_factor,
-            poll_interval_s=cfg.control_interval_s,
-        )
-        self.canary = CanaryController(
-            canary_config, cfg.model, self.store, self.bus, self.topics, error_counts=gateway_error_counts(cfg.model)
-        )
-        self.hotswap = HotSwapController(
-            HotSwapConfig(poll_interval_s=cfg.control_interval_s),
-            cfg.model,
-            self.slots,
-            self.canary,
-            self.bus,
-            self.topics,
-        )
-        signals = SignalsProcessor(
-            SignalsConfig(window_s=cfg.signals_window_s, grace_s=cfg.signals_grace_s), limits=self.settings.limits
-        )
-        curation = CurationProcessor(CurationConfig(grace_s=cfg.signals_grace_s), limits=self.settings.limits)
-        buffer = BufferProcessor(
-            BufferConfig(
-                min_samples=cfg.buffer_min_samples,
-                model=cfg.model,
-                min_samples_per_topic={SAMPLES_REWARD: cfg.buffer_min_reward_samples},
-                recipe=cfg.policy_recipe,
-                # The demo trains the engagement model only (its worker's reward jobs are
-                # pointwise): preference pairs go to the policy job, not to a Bradley–Terry one.
-                kinds={SAMPLES_REWARD: ("reward",), SAMPLES_SFT: (POLICY,), SAMPLES_PREFERENCE: (POLICY,)},
-            ),
-            topic_names={base: self.topics.name(base) for base in SAMPLE_TOPICS},
-        )
-        for processor in (signals, curation, buffer):
-            runner = EmbeddedRunner(self.bus, processor, self.topics, group_id=f"demo-{self.run_id}-{processor.name}")
+        self.stack = build_serving(self.settings, bus=self.bus, load_lock=self.load_lock)
+        for name in PROCESSORS:
+            processor = make_processor(name, self.settings, self.topics)
+            runner = EmbeddedRunner(self.bus, processor, self.topics, group_id=f"demo-{self.run_id}-{name}")
             runner.start(background=True)
             self._runners.append(runner)
-        self.serving = ServingThread(
-            create_app(self.gateway), self._control_step, cfg.control_interval_s, on_close=self.engine.close
-        )
+        self.serving = ServingThread(self.stack)
         self.url = self.serving.start()
         self._start_users()
-
-    async def _control_step(self) -> None:
-        now = utc_now()
-        await self.hotswap.poll_once(now)
-        self.canary.evaluate_once(now)
 
     def _start_users(self) -> None:
         sim_cfg = self.config.simulator
@@ -244,18 +163,20 @@ class DemoRuntime:
         self.users.start()
 
     # -- trainers -----------------------------------------------------------------------
-    @property
-    def worker_settings(self) -> TrainerWorkerSettings:
-        from flywheel.demo import _trainers
-
-        if self._worker_settings is None:
-            self._worker_settings = _trainers.worker_settings(self)
-        return self._worker_settings
-
     def start_trainer(self) -> TrainerWorker:
-        from flywheel.demo import _trainers
+        from trainers.worker import InMemoryLeaseStore
 
-        self.worker = _trainers.start_worker(self)
+        # On the embedded bus one worker in one process: in-memory leases; on Kafka, Redis ones.
+        leases = None if self.kafka else InMemoryLeaseStore()
+        self.worker = make_worker(
+            self.settings,
+            self.bus,
+            self.topics,
+            leases,
+            load_lock=self.load_lock,
+            hold_after_publish=self.config.pause_training_during_canary,
+        )
+        self.worker.start()
         return self.worker
 
     # -- the base model ---------------------------------------------------------------
@@ -273,8 +194,8 @@ class DemoRuntime:
         producer.flush()
         deadline = time.monotonic() + timeout_s
         while True:
-            state = self.store.get(self.config.model)
-            if state is not None and state.baseline_version == version and self.slots.is_ready(version):
+            state = self.stack.store.get(self.config.model)
+            if state is not None and state.baseline_version == version and self.stack.gateway.slots.is_ready(version):
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the gateway did not start serving the base model within {timeout_s:.0f}s")
@@ -292,8 +213,7 @@ class DemoRuntime:
                 step()
             except Exception:
                 log.exception("stopping a demo component failed")
-        self.canary.close()
-        self.store.close()
+        self.stack.store.close()
         self.bus.close()
         shutil.rmtree(self.work_dir, ignore_errors=True)
 

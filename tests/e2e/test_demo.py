@@ -26,6 +26,7 @@ import pytest
 from flywheel.demo.orchestrator import run_demo
 from flywheel.demo.progress import Progress
 from flywheel.settings import FlywheelSettings
+from schemas import SAMPLES_REWARD
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -47,15 +48,16 @@ def demo_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
             "max_wall_s": 900.0,
             # Small: the planted generation first (queued before any honest job), then one honest
             # SFT generation; no reward-model job.
-            "buffer_min_samples": 150,
-            "buffer_min_reward_samples": 1_000_000,
-            "gate_prompts_per_character": 8,
-            "canary_min_samples_per_step": 100,
+            "buffer": settings.demo.buffer.model_copy(
+                update={"min_samples": 150, "min_samples_per_topic": {SAMPLES_REWARD: 1_000_000}}
+            ),
+            "gate": settings.demo.gate.model_copy(update={"prompts_per_character": 8}),
             # One canary step at an even split: the comparison is most precise per second there.
             # A horizon of 3x the fixed-horizon sample of the 6 pp MDE: a +10 pp candidate is
             # decided long before it (the canary's mSPRT has power 1 as the sample grows).
-            "canary_steps_bp": (5000, 10_000),
-            "canary_horizon_factor": 3.0,
+            "canary": settings.demo.canary.model_copy(
+                update={"min_samples_per_step": 100, "steps_bp": (5000, 10_000), "horizon_factor": 3.0}
+            ),
         }
     )
     run_demo(settings, config, progress=Progress(enabled=False))

@@ -8,8 +8,8 @@ import httpx
 from typer.testing import CliRunner
 
 from flywheel.cli import app
-from flywheel.cli._serving import build_serving
 from flywheel.settings import load_settings
+from flywheel.wiring import build_serving
 from serving import EmbeddedEngine, MemoryRoutingStore, VllmEngine
 
 

@@ -5,12 +5,12 @@ signals processor measures exactly what the users decided."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
 from datetime import UTC, datetime
 
 import pytest
 
-from flywheel.demo._serving import ServingThread
 from flywheel.sim import GatewayClient, Population, Simulator, SimulatorConfig, TurnRecord, WallClock, shared_catalogue
 from schemas import (
     ENGAGEMENT_SIGNALS,
@@ -28,6 +28,7 @@ from schemas import (
 from serving import EventLogger, Gateway, GatewayConfig, MemoryRoutingStore, ModelSlots, ModelSource, create_app
 from streams import ChatEventProducer, EmbeddedBus, TopicPartition
 from streams.processors import SignalsConfig, SignalsProcessor, SourcePartition
+from tests._serving import serve_app
 from tests.kits.scripted_engine import ScriptedEngine
 
 pytestmark = pytest.mark.server
@@ -45,8 +46,8 @@ def test_simulated_users_through_the_gateway_tell_one_consistent_story() -> None
         DeploymentState(model="policy", baseline_version="v1", experiment_salt="salt", updated_ts=datetime.now(UTC))
     )
     gateway = Gateway(GatewayConfig(models=("policy",)), store, slots, EventLogger(bus.producer(), topics.chat_events))
-    serving = ServingThread(create_app(gateway), tick=lambda: None, interval_s=0.5)
-    url = serving.start()
+    serving = contextlib.ExitStack()
+    url = serving.enter_context(serve_app(create_app(gateway)))
     catalogue = shared_catalogue()
     records: list[TurnRecord] = []
     client = GatewayClient(url, max_tokens=12)
@@ -64,7 +65,7 @@ def test_simulated_users_through_the_gateway_tell_one_consistent_story() -> None
         await client.aclose()
 
     asyncio.run(go())
-    serving.stop()  # drains the gateway's event buffer
+    serving.close()  # drains the gateway's event buffer
 
     consumer = bus.consumer()
     n = bus.partitions(topics.chat_events)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -26,6 +27,18 @@ log = logging.getLogger(__name__)
 class EngineName(StrEnum):
     embedded = "embedded"
     vllm = "vllm"
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Run the serving loop on uvloop where it is installed (the ``serve`` extra), as
+    ``uvicorn.run`` would: a relayed vLLM stream costs the gateway about a third less CPU
+    on it than on asyncio's own loop (bench/vllm.py)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
 
 
 def serve(
@@ -80,7 +93,7 @@ def serve(
         elif chosen == "vllm":
             base = (base_version, None)
         gw = settings.serving.gateway
-        asyncio.run(serve_stack(stack, host or gw.host, port if port is not None else gw.port, base))
+        _run(serve_stack(stack, host or gw.host, port if port is not None else gw.port, base))
     except FlywheelError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

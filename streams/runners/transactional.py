@@ -28,7 +28,7 @@ from streams.dlq import error_reason_label, send_to_dlq
 from streams.dlq_config import DeadLetterConfig
 from streams.processors import Output, Processor, SourcePartition
 from streams.runners._changelog import changelog_topic, ensure_changelog, read_changelog, write_changes
-from streams.runners._metrics import runner_metrics, serve_metrics
+from streams.runners._metrics import consumer_lag, runner_metrics, serve_metrics
 from streams.runners._routing import PartitionCheck, key_error
 from streams.runners._waiting import WaitingOutputs
 from streams.runners.runner_config import RunnerConfig
@@ -387,15 +387,6 @@ class TransactionalRunner:
         if self._consumer is None:
             return
         try:
-            assigned = self._consumer.assignment()
-            positions = self._consumer.position(assigned)
-            lag = 0
-            for tp in assigned:
-                # The high watermark of the last fetch: a broker round trip per partition
-                # here cost ~30 ms each, a tenth of the runner's time.
-                _, high = self._consumer.watermarks(tp, cached=True)
-                if high >= 0:
-                    lag += max(0, high - positions.get(tp, high))
-            self._metrics.lag.labels(self.processor.name).set(lag)
+            self._metrics.lag.labels(self.processor.name).set(consumer_lag(self._consumer))
         except StreamError as exc:
             log.debug("lag measurement failed: %s", exc)

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -211,6 +212,14 @@ def test_gateway_scales_behind_the_proxy() -> None:
         Gateway(GatewayConfig(), MemoryRoutingStore(), ScriptedEngine()), AdminService(AdminConfig(), {}), False
     )
     assert set(checks) <= set(app.openapi()["paths"])
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy (Debian package haproxy) not installed")
+def test_haproxy_accepts_the_proxy_config() -> None:
+    run = subprocess.run(
+        ["haproxy", "-c", "-f", str(ROOT / "deploy/haproxy/haproxy.cfg")], capture_output=True, text=True, timeout=30
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
 
 
 def test_kafka_is_official_kraft_and_clients_use_its_listener() -> None:

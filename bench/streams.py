@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -105,7 +106,8 @@ def raw_consume(topic: str, n: int, validate: bool) -> float:
 
 
 def kafka_runner(bus: KafkaBus, topics: Topics, n: int) -> float:
-    runner = TransactionalRunner(bus, SignalsProcessor(), topics, f"bench-kafka-{uuid.uuid4().hex[:6]}")
+    group = f"bench-kafka-{uuid.uuid4().hex[:6]}"
+    runner = TransactionalRunner(bus, SignalsProcessor(), topics, group)
     runner.start()
     while runner.events_in == 0:  # group join and restore are not throughput
         runner.poll_once()
@@ -115,6 +117,7 @@ def kafka_runner(bus: KafkaBus, topics: Topics, n: int) -> float:
     runner.commit()
     elapsed = time.perf_counter() - start
     runner.stop()
+    bus.delete_topics([changelog_topic(topics, group)])
     return (n - first) / elapsed
 
 
@@ -140,7 +143,7 @@ def faust_runner(bus: KafkaBus, topics: Topics, n: int, log: Path) -> float:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
-        bus.delete_topics([faust_table_topic(group, "signals")])
+        bus.delete_topics([faust_table_topic(group, "signals"), f"{group}-__assignor-__leader"])
 
 
 def quix_venv() -> Path:
@@ -176,6 +179,7 @@ def quix_runner(bus: KafkaBus, topics: Topics, n: int, log: Path) -> float:
         proc.wait(30)
         # Quix's state changelog topic, named by its convention.
         bus.delete_topics([f"changelog__{group}--{topics.chat_events}--default"])
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def _committed_rate(bus: KafkaBus, group: str, topic: str, n: int, proc: subprocess.Popen[bytes], what: str) -> float:

@@ -90,7 +90,7 @@ def test_cuped_on_the_pre_period_rate_is_unbiased_and_cuts_the_variance() -> Non
     plain = cand[1] / cand[3] - base[1] / base[3]
     true_lift = float(np.mean(plain))
     assert abs(float(np.mean(adjusted)) - true_lift) < 4 * float(np.std(adjusted)) / math.sqrt(e)
-    assert float(np.var(adjusted)) < 0.85 * float(np.var(plain))
+    assert float(np.var(adjusted)) < 0.8 * float(np.var(plain))  # observed: 0.64
     assert float(np.mean(var)) == pytest.approx(float(np.var(adjusted)), rel=0.15)
     assert float(np.mean(plain_var)) == pytest.approx(float(np.var(plain)), rel=0.15)
     assert float(np.mean(theta)) > 0

@@ -429,6 +429,9 @@ def main() -> None:
     parser.add_argument("--scenarios", default="short,long,correlated")
     parser.add_argument("--cuped", choices=("default", "on", "off"), default="default")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--lift", type=float, default=0.05, help="effect of the power runs, on each reply's probability"
+    )
     args = parser.parse_args()
     overrides: dict[str, Any] = {} if args.cuped == "default" else {"cuped": args.cuped == "on"}
     config = demo_config(**overrides)
@@ -442,13 +445,13 @@ def main() -> None:
         "scenarios": {},
     }
     with multiprocessing.get_context("fork").Pool(args.workers) as pool:
-        for i, name in enumerate(args.scenarios.split(",")):
+        for i, name in enumerate(n for n in args.scenarios.split(",") if n):
             out["scenarios"][name] = _tally(_runs(pool, args.seed, name, args.runs, overrides, i + 1))
             print(name, json.dumps(out["scenarios"][name]), f"{time.perf_counter() - started:.0f}s", flush=True)
-        power_runs = _runs(pool, args.seed, "short", args.power_runs, overrides, 100, lift=0.05)
+        power_runs = _runs(pool, args.seed, "short", args.power_runs, overrides, 100, lift=args.lift)
         fixed = [o for o in power_runs if o.fixed_promote is not None]
         out["power"] = {
-            "lift_pp": 5.0,
+            "lift_pp": 100 * args.lift,
             "realised_lift_pp": 100 * float(np.mean([o.realised_lift for o in power_runs])),
             "runs": len(power_runs),
             "sequential": float(np.mean([o.action == "promote" for o in power_runs])),

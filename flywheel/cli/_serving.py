@@ -31,8 +31,8 @@ class EngineName(StrEnum):
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
     """Run the serving loop on uvloop where it is installed (the ``serve`` extra), as
-    ``uvicorn.run`` would: a relayed vLLM stream costs the gateway about a third less CPU
-    on it than on asyncio's own loop (bench/vllm.py)."""
+    ``uvicorn.run`` does: a stream relayed from vLLM wakes the loop once per token, so the
+    loop's own cost is a large share of the gateway's CPU (docs/benchmarks.md, vLLM)."""
     try:
         import uvloop
     except ImportError:

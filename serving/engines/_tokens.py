@@ -12,6 +12,12 @@ from serving.engines.base import Messages
 def encode(tokenizer: Any, messages: Messages) -> list[int]:
     """Token ids of the prompt the engine feeds: the chat template, then the tokenizer."""
     prompt = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+    backend = getattr(tokenizer, "_tokenizer", None)  # a fast tokenizer's own (Rust) tokenizer
+    if backend is not None and backend.truncation is None and backend.padding is None:
+        # The same ids as tokenizer(prompt, add_special_tokens=False), in half the time
+        # (32 against 67 µs for a short prompt): the wrapper only switches padding and
+        # truncation off, and here they are off already.
+        return list(backend.encode(prompt, add_special_tokens=False).ids)
     return list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
 

@@ -28,24 +28,32 @@ async def relay(resp: aiohttp.ClientResponse, url: str) -> AsyncGenerator[Delta,
     finish: str | None = None
     usage: dict[str, int] = {}
     ended = False
-    async for raw in resp.content:  # one SSE line at a time
-        if ended or not raw.startswith(b"data:"):
+    tail = b""
+    # Whatever bytes arrived, split into lines here rather than with aiohttp's line
+    # iterator, which does its buffer bookkeeping once per line (readline, readuntil,
+    # resume_reading: about 33 calls per relayed 8-token stream in a profile of the gateway).
+    async for piece in resp.content.iter_any():
+        if ended:
             continue  # after [DONE], read on to the end: the connection then goes back to the pool
-        data = raw[5:].strip()
-        if data == b"[DONE]":
-            ended = True
-            continue
-        chunk = json.loads(data)
-        if "error" in chunk:  # vLLM reports late failures inside a 200 stream
-            raise ServingError(f"vLLM error mid-stream: {chunk['error']}")
-        if chunk.get("usage"):
-            usage = chunk["usage"]
-        for choice in chunk.get("choices", []):
-            text = (choice.get("delta") or {}).get("content") or ""
-            if text:
-                yield Delta(text)
-            if choice.get("finish_reason"):
-                finish = choice["finish_reason"]
+        *lines, tail = (tail + piece).split(b"\n")
+        for raw in lines:
+            if not raw.startswith(b"data:"):
+                continue
+            data = raw[5:].strip()
+            if data == b"[DONE]":
+                ended = True
+                break
+            chunk = json.loads(data)
+            if "error" in chunk:  # vLLM reports late failures inside a 200 stream
+                raise ServingError(f"vLLM error mid-stream: {chunk['error']}")
+            if chunk.get("usage"):
+                usage = chunk["usage"]
+            for choice in chunk.get("choices", []):
+                text = (choice.get("delta") or {}).get("content") or ""
+                if text:
+                    yield Delta(text)
+                if choice.get("finish_reason"):
+                    finish = choice["finish_reason"]
     yield Delta(
         "",
         "length" if finish == "length" else "stop",

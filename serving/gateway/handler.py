@@ -306,10 +306,11 @@ class ChatHandler:
                 if last.text:
                     parts.append(last.text)
                     yield head + json.dumps(last.text).encode() + tail
-            yield _sse(chunk_body(rid, created, name, fp, {}, last.finish_reason or "stop"))
+            # The finish chunk, usage and [DONE] go out together: one write to the client, not three.
+            end = _sse(chunk_body(rid, created, name, fp, {}, last.finish_reason or "stop"))
             if include_usage:
-                yield _sse(usage_chunk(rid, created, name, fp, last.prompt_tokens, last.completion_tokens))
-            yield b"data: [DONE]\n\n"
+                end += _sse(usage_chunk(rid, created, name, fp, last.prompt_tokens, last.completion_tokens))
+            yield end + b"data: [DONE]\n\n"
             state["outcome"] = "ok"
         except FlywheelError as exc:
             # Bytes are out: no retry now. Report the failure in-band, as OpenAI does.

@@ -100,3 +100,17 @@ def test_the_hot_swap_rejects_a_full_checkpoint_whose_launch_fails(tmp_path: Pat
     assert state is not None and state.baseline_version == "base" and state.candidate_version is None
     assert engine.versions() == ["base"] and slots.ready() == ["base"]
     assert calls.read_text().splitlines() == [f"start {port} policy@f1", f"stop {port} policy@f1"]
+
+
+def test_a_tampered_full_checkpoint_is_refused_before_anything_is_launched(tmp_path: Path) -> None:
+    script, calls = _failing_script(tmp_path)
+    f1 = tmp_path / "f1"
+    f1.mkdir()
+    (f1 / "model.safetensors").write_bytes(b"{}")
+    manifest = manifest_for(f1, "f1", parent="base")
+    (f1 / "model.safetensors").write_bytes(b"{ }")  # changed after publishing
+    launcher = VllmLauncherConfig(enabled=True, script=script, first_port=18190, last_port=18199)
+    engine = VllmEngine(VllmEngineConfig(urls=("http://127.0.0.1:9",), launcher=launcher))
+    with pytest.raises(ModelLoadError, match="sha256"):
+        asyncio.run(engine.load(ModelSource.from_manifest(manifest)))
+    assert not calls.exists(), "no vLLM process is started for files that do not match their manifest"

@@ -289,9 +289,9 @@ def _serve_swaps(vllm_url: str, base_dir: Path) -> None:
     """The swap-phase gateway (child process): what `flywheel serve --engine vllm
     --routing memory --model-dir BASE` runs, plus one task that produces every manifest
     line read from stdin on models.checkpoints of its in-process bus."""
-    from flywheel.cli._serving import _serve, build_serving
+    from flywheel.cli._serving import _run
     from flywheel.settings import load_settings
-    from flywheel.wiring import configure_logging
+    from flywheel.wiring import build_serving, configure_logging, serve_stack
     from schemas import CheckpointManifest
 
     settings = load_settings()
@@ -310,11 +310,11 @@ def _serve_swaps(vllm_url: str, base_dir: Path) -> None:
     async def run() -> None:
         feeder = asyncio.create_task(feed())
         try:
-            await _serve(stack, "127.0.0.1", 0, ("base", base_dir))
+            await serve_stack(stack, "127.0.0.1", 0, ("base", base_dir))
         finally:
             feeder.cancel()
 
-    asyncio.run(run())
+    _run(run())  # on uvloop, as flywheel serve runs
 
 
 # -- measurements ---------------------------------------------------------------------------

@@ -28,7 +28,7 @@ loaded here too, so the gateway counts prompt tokens exactly and refuses a promp
 cannot fit before it reaches a replica; without one it pre-checks length in characters.
 
 The tests run this client against a real vLLM server (``deploy/local/vllm.sh``; the
-``vllm`` marker). ``serving.testing.vllm_compat_server`` stays for the faults real vLLM
+``vllm`` marker). ``tests.kits.vllm_compat_server`` stays for the faults real vLLM
 cannot be made to produce on demand.
 """
 

@@ -5,6 +5,7 @@ validate is counted and skipped: it never fails the request."""
 from __future__ import annotations
 
 import logging
+import os
 import random
 import uuid
 from typing import Any
@@ -20,6 +21,8 @@ from serving.routing import Route
 
 log = logging.getLogger(__name__)
 _ids = random.Random()  # seeded from os.urandom once; ids need uniqueness, not secrecy
+# A forked worker (uvicorn --workers, gunicorn) would otherwise draw the parent's sequence.
+os.register_at_fork(after_in_child=_ids.seed)
 
 
 def event_id() -> uuid.UUID:

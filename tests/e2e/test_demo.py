@@ -51,7 +51,8 @@ def demo_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
             "buffer": settings.demo.buffer.model_copy(
                 update={"min_samples": 150, "min_samples_per_topic": {SAMPLES_REWARD: 1_000_000}}
             ),
-            "gate": settings.demo.gate.model_copy(update={"prompts_per_character": 8}),
+            # One sample per held-out prompt: this test's own paired check below measures quality.
+            "gate": settings.demo.gate.model_copy(update={"prompts_per_character": 8, "samples_per_prompt": 1}),
             # One canary step at an even split: the comparison is most precise per second there.
             # A horizon of 3x the fixed-horizon sample of the 6 pp MDE: a +10 pp candidate is
             # decided long before it (the canary's mSPRT has power 1 as the sample grows).

@@ -176,10 +176,6 @@ class DemoConfig(BaseModel):
         return self
 
     @property
-    def planted_generation(self) -> int | None:
-        return self.plant_bad_generation or self.plant_hack_generation
-
-    @property
     def policy_recipe(self) -> PolicyRecipe:
         """The recipe the run trains with (``auto`` resolved)."""
         return AUTO_RECIPE if self.recipe == "auto" else self.recipe

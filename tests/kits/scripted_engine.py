@@ -61,7 +61,7 @@ class ScriptedEngine:
     async def load(self, source: ModelSource) -> None:
         self.load_calls.append(source.version)
         if self.load_delay_s:
-            await asyncio.sleep(self.load_delay_s)
+            await asyncio.sleep(self.load_delay_s)  # the simulated load time itself, not a wait for a condition
         if source.version in self.fail_load:
             raise ModelLoadError(f"checkpoint {source.version}: scripted load failure", version=source.version)
         self._versions.add(source.version)
@@ -98,7 +98,7 @@ class ScriptedEngine:
         try:
             for i in range(n):
                 if self.token_delay_s:
-                    await asyncio.sleep(self.token_delay_s)
+                    await asyncio.sleep(self.token_delay_s)  # simulated per-token generation time
                 yield Delta(("" if i == 0 else " ") + f"{version}:w{i}")
             finished = True
             self.completed.append(request.request_id)

@@ -158,7 +158,7 @@ def create_vllm_compat_app(
                 yield chunk({"role": "assistant", "content": ""})
                 for i, word in enumerate(words):
                     if state.token_delay_s:
-                        await asyncio.sleep(state.token_delay_s)
+                        await asyncio.sleep(state.token_delay_s)  # simulated per-token generation time
                     if fail and i == len(words) // 2:
                         err = {
                             "error": {

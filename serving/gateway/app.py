@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
+from schemas import ServingError
 from serving.engines.base import Engine
 from serving.gateway.errors import install_error_handlers
 from serving.gateway.events import EventLogger
@@ -20,6 +23,8 @@ from serving.routing import RoutingStore
 
 if TYPE_CHECKING:
     from serving.admin.service import AdminService
+
+log = logging.getLogger(__name__)
 
 
 class Gateway:
@@ -48,6 +53,16 @@ class Gateway:
                 missing.append(name)
         return missing
 
+    def warm(self) -> None:
+        """Read each public model's routing once, so that a store which caches it (Redis)
+        holds it before the first request; run off the event loop. A store that cannot be
+        read yet is left to answer requests with its typed error."""
+        for name in self.config.models:
+            try:
+                self.store.get(name)
+            except ServingError as exc:
+                log.warning("routing for %s not readable at start-up: %s", name, exc)
+
     def start(self) -> None:
         if self.events is not None:
             self.events.start()
@@ -68,6 +83,7 @@ def create_app(gateway: Gateway, admin: AdminService | None = None, manage_lifec
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(gateway.warm)
         if manage_lifecycle:
             gateway.start()
         try:

@@ -13,13 +13,15 @@ successor's claim.
 from __future__ import annotations
 
 import json
+import logging
 import threading
-import time
 
 import redis
 
 from schemas import DeploymentState, ServingError
 from serving.routing.store import ReplicaReport, RequestKey, refuse_stale
+
+log = logging.getLogger(__name__)
 
 # KEYS[1] = fence; ARGV[1] = token; then pairs (KEYS[i+1], ARGV[i+1]): a value to set, or
 # the empty string to delete that key. Returns the fence in force (refused when > token).
@@ -36,22 +38,29 @@ return token
 
 
 class RedisRoutingStore:
-    """Reads of the routing state are served from a local copy refreshed at most every
-    ``refresh_s`` seconds, so the request path does not pay a Redis round trip per
-    request; writes go straight to Redis and update the local copy. A gateway therefore
-    sees a change at most ``refresh_s`` late, which is why the hot-swap controller keeps
-    an old version loaded for a grace period longer than that before unloading it.
-    Everything else (bookkeeping, counts, reports) is read from Redis each time: only
-    the controllers read it, once per poll.
+    """Reads of the routing state are served from a local copy that a background thread
+    refreshes every ``refresh_s`` seconds (one MGET for every model read so far), so the
+    request path never waits on Redis: only a model's first read goes to Redis, and the
+    gateway makes that read off the event loop at start-up (``Gateway.warm``). Writes go
+    straight to Redis and update the local copy. A gateway therefore sees a change about
+    ``refresh_s`` late, which is why the hot-swap controller keeps an old version loaded
+    for a grace period longer than that before unloading it. While Redis is away the last
+    known routing keeps being served. ``refresh_s=0`` reads Redis on every call (tools
+    and tests). Everything else (bookkeeping, counts, reports) is read from Redis each
+    time: only the controllers read it, once per poll.
     """
 
     def __init__(self, url: str, prefix: str = "flywheel:routing", refresh_s: float = 0.25) -> None:
-        self._client = redis.Redis.from_url(url, socket_timeout=2.0)
+        self._client_timeout_s = 2.0
+        self._client = redis.Redis.from_url(url, socket_timeout=self._client_timeout_s)
         self._prefix = prefix
         self._refresh_s = refresh_s
         self._lock = threading.Lock()
-        self._cache: dict[str, tuple[float, DeploymentState | None]] = {}
+        self._cache: dict[str, DeploymentState | None] = {}
         self._write = self._client.register_script(_FENCED_WRITE)
+        self._closed = threading.Event()
+        self._refresher: threading.Thread | None = None
+        self._refresh_failing = False
 
     def _key(self, kind: str, model: str) -> str:
         return f"{self._prefix}:{kind}:{model}"
@@ -67,21 +76,52 @@ class RedisRoutingStore:
 
     # -- routing state ------------------------------------------------------------------
     def get(self, model: str) -> DeploymentState | None:
-        now = time.monotonic()
         with self._lock:
-            cached = self._cache.get(model)
-        if cached is not None and now - cached[0] < self._refresh_s:
-            return cached[1]
+            if self._refresh_s > 0 and model in self._cache:
+                return self._cache[model]
         try:
             raw = self._client.get(self._key("state", model))
         except redis.RedisError as exc:
-            if cached is not None:
-                return cached[1]  # keep serving the last known routing while Redis is away
             raise ServingError(f"routing store unavailable: {exc}", retry_after_s=1.0) from None
         state = DeploymentState.model_validate_json(raw) if raw else None
-        with self._lock:
-            self._cache[model] = (now, state)
+        if self._refresh_s > 0:
+            with self._lock:
+                self._cache.setdefault(model, state)  # a write or a refresh since the read is newer
+            self._start_refresher()
         return state
+
+    def _start_refresher(self) -> None:
+        with self._lock:
+            if self._refresher is not None or self._closed.is_set():
+                return
+            self._refresher = threading.Thread(target=self._refresh_loop, name="routing-refresh", daemon=True)
+        self._refresher.start()
+
+    def _refresh_loop(self) -> None:
+        while not self._closed.wait(self._refresh_s):
+            try:
+                self._refresh_once()
+            except Exception:  # a bad value in Redis must not end the refreshing for good
+                log.exception("routing store refresh failed; serving the last known routing")
+
+    def _refresh_once(self) -> None:
+        with self._lock:
+            models = list(self._cache)
+        try:
+            raws = self._client.mget([self._key("state", m) for m in models])
+        except redis.RedisError as exc:
+            if not self._refresh_failing:  # once per outage, not once per refresh
+                log.warning("routing store refresh failed; serving the last known routing: %s", exc)
+            self._refresh_failing = True
+            return
+        if self._refresh_failing:
+            log.info("routing store refresh recovered")
+        self._refresh_failing = False
+        states = {
+            m: DeploymentState.model_validate_json(raw) if raw else None for m, raw in zip(models, raws, strict=True)
+        }
+        with self._lock:
+            self._cache.update(states)
 
     def put(self, state: DeploymentState, token: int = 0, experiment: str | None = None) -> None:
         self._fenced(
@@ -96,8 +136,10 @@ class RedisRoutingStore:
             self._client.sadd(f"{self._prefix}:models", state.model)
         except redis.RedisError as exc:
             raise ServingError(f"routing store write failed: {exc}", retry_after_s=1.0) from None
-        with self._lock:
-            self._cache[state.model] = (time.monotonic(), state)
+        if self._refresh_s > 0:
+            with self._lock:
+                self._cache[state.model] = state
+            self._start_refresher()
 
     # -- the leader's bookkeeping -----------------------------------------------------------
     def _read(self, key: str) -> str | None:
@@ -185,4 +227,7 @@ class RedisRoutingStore:
             self._client.delete(key)
 
     def close(self) -> None:
+        self._closed.set()
+        if self._refresher is not None:
+            self._refresher.join(timeout=self._client_timeout_s + 1)  # at most one MGET in flight
         self._client.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+import redis
 
 from schemas import ServingError
 from serving import RedisRoutingStore
@@ -63,3 +64,29 @@ def test_unreachable_redis_is_a_retriable_serving_error() -> None:
             store.get("policy")
         store.close()
     assert exc.value.retry_after_s is not None
+
+
+def test_a_hung_redis_never_stalls_a_read_of_known_routing(redis_url: str, unique: Callable[[str], str]) -> None:
+    """The request path reads the local copy only; the background refresh waits on Redis.
+    Redis is hung for longer than the client's 2 s socket timeout (``CLIENT PAUSE``): a
+    reader that goes to Redis (``refresh_s=0``) times out, one that knows the model
+    answers from its copy, and its refresh picks up a change once Redis is back."""
+    prefix = unique("flywheel-test-routing")
+    writer = RedisRoutingStore(redis_url, prefix=prefix)
+    reader = RedisRoutingStore(redis_url, prefix=prefix, refresh_s=0.05)
+    direct = RedisRoutingStore(redis_url, prefix=prefix, refresh_s=0)
+    try:
+        writer.put(state(baseline="v1"))
+        assert reader.get("policy").baseline_version == "v1"  # its first read, from Redis
+        admin = redis.Redis.from_url(redis_url)
+        admin.execute_command("CLIENT", "PAUSE", 2500, "ALL")
+        admin.close()
+        assert reader.get("policy").baseline_version == "v1"  # no wait on the hung Redis
+        with pytest.raises(ServingError):
+            direct.get("policy")
+        writer.put(state(baseline="v2"))  # blocks until the pause ends
+        wait_until(lambda: reader.get("policy").baseline_version == "v2", 10, what="the refresh to resume")
+    finally:
+        writer.delete_all()
+        for store in (writer, reader, direct):
+            store.close()

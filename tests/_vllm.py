@@ -35,14 +35,17 @@ class LocalVllm:
     """Start, stop and restart the one vLLM server the tests share (the script reuses a
     server already listening on the port; ``stop`` at the end only stops one it started)."""
 
-    def __init__(self, model_dir: Path) -> None:
+    def __init__(self, model_dir: Path, cpu_bind: str | None = None) -> None:
+        """``cpu_bind``: the cores the whole server runs on (the script's default: the
+        engine's threads on the first core, its other processes anywhere)."""
         self.model_dir = model_dir
         self.url = URL
         self.started_here = False
+        self._env = {**os.environ, **({"FLYWHEEL_LOCAL_VLLM_CPU_BIND": cpu_bind} if cpu_bind else {})}
 
     def _run(self, *args: str, timeout_s: float = 600) -> str:
         done = subprocess.run(
-            ["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout_s, check=False
+            ["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout_s, check=False, env=self._env
         )
         if done.returncode != 0:
             raise RuntimeError(f"deploy/local/vllm.sh {' '.join(args)} failed:\n{done.stderr[-3000:]}")

@@ -21,6 +21,12 @@ READY_TIMEOUT_S="${FLYWHEEL_LOCAL_VLLM_READY_TIMEOUT_S:-420}"
 # "auto", a list such as "1" or "2-3", or "nobind"). Two servers on "auto" both take the
 # first core, and the second one then starts (and runs) on a core the first keeps busy.
 CPU_BIND="${FLYWHEEL_LOCAL_VLLM_CPU_BIND:-${VLLM_CPU_OMP_THREADS_BIND:-auto}}"
+# A core list also pins the whole server (API server, engine core and worker) with taskset:
+# under load vLLM's processes busy-poll each other (a second of spinning after every
+# message), so an unpinned API server and engine core take the other cores too, and a
+# second server on those cores then starts several times slower.
+PIN=()
+case "$CPU_BIND" in *[!0-9,-]*) ;; *) command -v taskset >/dev/null && PIN=(taskset -c "$CPU_BIND") ;; esac
 DIR="$RUN/vllm-$VLLM_PORT"; PIDFILE="$DIR/vllm.pid"; LOGFILE="$DIR/vllm.log"
 URL="http://127.0.0.1:$VLLM_PORT"
 
@@ -79,7 +85,7 @@ start() {
   # Runtime LoRA loading is what hot-swap uses; KV cache of 1 GiB is plenty for a small model on CPU.
   VLLM_ALLOW_RUNTIME_LORA_UPDATING=True VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-1}" \
     VLLM_CPU_OMP_THREADS_BIND="$CPU_BIND" VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 \
-    setsid "$VENV/bin/python" -m vllm.entrypoints.openai.api_server \
+    setsid "${PIN[@]}" "$VENV/bin/python" -m vllm.entrypoints.openai.api_server \
       --host 127.0.0.1 --port "$VLLM_PORT" --model "$model" --served-model-name "$SERVED_NAME" \
       --dtype "$DTYPE" --max-model-len "$MAX_MODEL_LEN" \
       --enable-lora --max-lora-rank "$MAX_LORA_RANK" --max-loras "$MAX_LORAS" \

@@ -1,5 +1,8 @@
 """One real vLLM server for every test in this folder, started by deploy/local/vllm.sh on
 the bootstrap base model and stopped after the folder's last test (it holds a core).
+With more than one core it runs entirely on the first: the blue/green test starts a second
+server on the last core, which an unpinned first server's busy-polling processes would
+starve (the blue/green test alone: 159 s unpinned, 62 s pinned; 393 s unpinned in the suite).
 
 The folder is not called ``vllm``: pytest puts tests/integration on sys.path, and a folder
 of that name there is an importable ``vllm`` to trl, which then takes vLLM for installed
@@ -7,6 +10,7 @@ and fails to import its GRPO trainer."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +28,8 @@ def base_dir() -> Path:
 
 @pytest.fixture(scope="package")
 def vllm(base_dir: Path) -> Iterator[LocalVllm]:
-    server = LocalVllm(base_dir)
+    cores = sorted(os.sched_getaffinity(0))
+    server = LocalVllm(base_dir, cpu_bind=str(cores[0]) if len(cores) > 1 else None)
     server.start()
     yield server
     if server.started_here:

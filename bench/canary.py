@@ -432,8 +432,17 @@ def main() -> None:
     parser.add_argument(
         "--lift", type=float, default=0.05, help="effect of the power runs, on each reply's probability"
     )
+    parser.add_argument(
+        "--horizon-factor",
+        type=float,
+        default=None,
+        help="the canary's horizon as a multiple of the fixed-horizon sample of its MDE (demo: 0.6); "
+        "to see the power a horizon sized for the lift would give",
+    )
     args = parser.parse_args()
     overrides: dict[str, Any] = {} if args.cuped == "default" else {"cuped": args.cuped == "on"}
+    if args.horizon_factor is not None:
+        overrides["horizon_factor"] = args.horizon_factor
     config = demo_config(**overrides)
     started = time.perf_counter()
     out: dict[str, Any] = {

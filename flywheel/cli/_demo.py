@@ -36,11 +36,15 @@ class DemoEngine(enum.StrEnum):
 
 
 def _summary(stats: SimStats) -> list[str]:
-    lines = [f"{'model version':<28} {'replies':>8} {'continue':>9} {'IF':>6} {'viol.':>6} {'depth':>6} {'regen':>6}"]
+    lines = [
+        f"{'model version':<28} {'replies':>8} {'continue':>9} {'IF':>6} {'viol.':>6} {'depth':>6} {'regen':>6} "
+        f"{'words':>6} {'ms':>6}"
+    ]
     for version, v in sorted(stats.by_version.items()):
         lines.append(
             f"{version:<28} {v.replies:>8} {v.continue_rate:>9.3f} {v.instruction_following_rate:>6.3f} "
-            f"{v.violation_rate:>6.3f} {v.mean_depth:>6.2f} {v.regenerations:>6}"
+            f"{v.violation_rate:>6.3f} {v.mean_depth:>6.2f} {v.regenerations:>6} {v.mean_reply_words:>6.1f} "
+            f"{v.mean_latency_ms:>6.0f}"
         )
     lines.append(
         f"requests {stats.requests}, errors {stats.errors}, sessions {stats.sessions_started}, "

@@ -77,6 +77,7 @@ def online_metrics(metrics: tuple[MetricResult, ...], share_bp: int) -> OnlineMe
         n_baseline=int(s["n_baseline"] or 0),
         n_candidate=int(s["n_candidate"] or 0),
         max_share_bp=share_bp,
+        guardrails=tuple(m for m in metrics if m.role == "guardrail"),
     )
 
 
@@ -171,6 +172,8 @@ def build_report(
             instruction_following=round(s.instruction_following_rate, 4),
             violation_rate=round(s.violation_rate, 4),
             mean_depth=round(s.mean_depth, 3),
+            mean_latency_ms=round(s.mean_latency_ms, 1),
+            mean_reply_words=round(s.mean_reply_words, 2),
         )
         for v, s in sorted(sim_stats.by_version.items())
     )

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from flywheel.demo.prediction import PredictionCheck, PredictionPoint
+from schemas import MetricResult
 
 Decision = Literal["promoted", "rolled_back", "rejected", "undecided"]
 
@@ -67,6 +68,10 @@ class OnlineMetrics(_Model):
     n_baseline: int = 0
     n_candidate: int = 0
     max_share_bp: int = 0
+    guardrails: tuple[MetricResult, ...] = Field(
+        default=(),
+        description="The guardrails at the last analysis: each arm's value, the harm's interval, the verdict.",
+    )
 
 
 class RewardModelResult(_Model):
@@ -122,6 +127,8 @@ class VersionTraffic(_Model):
     instruction_following: float
     violation_rate: float
     mean_depth: float
+    mean_latency_ms: float = Field(default=0.0, description="Request to whole reply, as the client measured it.")
+    mean_reply_words: float = 0.0
 
 
 class DemoReport(_Model):

@@ -27,16 +27,19 @@ class TurnRecord:
     continued: bool
     regenerate: bool
     feedback: tuple[FeedbackKind, ...]
+    latency_ms: float = 0.0
+    reply_words: int = 0
 
 
 @dataclass(slots=True)
 class VersionStats(WindowCounters):
     """What the simulated users did with one model version, counted like the platform's
     window counters (so the rates are the same definitions), plus what only the simulator
-    knows. Distinct-user counts and latencies are not kept per version: they stay 0.
-    Additive, so they merge across runs."""
+    knows. Distinct-user counts and the latency histogram are not kept per version: they
+    stay 0. Additive, so they merge across runs."""
 
     regenerations: int = 0
+    reply_words: int = 0
     thumbs_up: int = 0
     thumbs_down: int = 0
     reports: int = 0
@@ -46,6 +49,15 @@ class VersionStats(WindowCounters):
     def replies(self) -> int:
         """Replies the users saw (``responses``)."""
         return self.responses
+
+    @property
+    def mean_latency_ms(self) -> float:
+        """Mean time from request to the whole reply, as the users' client measured it."""
+        return self.latency_ms_sum / self.responses if self.responses else 0.0
+
+    @property
+    def mean_reply_words(self) -> float:
+        return self.reply_words / self.responses if self.responses else 0.0
 
 
 @dataclass
@@ -72,6 +84,8 @@ class SimStats:
             v.violations += r.violation
             v.regenerations += r.regenerate
             v.p_continue_sum += r.p_continue
+            v.latency_ms_sum += r.latency_ms
+            v.reply_words += r.reply_words
             v.thumbs_up += FeedbackKind.THUMBS_UP in r.feedback
             v.thumbs_down += FeedbackKind.THUMBS_DOWN in r.feedback
             v.reports += FeedbackKind.REPORT in r.feedback

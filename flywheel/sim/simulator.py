@@ -265,6 +265,8 @@ class Simulator:
             continued=reaction.continues and session.turn < cfg.max_turns,
             regenerate=reaction.regenerate,
             feedback=reaction.feedback,
+            latency_ms=reply.latency_ms,
+            reply_words=len(reply.text.split()),
         )
         self.stats.record(record)
         if self._on_turn is not None:

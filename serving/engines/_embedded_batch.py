@@ -26,9 +26,10 @@ class Job:
     max_tokens: int = 0
 
     @property
-    def key(self) -> tuple[str, float, float, int | None]:
+    def key(self) -> tuple[float, float, int | None]:
+        """Jobs of one key may share a batch, whatever their versions."""
         p = self.request.params
-        return (self.version, p.temperature, p.top_p, p.seed)
+        return (p.temperature, p.top_p, p.seed)
 
     def emit(self, item: Any) -> None:
         self.loop.call_soon_threadsafe(self.out.put_nowait, item)

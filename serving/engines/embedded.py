@@ -1,9 +1,11 @@
 """The embedded engine: transformers in-process (CPU or CUDA), for development and the demo.
 
 A single background thread owns the model calls. It gathers queued requests of the same
-version and sampling settings into one batch (up to ``max_batch_size``, waiting at most
-``batch_wait_ms`` for company), runs ``generate`` once for the batch, and streams each
-row's tokens back to its caller's event loop as they are produced. A cancelled request
+sampling settings into one batch, oldest first and whatever their versions (up to
+``max_batch_size``, waiting at most ``batch_wait_ms`` for company), decodes the batch one
+step at a time with each version's model on its own rows (``_embedded_decode``), and
+streams each row's tokens back to its caller's event loop as they are produced. So a
+canary's two arms wait for the same batches and generate at the same pace. A cancelled request
 stops its row; a batch whose rows are all finished or cancelled stops generating, and a
 cancelled request still waiting never joins a batch.
 
@@ -28,7 +30,8 @@ from typing import Any
 from schemas import ServingError
 from serving._errors import EngineUnavailableError, ModelLoadError
 from serving.engines._checkpoint import verify_checkpoint_dir
-from serving.engines._embedded_batch import BatchStreamer, Job, context_of, left_padded
+from serving.engines._embedded_batch import Job, context_of
+from serving.engines._embedded_decode import Group, decode
 from serving.engines._tokens import encode
 from serving.engines.base import ContextWindow, Delta, GenerationRequest, Messages, ModelSource, prompt_chars
 from serving.engines.embedded_config import EmbeddedEngineConfig
@@ -282,41 +285,25 @@ class EmbeddedEngine:
         return [rows[id(job)] for job in batch]
 
     def _generate(self, batch: list[Job]) -> None:
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
-
-        loaded = self._models.get(batch[0].version)
-        if loaded is None:
-            err = EngineUnavailableError(f"version {batch[0].version!r} was unloaded", retry_after_s=1.0)
-            for job in batch:
-                job.finished = True
-                job.emit(err)
-            return
-        tok, model = loaded.tokenizer, loaded.model
-        rows = self._rows(batch, loaded)
+        """Decode ``batch``: a group per version, every group one step at a time (see
+        ``_embedded_decode``); rows of a version unloaded meanwhile get an error."""
+        by_version: dict[str, list[Job]] = {}
+        for job in batch:
+            by_version.setdefault(job.version, []).append(job)
+        groups: list[Group] = []
+        for version, jobs in by_version.items():
+            loaded = self._models.get(version)
+            if loaded is None:
+                err = EngineUnavailableError(f"version {version!r} was unloaded", retry_after_s=1.0)
+                for job in jobs:
+                    job.finished = True
+                    job.emit(err)
+                continue
+            rows = self._rows(jobs, loaded)
+            if jobs:
+                groups.append(Group(loaded.model, loaded.tokenizer, jobs, rows))
+        batch[:] = [job for g in groups for job in g.jobs]
         if not batch:
             return
-        enc = left_padded(rows, tok.pad_token_id, model.device)
-        params = batch[0].request.params
         max_new = min(self.config.max_new_tokens, max(j.max_tokens for j in batch))
-        streamer = BatchStreamer(batch, tok)
-
-        class _RowsDone(StoppingCriteria):
-            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                return torch.tensor([j.finished or j.cancelled.is_set() for j in batch], device=input_ids.device)
-
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": max_new,
-            "pad_token_id": tok.pad_token_id,
-            "streamer": streamer,
-            "stopping_criteria": StoppingCriteriaList([_RowsDone()]),
-        }
-        if params.temperature > 0:
-            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
-            if params.seed is not None:
-                torch.manual_seed(params.seed)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        with torch.inference_mode():
-            model.generate(**enc, **kwargs)
-        streamer.end()
+        decode(groups, batch[0].request.params, max_new)

@@ -68,6 +68,36 @@ def test_embedded_engine_batches_and_streams(tiny_llama: Path) -> None:
     asyncio.run(run())
 
 
+def test_two_versions_share_one_batch_and_each_row_gets_its_own_models_reply(tmp_path: Path) -> None:
+    """A canary's arms are decoded together, each row by its own version's model: both
+    versions' rows run in one batch at once, and a mixed batch gives every row the reply
+    its version gives it alone (greedy)."""
+    v1 = build_tiny_llama(tmp_path / "v1", seed=0, endless=True)
+    v2 = build_tiny_llama(tmp_path / "v2", seed=1, endless=True)
+    engine = EmbeddedEngine(EmbeddedEngineConfig(device="cpu", max_batch_size=8, batch_wait_ms=50))
+
+    async def run() -> None:
+        for version, path in (("v1", v1), ("v2", v2)):
+            await engine.load(ModelSource(version, path, manifest=manifest_for(path, version)))
+        alone = {v: await complete(engine, v, _req(3, max_tokens=16)) for v in ("v1", "v2")}
+        assert alone["v1"].text != alone["v2"].text  # two different models
+
+        long = [
+            asyncio.ensure_future(complete(engine, v, _req(i, max_tokens=3000)))
+            for i, v in enumerate(("v1", "v1", "v2", "v2"))
+        ]
+        await wait_until_async(lambda: engine.stats().running == 4, 30, every_s=0.005, what="one batch of both")
+        for task in long:
+            task.cancel()
+        await asyncio.gather(*long, return_exceptions=True)
+
+        mixed = await asyncio.gather(*(complete(engine, v, _req(3, max_tokens=16)) for v in ("v1", "v2", "v1")))
+        assert [m.text for m in mixed] == [alone["v1"].text, alone["v2"].text, alone["v1"].text]
+        await engine.close()
+
+    asyncio.run(run())
+
+
 def test_embedded_engine_refuses_pickles_and_bad_digests(tiny_llama: Path, tmp_path: Path) -> None:
     import shutil
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,11 @@ from trainers.worker._jobs import held_out_pairs
 
 pytestmark = [pytest.mark.model, pytest.mark.timeout(600)]
 
+# Two-sided 95 % critical values: normal, and Student's t with 9 and 15 degrees of freedom.
+Z_95 = 1.959964
+T9_95 = 2.262157
+T15_95 = 2.131450
+
 
 @pytest.fixture(scope="module")
 def base() -> Path:
@@ -38,12 +45,20 @@ def _prompt(cid: str, context: tuple) -> Prompt:  # type: ignore[type-arg]
     return Prompt(context, CHARACTERS_BY_ID[cid].instructions, cid)
 
 
+def _paired_gain(before: Sequence[float], after: Sequence[float], critical: float = Z_95) -> tuple[float, float]:
+    """The mean of the per-prompt differences after − before, and the lower end of its 95 %
+    interval (``critical`` × the standard error over the prompts)."""
+    diffs = [a - b for a, b in zip(after, before, strict=True)]
+    mean = statistics.fmean(diffs)
+    return mean, mean - critical * statistics.stdev(diffs) / math.sqrt(len(diffs))
+
+
 def _train_pairs(n: int, seed: int) -> list[Pair]:
     return [Pair(_prompt(p.character_id, p.context), p.chosen, p.rejected) for p in synthetic_pairs(n, seed=seed)]
 
 
 def test_rejection_sampled_sft_raises_held_out_instruction_following(base: Path, tmp_path: Path) -> None:
-    gate = OfflineGate(GateConfig(prompts_per_character=8))
+    gate = OfflineGate(GateConfig(prompts_per_character=30))  # 180 held-out prompts, 2 replies each
     before = gate.stats_of(base)
     items = synthetic_corpus(112, seed=11)  # traffic-like, mixed quality: rejection sampling must filter
     demos = [Demonstration(_prompt(i.character_id, i.context), i.reply) for i in items]
@@ -56,7 +71,10 @@ def test_rejection_sampled_sft_raises_held_out_instruction_following(base: Path,
         f"SFT held-out IF {before.instruction_following:.3f} -> {after.instruction_following:.3f}, "
         f"violations {before.violation_rate:.3f} -> {after.violation_rate:.3f}"
     )
-    assert after.instruction_following >= before.instruction_following + 0.15, (before, after)
+    gain, low = _paired_gain(before.following_per_prompt, after.following_per_prompt)
+    n = len(before.following_per_prompt)
+    print(f"paired IF gain {gain:+.3f}, 95 % interval from {low:+.3f} (n={n} prompts)")
+    assert low > 0, f"instruction following gain {gain:+.3f}: its 95 % interval reaches zero ({low:+.3f}, n={n})"
     assert after.violation_rate <= before.violation_rate
 
 
@@ -119,21 +137,27 @@ def test_dpo_raises_chosen_over_rejected_margin(base: Path, tmp_path: Path, lora
 def test_grpo_raises_the_verifiable_reward(base: Path, tmp_path: Path) -> None:
     prompts = [p.prompt for p in _train_pairs(16, seed=8)]
 
-    def mean_reward(path: Path) -> float:
+    def mean_rewards(path: Path) -> list[float]:
+        """Per prompt, the mean verifiable reward of 16 sampled replies."""
         model, tok = load_policy(path, "cpu")
         replies = generate_replies(
-            model, tok, [p.messages for p in prompts], SamplingConfig(seed=3), num_return_sequences=4
+            model, tok, [p.messages for p in prompts], SamplingConfig(seed=3), num_return_sequences=16
         )
-        return statistics.fmean(check_score(p, r) for p, rs in zip(prompts, replies, strict=False) for r in rs)
+        return [statistics.fmean(check_score(p, r) for r in rs) for p, rs in zip(prompts, replies, strict=True)]
 
-    before = mean_reward(base)
+    before_per_prompt = mean_rewards(base)
     settings = GrpoTrainerConfig(
         max_steps=8, batch_size=16, num_generations=4, learning_rate=3e-3, select_candidates=0, max_completion_length=48
     )
     result = GrpoTrainer(settings).train(base, tmp_path / "grpo", prompts)
-    after = mean_reward(result.output_dir)
+    after_per_prompt = mean_rewards(result.output_dir)
+    before, after = statistics.fmean(before_per_prompt), statistics.fmean(after_per_prompt)
+    gain, low = _paired_gain(before_per_prompt, after_per_prompt, critical=T15_95)
     print(f"GRPO mean verifiable reward {before:.3f} -> {after:.3f}")
-    assert after >= before + 0.05, (before, after)
+    print(f"paired reward gain {gain:+.3f}, 95 % interval from {low:+.3f} (n={len(prompts)} prompts x 16 replies)")
+    assert low > 0, (
+        f"reward gain {gain:+.3f} ({before:.3f} -> {after:.3f}): its 95 % interval reaches zero ({low:+.3f})"
+    )
 
 
 def test_grpo_with_an_engagement_model_and_the_checks_raises_their_reward(base: Path, tmp_path: Path) -> None:
@@ -163,16 +187,18 @@ def test_grpo_with_an_engagement_model_and_the_checks_raises_their_reward(base: 
     assert settings.beta > 0  # the default keeps a KL penalty to the reference
     scorer = BlendedScorer(rm, rm_weight=settings.rm_weight)  # the reward GRPO trains on
 
-    def mean_reward(path: Path) -> float:
+    def mean_rewards(path: Path) -> list[float]:
+        """Per prompt, the mean blended reward of 16 sampled replies."""
         model, tok = load_policy(path, "cpu")
         sampling = SamplingConfig(seed=3, max_new_tokens=32)
-        replies = generate_replies(model, tok, [p.messages for p in prompts], sampling, num_return_sequences=4)
-        flat = [(p, r) for p, rs in zip(prompts, replies, strict=True) for r in rs]
-        return statistics.fmean(scorer.score([p for p, _ in flat], [r for _, r in flat]))
+        replies = generate_replies(model, tok, [p.messages for p in prompts], sampling, num_return_sequences=16)
+        return [statistics.fmean(scorer.score([p] * len(rs), rs)) for p, rs in zip(prompts, replies, strict=True)]
 
-    before = mean_reward(base)
+    before_per_prompt = mean_rewards(base)
     result = GrpoTrainer(settings).train(base, tmp_path / "grpo", prompts, reward_model=rm)
-    after = mean_reward(result.output_dir)
+    after_per_prompt = mean_rewards(result.output_dir)
+    before, after = statistics.fmean(before_per_prompt), statistics.fmean(after_per_prompt)
+    gain, low = _paired_gain(before_per_prompt, after_per_prompt, critical=T9_95)
     m = result.metrics
     print(
         f"GRPO (engagement model + checks, beta {settings.beta}) mean reward {before:.3f} -> {after:.3f}; "
@@ -182,4 +208,7 @@ def test_grpo_with_an_engagement_model_and_the_checks_raises_their_reward(base: 
     assert m["reward_model"] == 1.0 and result.steps == 5
     assert m["skipped_groups"] >= 1 and m["skipped_groups"] + m["selected_prompts"] == m["considered_prompts"] == 10
     assert "zero_advantage_groups" in m and m["kl_last"] > 0
-    assert after >= before + 0.05, (before, after)
+    print(f"paired reward gain {gain:+.3f}, 95 % interval from {low:+.3f} (n={len(prompts)} prompts x 16 replies)")
+    assert low > 0, (
+        f"reward gain {gain:+.3f} ({before:.3f} -> {after:.3f}): its 95 % interval reaches zero ({low:+.3f})"
+    )

@@ -35,19 +35,37 @@ from serving.engines.base import GenerationRequest, ModelSource, SamplingParams 
 from serving.engines.embedded import EmbeddedEngine  # noqa: E402
 from serving.engines.embedded_config import EmbeddedEngineConfig  # noqa: E402
 from trainers.bootstrap.base_model import ensure_base_model  # noqa: E402
-from trainers.characters import CHARACTERS_BY_ID, chat_messages, held_out_prompts  # noqa: E402
+from trainers.characters import CHARACTERS_BY_ID, EvalPrompt, chat_messages, held_out_prompts  # noqa: E402
 
 ARMS = ("baseline", "candidate")
 
 
-async def _clients(
-    engine: EmbeddedEngine, n_clients: int, n_requests: int, share: float, max_tokens: int, seed: int
-) -> dict[str, list[float]]:
-    """Per arm, the latency (s) of each whole reply: ``n_clients`` clients, each sending its
-    next request as soon as its last reply ended, until ``n_requests`` have been sent."""
+Plan = list[tuple[str, EvalPrompt]]
+
+
+def _plan(n_requests: int, share: float, seed: int) -> Plan:
+    """Each request's arm (the candidate with probability ``share``) and held-out prompt."""
     prompts = held_out_prompts()
     rng = random.Random(seed)
-    plan = [(ARMS[rng.random() < share], prompts[rng.randrange(len(prompts))]) for _ in range(n_requests)]
+    return [(ARMS[rng.random() < share], prompts[rng.randrange(len(prompts))]) for _ in range(n_requests)]
+
+
+async def _reply(
+    engine: EmbeddedEngine, i: int, plan: Plan, max_tokens: int, latencies: dict[str, list[float]]
+) -> None:
+    """Request ``plan[i]`` and add its whole reply's latency (s) to its arm's."""
+    arm, prompt = plan[i]
+    messages = tuple(m.model_dump() for m in chat_messages(CHARACTERS_BY_ID[prompt.character_id], prompt.user_message))
+    request = GenerationRequest(f"r{i}", messages, SamplingParams(max_tokens=max_tokens, temperature=1.0))
+    start = time.perf_counter()
+    async for _ in engine.generate(arm, request):
+        pass
+    latencies[arm].append(time.perf_counter() - start)
+
+
+async def _clients(engine: EmbeddedEngine, n_clients: int, plan: Plan, max_tokens: int) -> dict[str, list[float]]:
+    """Per arm, the reply latencies when ``n_clients`` clients each send their next request
+    as soon as their last reply ended."""
     latencies: dict[str, list[float]] = {arm: [] for arm in ARMS}
     next_index = 0
 
@@ -55,44 +73,23 @@ async def _clients(
         nonlocal next_index
         while next_index < len(plan):
             i, next_index = next_index, next_index + 1
-            arm, prompt = plan[i]
-            messages = tuple(
-                m.model_dump() for m in chat_messages(CHARACTERS_BY_ID[prompt.character_id], prompt.user_message)
-            )
-            request = GenerationRequest(f"r{i}", messages, SamplingParams(max_tokens=max_tokens, temperature=1.0))
-            start = time.perf_counter()
-            async for _ in engine.generate(arm, request):
-                pass
-            latencies[arm].append(time.perf_counter() - start)
+            await _reply(engine, i, plan, max_tokens, latencies)
 
     await asyncio.gather(*(client() for _ in range(n_clients)))
     return latencies
 
 
 async def _waves(
-    engine: EmbeddedEngine, wave: int, every_s: float, n_requests: int, share: float, max_tokens: int, seed: int
+    engine: EmbeddedEngine, wave: int, every_s: float, plan: Plan, max_tokens: int
 ) -> dict[str, list[float]]:
-    """Per arm, the latency (s) of each whole reply when requests arrive in waves: ``wave``
-    at once every ``every_s`` (the demo's simulator starts its users' turns in steps, so
-    its traffic comes in bursts), until ``n_requests`` have been sent."""
-    prompts = held_out_prompts()
-    rng = random.Random(seed)
+    """Per arm, the reply latencies when requests arrive in waves: ``wave`` at once every
+    ``every_s`` (the demo's simulator starts its users' turns in steps, so its traffic
+    comes in bursts)."""
     latencies: dict[str, list[float]] = {arm: [] for arm in ARMS}
-
-    async def one(i: int) -> None:
-        arm, prompt = ARMS[rng.random() < share], prompts[rng.randrange(len(prompts))]
-        messages = tuple(
-            m.model_dump() for m in chat_messages(CHARACTERS_BY_ID[prompt.character_id], prompt.user_message)
-        )
-        request = GenerationRequest(f"r{i}", messages, SamplingParams(max_tokens=max_tokens, temperature=1.0))
-        start = time.perf_counter()
-        async for _ in engine.generate(arm, request):
-            pass
-        latencies[arm].append(time.perf_counter() - start)
-
     tasks = []
-    for first in range(0, n_requests, wave):
-        tasks += [asyncio.create_task(one(i)) for i in range(first, min(first + wave, n_requests))]
+    for first in range(0, len(plan), wave):
+        batch = range(first, min(first + wave, len(plan)))
+        tasks += [asyncio.create_task(_reply(engine, i, plan, max_tokens, latencies)) for i in batch]
         await asyncio.sleep(every_s)
     await asyncio.gather(*tasks)
     return latencies
@@ -113,12 +110,13 @@ async def main() -> None:
     base = ensure_base_model()
     for arm in ARMS:
         await engine.load(ModelSource(arm, base))
-    await _clients(engine, args.clients, 64, args.share, args.max_tokens, args.seed + 1)  # warm-up
+    await _clients(engine, args.clients, _plan(64, args.share, args.seed + 1), args.max_tokens)  # warm-up
+    plan = _plan(args.requests, args.share, args.seed)
     start = time.perf_counter()
     if args.wave:
-        lat = await _waves(engine, args.wave, args.every_s, args.requests, args.share, args.max_tokens, args.seed)
+        lat = await _waves(engine, args.wave, args.every_s, plan, args.max_tokens)
     else:
-        lat = await _clients(engine, args.clients, args.requests, args.share, args.max_tokens, args.seed)
+        lat = await _clients(engine, args.clients, plan, args.max_tokens)
     seconds = time.perf_counter() - start
     await engine.close()
     p95 = float(np.percentile(lat["baseline"], 95))

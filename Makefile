@@ -15,7 +15,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 PYTEST_ARGS ?=
 
-.PHONY: help install infra infra-down vllm-venv test test-vllm test-unit test-server test-model test-services test-slow demo lint bench clean-venv
+.PHONY: help install infra infra-down vllm-venv haproxy test test-vllm test-unit test-server test-model test-services test-slow demo lint bench clean-venv
 
 help:
 	@echo "make demo    run the closed loop (embedded bus, tiny local model) and write report/"
@@ -50,7 +50,11 @@ infra-down:
 vllm-venv:
 	deploy/local/vllm.sh install
 
-test: install infra vllm-venv
+# Only to check compose's proxy config (tests/unit/deploy); nothing runs it here.
+haproxy:
+	deploy/local/haproxy.sh install
+
+test: install infra vllm-venv haproxy
 	eval "$$(deploy/local/up 2>/dev/null)" && $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # Tiers (docs/testing.md): each test is in exactly one; `make test` runs them all.

@@ -36,18 +36,15 @@ class Job:
 
 
 class BatchStreamer:
-    """Receives one token per row per step from ``generate`` and streams text deltas."""
+    """Receives one token per row per step and streams text deltas. A row ends at any of
+    ``eos_ids`` (a checkpoint's generation config may name several) or the tokenizer's."""
 
-    def __init__(self, jobs: list[Job], tokenizer: Any) -> None:
+    def __init__(self, jobs: list[Job], tokenizer: Any, eos_ids: Any = None) -> None:
         self.jobs = jobs
         self.tok = tokenizer
-        self.eos = set(_as_list(tokenizer.eos_token_id))
-        self.first = True
+        self.eos = set(_as_list(tokenizer.eos_token_id)) | set(_as_list(eos_ids))
 
     def put(self, value: Any) -> None:
-        if self.first:  # generate() hands over the prompt first
-            self.first = False
-            return
         for job, token in zip(self.jobs, value.reshape(-1).tolist(), strict=False):
             if job.finished or job.cancelled.is_set():
                 continue

@@ -11,7 +11,9 @@ for the engine's scheduling (bench/arm_latency.py --wave).
 
 Sampling follows ``generate``'s defaults for these settings: temperature, then the model's
 ``generation_config.top_k`` (50 when it sets none), then nucleus ``top_p``; temperature 0
-is greedy.
+is greedy. A row ends at the tokenizer's end-of-sequence or any the generation config
+names (Llama 3 chat models end a turn with one the tokenizer does not call its own). The
+generation config's other settings (repetition penalty and the like) are not applied.
 """
 
 from __future__ import annotations
@@ -37,17 +39,19 @@ class Group:
 
 
 class _Running:
+    """A group being decoded: its attention mask, positions and KV cache so far."""
+
     def __init__(self, group: Group) -> None:
         self.model = group.model
         self.jobs = group.jobs
-        self.streamer = BatchStreamer(group.jobs, group.tokenizer)
-        self.streamer.first = False  # the prompt is not handed over here
+        config = group.model.generation_config
+        self.streamer = BatchStreamer(group.jobs, group.tokenizer, getattr(config, "eos_token_id", None))
         enc = left_padded(group.rows, group.tokenizer.pad_token_id, group.model.device)
         self.mask = enc["attention_mask"]
         self.next_input = enc["input_ids"]
         self.positions = (self.mask.cumsum(-1) - 1).clamp(min=0)
         self.past: Any = None
-        top_k = getattr(group.model.generation_config, "top_k", None)
+        top_k = getattr(config, "top_k", None)
         self.top_k = _GENERATE_TOP_K if top_k is None else int(top_k)
 
     def live(self) -> bool:

@@ -5,9 +5,9 @@ sampling settings into one batch, oldest first and whatever their versions (up t
 ``max_batch_size``, waiting at most ``batch_wait_ms`` for company), decodes the batch one
 step at a time with each version's model on its own rows (``_embedded_decode``), and
 streams each row's tokens back to its caller's event loop as they are produced. So a
-canary's two arms wait for the same batches and generate at the same pace. A cancelled request
-stops its row; a batch whose rows are all finished or cancelled stops generating, and a
-cancelled request still waiting never joins a batch.
+canary's two arms wait for the same batches and generate at the same pace. A cancelled
+request stops its row; a batch whose rows are all finished or cancelled stops
+generating, and a cancelled request still waiting never joins a batch.
 
 Each version's context is its model's ``max_position_embeddings``: a prompt that fills it
 is refused (ContextLengthExceededError) and a reply stops where the context ends

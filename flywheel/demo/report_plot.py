@@ -55,16 +55,10 @@ def plot_report(report: DemoReport, path: Path) -> None:
         o = g.online
         if o.continue_rate_lift is None:
             continue
-        low = o.continue_rate_lift - (o.ci_low if o.ci_low is not None else o.continue_rate_lift)
-        high = (o.ci_high if o.ci_high is not None else o.continue_rate_lift) - o.continue_rate_lift
-        ax.errorbar(
-            [g.generation],
-            [100 * o.continue_rate_lift],
-            yerr=[[100 * low], [100 * high]],
-            fmt="o",
-            color=_COLOURS[g.decision],
-            capsize=4,
-        )
+        colour = _COLOURS[g.decision]
+        if o.ci_low is not None and o.ci_high is not None:
+            _span(ax, (g.generation, g.generation), (100 * o.ci_low, 100 * o.ci_high), colour)
+        ax.plot([g.generation], [100 * o.continue_rate_lift], "o", color=colour)
     ax.axhline(0, color="black", lw=0.8)
     ax.set(
         title="Canary: continue-rate lift vs baseline\n(always-valid CI; colour = decision)",
@@ -108,25 +102,13 @@ def _plot_prediction(ax: Any, check: PredictionCheck) -> None:
     generation with both intervals, and the identity line a perfect prediction lies on."""
     points = check.points
     for p in points:
-        xerr = (
-            [[100 * (p.predicted - p.predicted_ci_low)], [100 * (p.predicted_ci_high - p.predicted)]]
-            if p.predicted_ci_low is not None and p.predicted_ci_high is not None
-            else None
-        )
-        yerr = (
-            [[100 * (p.observed - p.observed_ci_low)], [100 * (p.observed_ci_high - p.observed)]]
-            if p.observed_ci_low is not None and p.observed_ci_high is not None
-            else None
-        )
-        ax.errorbar(
-            [100 * p.predicted],
-            [100 * p.observed],
-            xerr=xerr,
-            yerr=yerr,
-            fmt="o",
-            color=_COLOURS.get(p.decision, "tab:blue"),
-            capsize=3,
-        )
+        colour = _COLOURS.get(p.decision, "tab:blue")
+        x, y = 100 * p.predicted, 100 * p.observed
+        if p.predicted_ci_low is not None and p.predicted_ci_high is not None:
+            _span(ax, (100 * p.predicted_ci_low, 100 * p.predicted_ci_high), (y, y), colour)
+        if p.observed_ci_low is not None and p.observed_ci_high is not None:
+            _span(ax, (x, x), (100 * p.observed_ci_low, 100 * p.observed_ci_high), colour)
+        ax.plot([x], [y], "o", color=colour)
         ax.annotate(str(p.generation), (100 * p.predicted, 100 * p.observed), textcoords="offset points", xytext=(5, 5))
     values = [
         100 * v
@@ -158,3 +140,11 @@ def _plot_prediction(ax: Any, check: PredictionCheck) -> None:
         ylim=(low, high),
     )
     ax.legend(loc="upper left", fontsize=8)
+
+
+def _span(ax: Any, xs: tuple[float, float], ys: tuple[float, float], colour: str) -> None:
+    """An interval drawn from end to end, capped. Not an error bar around the point: the
+    canary reports the running intersection of its intervals, which need not contain the
+    latest estimate."""
+    cap = "_" if xs[0] == xs[1] else "|"
+    ax.plot(xs, ys, color=colour, lw=1, marker=cap, markersize=8)

@@ -9,10 +9,10 @@ import asyncio
 import json
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import anyio
 
@@ -21,7 +21,6 @@ from serving import _metrics as m
 from serving._errors import (
     CandidateUnavailableError,
     DeadlineExceededError,
-    EngineUnavailableError,
     InvalidRequestError,
     ModelNotFoundError,
 )
@@ -37,7 +36,7 @@ from serving.gateway.prompt_fit import fit_prompt
 from serving.gateway.protocol import ChatCompletionRequest, chunk_body, completion_body, usage_chunk
 from serving.gateway.turn_events import event_id, log_reply, log_user_turn
 from serving.hotswap.slots import ModelSlots
-from serving.routing import Route, RoutingStore, route
+from serving.routing import ConversationPins, Route, RoutingStore, route
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +49,28 @@ def _count_failure(r: Route, exc: Exception) -> None:
     m.REQUESTS.labels(r.model, r.arm, r.version, "error").inc()
 
 
+Outcome = Literal["ok", "error", "cancelled"]
+
+
 @dataclass
 class _Open:
     route: Route
     first: Delta
     stream: AsyncGenerator[Delta, None]
-    lease: Any
+    resources: AsyncExitStack
+    """Closes the engine's stream, then releases the version's lease."""
     started: float
     ttft_s: float
     done: bool = False
+
+
+@dataclass(slots=True)
+class _Relay:
+    """What a streaming relay has sent so far, for the bookkeeping at its release."""
+
+    last: Delta
+    outcome: Outcome = "cancelled"
+    parts: list[str] = field(default_factory=list)
 
 
 class ChatHandler:
@@ -71,11 +83,7 @@ class ChatHandler:
         self.events = events
         # One engine behind this gateway: one bounded queue in front of it.
         self.admission = Admission(config.max_running, config.max_queued, config.retry_after_s)
-        # conversation id -> version it started on. A conversation stays on its version
-        # while that version is still deployed: when a canary opens or advances, talks
-        # under way must not jump arms mid-conversation (their late turns would be
-        # credited to the new arm and bias its per-response metrics).
-        self._pins: OrderedDict[str, str] = OrderedDict()
+        self.pins = ConversationPins(config.max_pinned_conversations)
 
     # -- routing ----------------------------------------------------------------------
     def resolve(self, model: str, user_id: str | None, conversation_id: str | None = None, turn: int = 1) -> Route:
@@ -87,18 +95,11 @@ class ChatHandler:
         state = self.store.get(public)
         if state is None:
             raise ModelNotFoundError(f"model {public!r} has no version deployed yet")
-        pinned = self._pins.get(conversation_id) if conversation_id and turn > 1 else None
-        if pinned is not None and self.slots.is_ready(pinned):
-            if pinned == state.baseline_version:
-                return Route(public, "baseline", pinned)
-            if pinned == state.candidate_version:
-                return Route(public, "candidate", pinned)
+        pinned = self.pins.route(state, conversation_id, turn, self.slots.is_ready)
+        if pinned is not None:
+            return pinned
         chosen = self._route(public, state, user_id)
-        if conversation_id:
-            self._pins[conversation_id] = chosen.version
-            self._pins.move_to_end(conversation_id)
-            if len(self._pins) > self.config.max_pinned_conversations:
-                self._pins.popitem(last=False)
+        self.pins.pin(conversation_id, chosen.version)
         return chosen
 
     def _route(self, public: str, state: DeploymentState, user_id: str | None) -> Route:
@@ -151,41 +152,34 @@ class ChatHandler:
             if chosen.version != fitted.version:  # a retry landed elsewhere: fit it there
                 request, fitted = await fit_prompt(self.slots.engine, chosen.version, request), chosen
             try:
-                lease = self.slots.lease(chosen.version)
-                lease.__enter__()
-            except EngineUnavailableError as exc:
+                return await self._attempt(chosen, request, deadline, started)
+            except _NOT_RETRIED as exc:
+                if isinstance(exc, DeadlineExceededError):  # the version was too slow: its error
+                    _count_failure(chosen, exc)
+                raise
+            except FlywheelError as exc:  # the version not loaded here, or the engine failed
                 last = exc
-            else:
-                stream = self.slots.engine.generate(chosen.version, request)
-                try:
-                    first = await deadline.wait(stream.__anext__())
-                    return _Open(chosen, first, stream, lease, started, time.perf_counter() - started)
-                except StopAsyncIteration:
-                    await stream.aclose()
-                    lease.__exit__(None, None, None)
-                    return _Open(
-                        chosen, Delta("", "stop"), _empty(), _NullLease(), started, time.perf_counter() - started
-                    )
-                except _NOT_RETRIED as exc:
-                    await stream.aclose()
-                    lease.__exit__(None, None, None)
-                    if isinstance(exc, DeadlineExceededError):  # the version was too slow: its error
-                        _count_failure(chosen, exc)
-                    raise
-                except FlywheelError as exc:
-                    last = exc
-                    await stream.aclose()
-                    lease.__exit__(None, None, None)
-                except BaseException:
-                    await stream.aclose()
-                    lease.__exit__(None, None, None)
-                    raise
             if attempt + 1 < self.config.engine_attempts:
                 m.RETRIES.labels(chosen.model, chosen.arm, chosen.version).inc()
                 await deadline.wait(asyncio.sleep(self.config.retry_backoff_s * 2**attempt))
         assert last is not None
         _count_failure(chosen, last)
         raise last
+
+    async def _attempt(self, chosen: Route, request: GenerationRequest, deadline: Deadline, started: float) -> _Open:
+        """Lease the version and start generating; on any failure the stream is closed and
+        the lease released before the exception leaves."""
+        async with AsyncExitStack() as stack:
+            stack.enter_context(self.slots.lease(chosen.version))
+            stream = self.slots.engine.generate(chosen.version, request)
+            stack.push_async_callback(stream.aclose)
+            try:
+                first = await deadline.wait(stream.__anext__())
+            except StopAsyncIteration:  # nothing generated: release now, relay an empty reply
+                return _Open(
+                    chosen, Delta("", "stop"), _empty(), AsyncExitStack(), started, time.perf_counter() - started
+                )
+            return _Open(chosen, first, stream, stack.pop_all(), started, time.perf_counter() - started)
 
     async def complete(self, body: ChatCompletionRequest, headers: Mapping[str, str]) -> tuple[dict[str, Any], Route]:
         """A non-streaming completion."""
@@ -199,7 +193,7 @@ class ChatHandler:
                 self._log_request(caller, opened.route)
                 parts = [opened.first.text]
                 last = opened.first
-                outcome = "error"
+                outcome: Outcome = "error"
                 gauge = route_metrics(opened.route).in_flight
                 gauge.inc()
                 try:
@@ -261,7 +255,7 @@ class ChatHandler:
             raise
         self._log_request(caller, opened.route)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        state: dict[str, Any] = {"outcome": "cancelled", "text": [], "last": opened.first}
+        sent = _Relay(opened.first)
 
         async def release() -> None:
             if opened.done:
@@ -271,9 +265,9 @@ class ChatHandler:
                 await _close(opened)
             self.admission.release()
             deadline.cancel()
-            self._finish(opened, caller, request, state["outcome"], "".join(state["text"]), state["last"])
+            self._finish(opened, caller, request, sent.outcome, "".join(sent.parts), sent.last)
 
-        relay = self._relay(opened, request, include_usage, state, release, deadline)
+        relay = self._relay(opened, request, include_usage, sent, release, deadline)
         return OpenStream(relay, opened.route, request.request_id, release)
 
     async def _relay(
@@ -281,14 +275,14 @@ class ChatHandler:
         opened: _Open,
         request: GenerationRequest,
         include_usage: bool,
-        state: dict[str, Any],
+        sent: _Relay,
         release: Callable[[], Awaitable[None]],
         deadline: Deadline,
     ) -> AsyncIterator[bytes]:
         r = opened.route
         rid, created = request.request_id, int(time.time())
         name, fp = f"{r.model}@{r.version}", f"{r.arm}:{r.version}"
-        parts: list[str] = state["text"]
+        parts = sent.parts
         gauge = route_metrics(r).in_flight
         gauge.inc()
         try:
@@ -302,7 +296,7 @@ class ChatHandler:
                     last = await deadline.wait(opened.stream.__anext__())
                 except StopAsyncIteration:
                     break
-                state["last"] = last
+                sent.last = last
                 if last.text:
                     parts.append(last.text)
                     yield head + json.dumps(last.text).encode() + tail
@@ -311,10 +305,10 @@ class ChatHandler:
             if include_usage:
                 end += _sse(usage_chunk(rid, created, name, fp, last.prompt_tokens, last.completion_tokens))
             yield end + b"data: [DONE]\n\n"
-            state["outcome"] = "ok"
+            sent.outcome = "ok"
         except FlywheelError as exc:
             # Bytes are out: no retry now. Report the failure in-band, as OpenAI does.
-            state["outcome"] = "error"
+            sent.outcome = "error"
             m.ERRORS.labels(r.model, r.arm, r.version, type(exc).__name__).inc()
             yield _sse(error_body(exc)[1])
         finally:
@@ -337,7 +331,7 @@ class ChatHandler:
         log_user_turn(self.events, self.config.surface, caller, r)
 
     def _finish(
-        self, opened: _Open, caller: Caller, request: GenerationRequest, outcome: str, text: str, last: Delta
+        self, opened: _Open, caller: Caller, request: GenerationRequest, outcome: Outcome, text: str, last: Delta
     ) -> None:
         r = opened.route
         elapsed = time.perf_counter() - opened.started
@@ -362,21 +356,13 @@ class OpenStream:
     release: Callable[[], Awaitable[None]]
 
 
-class _NullLease:
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-
 async def _empty() -> AsyncGenerator[Delta, None]:
     return
     yield  # pragma: no cover
 
 
 async def _close(opened: _Open) -> None:
-    try:
-        await opened.stream.aclose()
-    finally:
-        opened.lease.__exit__(None, None, None)
+    await opened.resources.aclose()
 
 
 def _content_chunk_template(rid: str, created: int, name: str, fp: str) -> tuple[bytes, bytes]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from serving._errors import ModelNotFoundError
-from serving.routing import BUCKETS, MemoryRoutingStore, arm_for, bucket, fnv1a_32, route
+from serving.routing import BUCKETS, ConversationPins, MemoryRoutingStore, Route, arm_for, bucket, fnv1a_32, route
 from tests._serving import state
 
 
@@ -52,3 +52,23 @@ def test_memory_store_round_trip() -> None:
     s = state()
     store.put(s)
     assert store.get("policy") == s and store.models() == ["policy"]
+
+
+def test_a_pinned_conversation_keeps_its_version_until_it_is_retired_or_forgotten() -> None:
+    pins = ConversationPins(capacity=2)
+    ready = {"v1", "v2"}.__contains__
+    canary = state(baseline="v1", candidate="v2", share_bp=5000, status="canary")
+    pins.pin("c-1", "v1")
+    assert pins.route(canary, "c-1", 2, ready) == Route("policy", "baseline", "v1")
+    assert pins.route(canary, "c-1", 1, ready) is None  # a first turn is routed afresh
+    assert pins.route(canary, "c-1", 2, {"v2"}.__contains__) is None  # not loaded here
+    promoted = state(baseline="v2")
+    assert pins.route(promoted, "c-1", 2, ready) is None  # v1 retired: route afresh
+    pins.pin("c-2", "v2")
+    assert pins.route(promoted, "c-2", 3, ready) == Route("policy", "baseline", "v2")
+    pins.pin("c-1", "v2")  # c-1 is now the most recently used...
+    pins.pin("c-3", "v2")  # ...so c-2 is the one forgotten
+    assert len(pins) == 2 and pins.route(promoted, "c-2", 3, ready) is None
+    assert pins.route(promoted, "c-1", 3, ready) is not None
+    pins.pin(None, "v2")  # no conversation id: nothing to remember
+    assert len(pins) == 2

@@ -298,12 +298,18 @@ def decide(analysis: Analysis, config: CanaryConfig, step_index: int, step_sampl
         return "advance", "guardrails within tolerance, no significant loss" + (
             f"; gain: {', '.join(gains)}" if gains else ""
         )
+    pending = [n for n in GUARDRAILS if analysis.metric(n).verdict == "inconclusive"]
+    # What is still missing: a gain held back by a guardrail not yet within tolerance reads
+    # differently to an operator than no gain at all.
+    missing = (
+        f"guardrails not yet shown within tolerance ({', '.join(pending)})"
+        + (f" despite a significant gain ({', '.join(gains)})" if gains else "")
+        if pending
+        else "no significant gain yet"
+    )
     if analysis.n_candidate >= analysis.horizon_n:
         reaction = config.on_inconclusive
         return (
             "hold" if reaction == "hold" else reaction
-        ), f"inconclusive at the horizon ({analysis.n_candidate} ≥ {analysis.horizon_n} responses)"
-    pending = [n for n in GUARDRAILS if analysis.metric(n).verdict == "inconclusive"]
-    return "hold", "inconclusive: " + (
-        f"guardrails not yet shown within tolerance ({', '.join(pending)})" if pending else "no significant gain yet"
-    )
+        ), f"inconclusive at the horizon ({analysis.n_candidate} ≥ {analysis.horizon_n} responses): {missing}"
+    return "hold", f"inconclusive: {missing}"

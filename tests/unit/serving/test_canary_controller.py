@@ -250,6 +250,19 @@ def test_decide_orders_srm_breach_loss_and_collecting() -> None:
     assert decide(a, CONFIG, 0, 2000)[0] == "rollback" and "continue_rate" in decide(a, CONFIG, 0, 2000)[1]
 
 
+def test_a_rollback_at_the_horizon_names_what_was_missing() -> None:
+    config = CONFIG.model_copy(update={"on_inconclusive": "rollback", "horizon_factor": 0.1})
+    gained = analyse(_totals(20_000, 8000, 2000), _totals(1000, 500, 100), config, {}, None, 500)
+    action, reason = decide(gained, config, 0, 1000)
+    assert gained.metric("continue_rate").verdict == "better" and gained.n_candidate >= gained.horizon_n
+    assert action == "rollback" and reason.startswith("inconclusive at the horizon")
+    # The gain was there: what held the candidate back was a guardrail not yet within tolerance.
+    assert "guardrails not yet shown within tolerance (violation_rate" in reason
+    assert "despite a significant gain (continue_rate)" in reason
+    flat = analyse(_totals(20_000, 8000, 2000), _totals(1000, 400, 100), config, {}, None, 500)
+    assert "despite" not in decide(flat, config, 0, 1000)[1]
+
+
 def test_lift_summary_for_reports() -> None:
     from serving.canary import lift_summary
 

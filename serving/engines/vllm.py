@@ -67,6 +67,7 @@ class VllmEngine:
         )
         self._replicas: dict[str, list[str]] = {}  # version -> replica URLs serving it
         self._kinds: dict[str, ModelSource] = {}
+        self._unanswered_checks: dict[str, int] = {}  # replica URL -> reconcile checks failed in a row
         self._windows: dict[str, ContextWindow] = {}
         self._tokenizers: dict[str, Any] = {}
         self._streams: aiohttp.ClientSession | None = None
@@ -305,12 +306,10 @@ class VllmEngine:
         for url in self.config.urls:
             try:
                 listed = await self._listed(url)
-            except httpx.HTTPError:
-                for urls in self._replicas.values():
-                    if url in urls:
-                        urls.remove(url)
-                        log.warning("replica %s does not answer; not routed to until it does", url)
+            except httpx.HTTPError as exc:
+                self._unanswered(url, exc)
                 continue
+            self._unanswered_checks.pop(url, None)
             for version, source in list(self._kinds.items()):
                 name, urls = self.served_name(version), self._replicas[version]
                 if name not in listed:
@@ -336,6 +335,21 @@ class VllmEngine:
                 urls.remove(replica.url)
                 log.error("vLLM process of %s on %s does not answer; not routed to until it does", version, replica.url)
         return fixed
+
+    def _unanswered(self, url: str, exc: httpx.HTTPError) -> None:
+        """A replica did not answer a reconcile check. Under load a check can time out on a
+        server that streams fine; taking it out of routing then would turn one slow control
+        call into failed completions until the next check. So it leaves routing only after
+        ``unanswered_checks`` failures in a row, or at once when nothing listens."""
+        failures = self._unanswered_checks[url] = self._unanswered_checks.get(url, 0) + 1
+        refused = isinstance(exc, httpx.ConnectError)
+        if not refused and failures < self.config.unanswered_checks:
+            log.warning("replica %s did not answer a check (%r, %d in a row); still routed to", url, exc, failures)
+            return
+        for urls in self._replicas.values():
+            if url in urls:
+                urls.remove(url)
+                log.warning("replica %s does not answer (%r); not routed to until it does", url, exc)
 
     # -- requests -------------------------------------------------------------------
     async def generate(self, version: str, request: GenerationRequest) -> AsyncGenerator[Delta, None]:

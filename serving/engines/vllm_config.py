@@ -63,6 +63,13 @@ class VllmEngineConfig(BaseModel):
         default=600.0, gt=0, description="How long a full checkpoint's replica may take to appear and become healthy."
     )
     poll_interval_s: float = Field(default=2.0, gt=0, description="Poll interval while waiting for a replica.")
+    unanswered_checks: int = Field(
+        default=2,
+        ge=1,
+        description="Consecutive reconcile checks a replica may fail to answer (a timeout, a dropped "
+        "connection: a busy server) before it leaves routing; a refused connection (nothing "
+        "listening) takes it out at once.",
+    )
     warmup_max_tokens: int = Field(
         default=8, gt=0, description="max_tokens of the warm-up completion sent after every load."
     )

@@ -3,7 +3,8 @@
 The vLLM engine is tested against a real vLLM server (tests/integration/vllm_server, started by
 deploy/local/vllm.sh). This stand-in stays only for the unit tests that need a fault real
 vLLM cannot be made to produce on demand: an error reported inside a 200 stream, a load
-refused for a chosen name, an abort observed exactly when a client disconnects. It
+refused for a chosen name, an abort observed exactly when a client disconnects, a model
+listing that fails a chosen number of times (a server too busy to answer a check). It
 implements the vLLM endpoints the engine uses, with vLLM's request and response shapes
 and status codes:
 
@@ -50,6 +51,7 @@ class CompatState:
         self.aborted: list[str] = []
         self.fail_mid_stream = 0
         self.refuse_loads = False  # every load_lora_adapter answers 400
+        self.fail_model_lists = 0  # the next this many GET /v1/models answer 503 (a busy server)
 
     def models(self) -> list[str]:
         return sorted(self.served) + sorted(self.adapters)
@@ -73,7 +75,10 @@ def create_vllm_compat_app(
         return JSONResponse({}, status_code=200)
 
     @app.get("/v1/models")
-    async def models() -> dict[str, Any]:
+    async def models() -> Any:
+        if state.fail_model_lists:
+            state.fail_model_lists -= 1
+            return _error(503, "busy (refused by the test)", "ServiceUnavailableError")
         data: list[dict[str, Any]] = [
             {"id": m, "object": "model", "owned_by": "vllm", "created": 0} for m in state.models()
         ]

@@ -166,6 +166,31 @@ def test_vllm_engine_against_the_compat_server(tmp_path: Path) -> None:
         asyncio.run(run())
 
 
+def test_a_replica_that_misses_one_check_stays_routed_and_one_that_is_gone_leaves_at_once() -> None:
+    with VllmCompatServer(served=("policy@v1",)) as server:
+        engine = VllmEngine(VllmEngineConfig(urls=(server.url,), model="policy", unanswered_checks=2))
+
+        async def run() -> None:
+            await engine.load(ModelSource("v1", None, kind="full"))
+            server.state.fail_model_lists = 1  # busy once: still served
+            await engine.reconcile()
+            assert (await complete(engine, "v1", _req(0, max_tokens=2))).completion_tokens == 2
+            server.state.fail_model_lists = 2  # twice in a row: out of routing...
+            await engine.reconcile()
+            await engine.reconcile()
+            with pytest.raises(EngineUnavailableError):
+                await complete(engine, "v1", _req(1, max_tokens=2))
+            await engine.reconcile()  # ...until it answers again
+            assert (await complete(engine, "v1", _req(2, max_tokens=2))).completion_tokens == 2
+            server.stop()  # nothing listens: out at the first check
+            await engine.reconcile()
+            with pytest.raises(EngineUnavailableError):
+                await complete(engine, "v1", _req(3, max_tokens=2))
+            await engine.close()
+
+        asyncio.run(run())
+
+
 def test_hot_swap_with_the_embedded_engine_verifies_before_serving(tiny_llama: Path, tmp_path: Path) -> None:
     import shutil
 

@@ -1,7 +1,11 @@
 """Trainer wrappers vs plain trl: the same data, model and settings; steps per second of
 ``train()`` for our SFT and DPO layers against SFTTrainer / DPOTrainer called directly.
 
-Usage: python bench/trainers.py [--repeats 4] [--examples 512]
+With ``--lora``: our layers with full fine-tuning against LoRA adapters (the adapter the
+demo trains for vLLM: rank 16 on every linear layer), the same data and steps, to
+measure what LoRA saves a generation's training on this model.
+
+Usage: python bench/trainers.py [--repeats 4] [--examples 512] [--lora]
 The last line of output is one JSON object.
 """
 
@@ -29,7 +33,7 @@ from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 from trainers.bootstrap import synthetic_corpus, synthetic_pairs
 from trainers.bootstrap.base_model import ensure_base_model
 from trainers.characters import CHARACTERS_BY_ID
-from trainers.common import Demonstration, Pair, Prompt
+from trainers.common import Demonstration, LoraAdapterConfig, Pair, Prompt
 from trainers.common.training import run_trainer
 from trainers.dpo import DpoTrainerConfig
 from trainers.dpo.dpo_trainer import DpoTrainer
@@ -128,10 +132,58 @@ def _plain_dpo(base: Path, pairs: list[Pair], s: DpoTrainerConfig, work: Path) -
     return _timed(trainer.train, trainer)
 
 
+# The adapter flywheel/demo/_platform.py trains when generations are served by vLLM.
+_DEMO_LORA = LoraAdapterConfig(
+    enabled=True,
+    r=16,
+    alpha=32,
+    target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+)
+
+
+def _lora_against_full(base: Path, demos: list[Demonstration], pairs: list[Pair], repeats: int) -> dict[str, object]:
+    """Our SFT and DPO layers, full weights against LoRA, interleaved like the main bench.
+    LoRA DPO needs no separate reference model (the disabled adapter is the reference)."""
+    full_sft, full_dpo = SftTrainerConfig(epochs=1.0, num_candidates=0), DpoTrainerConfig(epochs=1.0)
+    sides = {
+        "sft_full": (SftTrainer, full_sft, demos),
+        "sft_lora": (SftTrainer, full_sft.model_copy(update={"lora": _DEMO_LORA}), demos),
+        "dpo_full": (DpoTrainer, full_dpo, pairs),
+        "dpo_lora": (DpoTrainer, full_dpo.model_copy(update={"lora": _DEMO_LORA}), pairs),
+    }
+    results: dict[str, list[tuple[float, float]]] = {k: [] for k in sides}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        _ours(SftTrainer(full_sft), base, demos[:32], work / "warmup")
+        for r in range(repeats):
+            for kind in ("sft", "dpo"):
+                order = [("full", "lora"), ("lora", "full")][r % 2]
+                for how in order:
+                    cls, config, data = sides[f"{kind}_{how}"]
+                    results[f"{kind}_{how}"].append(_ours(cls(config), base, data, work / f"{kind}-{how}-{r}"))
+            print(
+                f"repeat {r + 1}: "
+                + ", ".join(f"{k} {v[-1][0]:.2f} steps/s ({v[-1][1]:.2f} per CPU-s)" for k, v in results.items()),
+                flush=True,
+            )
+    wall = {k: statistics.median(x[0] for x in v) for k, v in results.items()}
+    cpu = {k: statistics.median(x[1] for x in v) for k, v in results.items()}
+    return {
+        "lora": _DEMO_LORA.model_dump(mode="json"),
+        **{f"{k}_steps_per_s": round(v, 3) for k, v in wall.items()},
+        **{f"{k}_steps_per_cpu_s": round(v, 3) for k, v in cpu.items()},
+        "sft_lora_over_full": round(wall["sft_lora"] / wall["sft_full"], 3),
+        "dpo_lora_over_full": round(wall["dpo_lora"] / wall["dpo_full"], 3),
+        "sft_lora_over_full_cpu": round(cpu["sft_lora"] / cpu["sft_full"], 3),
+        "dpo_lora_over_full_cpu": round(cpu["dpo_lora"] / cpu["dpo_full"], 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=4, help="even: each side goes first equally often")
     parser.add_argument("--examples", type=int, default=512)
+    parser.add_argument("--lora", action="store_true", help="full fine-tuning against LoRA instead of ours against trl")
     args = parser.parse_args()
     base = ensure_base_model()
     demos = [
@@ -140,6 +192,15 @@ def main() -> None:
     pairs = [
         Pair(_prompt(p.character_id, p.context), p.chosen, p.rejected) for p in synthetic_pairs(args.examples, seed=2)
     ]
+    if args.lora:
+        head = {
+            "bench": "trainers-lora",
+            "device": "cuda" if _CUDA else "cpu",
+            "torch_threads": torch.get_num_threads(),
+        }
+        extra = {"examples": args.examples, "repeats": args.repeats}
+        print(json.dumps({**head, **extra, **_lora_against_full(base, demos, pairs, args.repeats)}))
+        return
     sft_s = SftTrainerConfig(epochs=1.0, num_candidates=0)
     dpo_s = DpoTrainerConfig(epochs=1.0)
     results: dict[str, list[tuple[float, float]]] = {"sft_ours": [], "sft_trl": [], "dpo_ours": [], "dpo_trl": []}

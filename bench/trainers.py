@@ -132,6 +132,21 @@ def _plain_dpo(base: Path, pairs: list[Pair], s: DpoTrainerConfig, work: Path) -
     return _timed(trainer.train, trainer)
 
 
+def _progress(r: int, results: dict[str, list[tuple[float, float]]]) -> None:
+    print(
+        f"repeat {r + 1}: "
+        + ", ".join(f"{k} {v[-1][0]:.2f} steps/s ({v[-1][1]:.2f} per CPU-s)" for k, v in results.items()),
+        flush=True,
+    )
+
+
+def _medians(results: dict[str, list[tuple[float, float]]]) -> tuple[dict[str, float], dict[str, float]]:
+    """Median steps per wall second and per CPU second of each side."""
+    wall = {k: statistics.median(x[0] for x in v) for k, v in results.items()}
+    cpu = {k: statistics.median(x[1] for x in v) for k, v in results.items()}
+    return wall, cpu
+
+
 # The adapter flywheel/demo/_platform.py trains when generations are served by vLLM.
 _DEMO_LORA = LoraAdapterConfig(
     enabled=True,
@@ -161,13 +176,8 @@ def _lora_against_full(base: Path, demos: list[Demonstration], pairs: list[Pair]
                 for how in order:
                     cls, config, data = sides[f"{kind}_{how}"]
                     results[f"{kind}_{how}"].append(_ours(cls(config), base, data, work / f"{kind}-{how}-{r}"))
-            print(
-                f"repeat {r + 1}: "
-                + ", ".join(f"{k} {v[-1][0]:.2f} steps/s ({v[-1][1]:.2f} per CPU-s)" for k, v in results.items()),
-                flush=True,
-            )
-    wall = {k: statistics.median(x[0] for x in v) for k, v in results.items()}
-    cpu = {k: statistics.median(x[1] for x in v) for k, v in results.items()}
+            _progress(r, results)
+    wall, cpu = _medians(results)
     return {
         "lora": _DEMO_LORA.model_dump(mode="json"),
         **{f"{k}_steps_per_s": round(v, 3) for k, v in wall.items()},
@@ -216,13 +226,8 @@ def main() -> None:
                 else:
                     results["sft_ours"].append(_ours(SftTrainer(sft_s), base, demos, work / f"s{r}"))
                     results["dpo_ours"].append(_ours(DpoTrainer(dpo_s), base, pairs, work / f"d{r}"))
-            print(
-                f"repeat {r + 1}: "
-                + ", ".join(f"{k} {v[-1][0]:.2f} steps/s ({v[-1][1]:.2f} per CPU-s)" for k, v in results.items()),
-                flush=True,
-            )
-    wall = {k: statistics.median(x[0] for x in v) for k, v in results.items()}
-    cpu = {k: statistics.median(x[1] for x in v) for k, v in results.items()}
+            _progress(r, results)
+    wall, cpu = _medians(results)
     out = {
         "bench": "trainers",
         "device": "cuda" if torch.cuda.is_available() else "cpu",

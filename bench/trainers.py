@@ -147,24 +147,24 @@ def _medians(results: dict[str, list[tuple[float, float]]]) -> tuple[dict[str, f
     return wall, cpu
 
 
-# The adapter flywheel/demo/_platform.py trains when generations are served by vLLM.
-_DEMO_LORA = LoraAdapterConfig(
-    enabled=True,
-    r=16,
-    alpha=32,
-    target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
-)
+def _demo_lora() -> LoraAdapterConfig:
+    """The adapter the demo's trainers train when generations are served by vLLM."""
+    from flywheel.demo._platform import trainer_settings
+    from flywheel.demo.config import DemoConfig
+
+    return trainer_settings(DemoConfig(engine="vllm"), run_id="bench", work_dir=Path(tempfile.gettempdir())).sft.lora
 
 
 def _lora_against_full(base: Path, demos: list[Demonstration], pairs: list[Pair], repeats: int) -> dict[str, object]:
     """Our SFT and DPO layers, full weights against LoRA, interleaved like the main bench.
     LoRA DPO needs no separate reference model (the disabled adapter is the reference)."""
     full_sft, full_dpo = SftTrainerConfig(epochs=1.0, num_candidates=0), DpoTrainerConfig(epochs=1.0)
+    lora = _demo_lora()
     sides = {
         "sft_full": (SftTrainer, full_sft, demos),
-        "sft_lora": (SftTrainer, full_sft.model_copy(update={"lora": _DEMO_LORA}), demos),
+        "sft_lora": (SftTrainer, full_sft.model_copy(update={"lora": lora}), demos),
         "dpo_full": (DpoTrainer, full_dpo, pairs),
-        "dpo_lora": (DpoTrainer, full_dpo.model_copy(update={"lora": _DEMO_LORA}), pairs),
+        "dpo_lora": (DpoTrainer, full_dpo.model_copy(update={"lora": lora}), pairs),
     }
     results: dict[str, list[tuple[float, float]]] = {k: [] for k in sides}
     with tempfile.TemporaryDirectory() as tmp:
@@ -179,7 +179,7 @@ def _lora_against_full(base: Path, demos: list[Demonstration], pairs: list[Pair]
             _progress(r, results)
     wall, cpu = _medians(results)
     return {
-        "lora": _DEMO_LORA.model_dump(mode="json"),
+        "lora": lora.model_dump(mode="json"),
         **{f"{k}_steps_per_s": round(v, 3) for k, v in wall.items()},
         **{f"{k}_steps_per_cpu_s": round(v, 3) for k, v in cpu.items()},
         "sft_lora_over_full": round(wall["sft_lora"] / wall["sft_full"], 3),
